@@ -88,7 +88,9 @@ class StageSpec:
             )
         for k in kernels:
             if k == 1:
-                raise ArchSpecError("kernel size 1 is not a depthwise kernel (the paper rules it out)")
+                raise ArchSpecError(
+                    "kernel size 1 is not a depthwise kernel (the paper rules it out)"
+                )
             if k < 1 or k % 2 == 0:
                 raise ArchSpecError(f"kernel size {k} is not allowed: use odd sizes 3, 5, 7, ...")
         if len(set(kernels)) != len(kernels):
@@ -191,9 +193,7 @@ class ArchSpec:
     def default(cls, backbone: str = "mobilenetv2_100", num_classes: int = 14) -> ArchSpec:
         """The backbone as timm defines it (no MD-Conv anywhere)."""
         layout = get_backbone(backbone)
-        stages = tuple(
-            StageSpec((s.kernel,) if s.kernel else ()) for s in layout.stages
-        )
+        stages = tuple(StageSpec((s.kernel,) if s.kernel else ()) for s in layout.stages)
         return cls(backbone, num_classes, stages)
 
     def with_stage(self, index: int, kernels: Sequence[int], split: Sequence[int] = ()) -> ArchSpec:
@@ -224,7 +224,10 @@ class ArchSpec:
             spec = cls(
                 str(data["backbone"]),
                 int(data["num_classes"]),
-                tuple(StageSpec(tuple(s["kernels"]), tuple(s.get("split", ()))) for s in data["stages"]),
+                tuple(
+                    StageSpec(tuple(s["kernels"]), tuple(s.get("split", ())))
+                    for s in data["stages"]
+                ),
             )
         except (KeyError, TypeError) as exc:
             raise ArchSpecError(

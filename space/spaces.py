@@ -134,14 +134,20 @@ class SearchSpace:
             kind = "searched" if len(options) > 1 else "fixed"
             toks = " | ".join(s.token for s in options)
             lines.append(f"  stage{i} (stride {lay.stride}, x{lay.repeats}) {kind:8s} {toks}")
-        lines.append(f"{self.size} distinct architectures ({len(self.searched_stages)} searched stages)")
+        lines.append(
+            f"{self.size} distinct architectures ({len(self.searched_stages)} searched stages)"
+        )
         return "\n".join(lines)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], name: str, backbone: str | None = None) -> SearchSpace:
+    def from_dict(
+        cls, data: Mapping[str, Any], name: str, backbone: str | None = None
+    ) -> SearchSpace:
         """Build from the file form (module docstring); ``backbone`` overrides the file's."""
         if not isinstance(data, Mapping):
-            raise SpaceError(f"{name}: a space file must be a mapping with 'stages' or 'every_stage'")
+            raise SpaceError(
+                f"{name}: a space file must be a mapping with 'stages' or 'every_stage'"
+            )
         unknown = set(data) - _KEYS
         if unknown:
             raise SpaceError(f"{name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}")
@@ -168,16 +174,22 @@ class SearchSpace:
         known = {str(i) for i in range(n)} | {f"stage{i}" for i in range(n)}
         bad = [k for k in per_stage if str(k) not in known]
         if bad:
-            raise SpaceError(f"{name}: stage(s) {bad} do not exist; {backbone} has stage0..stage{n - 1}")
+            raise SpaceError(
+                f"{name}: stage(s) {bad} do not exist; {backbone} has stage0..stage{n - 1}"
+            )
         space = cls(name, backbone, tuple(choices), str(data.get("description", "")))
         if not space.searched_stages:
-            raise SpaceError(f"{name}: no stage has more than one choice, so there is nothing to search")
+            raise SpaceError(
+                f"{name}: no stage has more than one choice, so there is nothing to search"
+            )
         return space
 
 
 def _parse_choices(raw: Any, base: ArchSpec, i: int, name: str) -> tuple[StageSpec, ...]:
     if isinstance(raw, str) or not isinstance(raw, Sequence) or not raw:
-        raise SpaceError(f"{name}: stage{i} needs a non-empty list of choices, e.g. [base, k3.5s1:1]")
+        raise SpaceError(
+            f"{name}: stage{i} needs a non-empty list of choices, e.g. [base, k3.5s1:1]"
+        )
     out: list[StageSpec] = []
     for tok in raw:
         try:

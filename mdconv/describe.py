@@ -1,0 +1,157 @@
+"""A per-stage table of an architecture, like Table 1 of the paper, with FLOPs and parameters.
+
+FLOPs are multiply-adds of convolutions and linear layers, in millions, at the named input size
+(see :mod:`mdsearch.mdconv.cost`); parameters are in millions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mdsearch.space import ArchSpec, StageSpec, get_backbone, split_channels
+from torch import nn
+
+from .builder import build
+from .cost import cost
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["arch_table", "format_arch_table"]
+
+COLUMNS = [
+    "layer",
+    "operator",
+    "n",
+    "stride",
+    "out_channels",
+    "kernels",
+    "dw_channels",
+    "flops_m",
+    "params_m",
+]
+_BLOCK_OPERATOR = {"ds": "bottleneck (t=1)", "ir": "bottleneck", "cn": "conv2d 1x1"}
+
+
+def arch_table(spec: ArchSpec, input_size: int = 448) -> pd.DataFrame:
+    """One row per layer group (stem, stage0 .. stageN, head, classifier) plus a total row.
+
+    Args:
+        spec: the architecture.
+        input_size: side of the square 3-channel input, pixels, for the FLOPs.
+
+    Returns:
+        DataFrame with columns ``layer``, ``operator``, ``n`` (blocks), ``stride`` (of the first
+        block), ``out_channels``, ``kernels`` (``3x3`` or ``3x3+5x5 (1:1)``), ``dw_channels``
+        (depthwise channels per kernel group and block, e.g. ``288+288, 480+480 (x2)``),
+        ``flops_m`` (multiply-adds of conv + linear, millions, at ``input_size``) and
+        ``params_m`` (millions).
+
+    Example:
+        >>> spec = ArchSpec.parse("mobilenetv2_100:c14:k3,k3,k3,k3,k3,k3.5s1:1,k3")
+        >>> arch_table(spec).set_index("layer").loc["stage5", "kernels"]
+        '3x3+5x5 (1:1)'
+    """
+    import pandas as pd
+
+    layout = get_backbone(spec.backbone)
+    costs = cost(spec, input_size)
+    model = build(spec)
+    rows = []
+    stem = costs.stage("stem")
+    rows.append(
+        ["stem", "conv2d 3x3", 1, 2, layout.stem_channels, "-", "-", stem.flops_m, stem.params_m]
+    )
+    for i, (stage, lay) in enumerate(zip(spec.stages, layout.stages)):
+        row = costs.stage(f"stage{i}")
+        op = _BLOCK_OPERATOR.get(lay.block, lay.block) + (" + SE" if lay.se else "")
+        rows.append(
+            [
+                f"stage{i}",
+                op,
+                lay.repeats,
+                lay.stride,
+                lay.out_channels,
+                _kernels_text(stage),
+                _channels_text(stage, lay.dw_channels),
+                row.flops_m,
+                row.params_m,
+            ]
+        )
+    head = costs.stage("head")
+    classifier = model.get_classifier()
+    head_out = getattr(classifier, "in_features", getattr(model, "num_features", 0))
+    rows.append(["head", _head_text(model), 1, 1, head_out, "-", "-", head.flops_m, head.params_m])
+    fc = costs.stage("classifier")
+    rows.append(
+        ["classifier", "linear", 1, "-", spec.num_classes, "-", "-", fc.flops_m, fc.params_m]
+    )
+    rows.append(["total", "", "", "", "", "", "", costs.flops_m, costs.params_m])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def format_arch_table(spec: ArchSpec, input_size: int = 448) -> str:
+    """:func:`arch_table` as text for ``mdsearch show ARCH --input-size N``.
+
+    The first lines name the architecture (canonical string and id), the input size and the
+    FLOPs convention.
+
+    Args:
+        spec: the architecture.
+        input_size: side of the square 3-channel input, pixels, for the FLOPs.
+
+    Returns:
+        Multi-line text (no trailing newline).
+    """
+    table = arch_table(spec, input_size)
+    mdconv = ", ".join(f"stage{i}" for i in spec.mdconv_stages) or "none"
+    header = [
+        f"architecture {spec.canonical}  (id {spec.arch_id})",
+        f"backbone {spec.backbone}, {spec.num_classes} classes, MD-Conv in: {mdconv}",
+        f"input {input_size}x{input_size}x3; FLOPs = multiply-adds (conv+linear), millions, "
+        f"at {input_size}x{input_size}; params in millions",
+    ]
+    body = table.to_string(
+        index=False,
+        formatters={"flops_m": "{:.1f}".format, "params_m": "{:.3f}".format},
+    )
+    return "\n".join(header + ["", body])
+
+
+def _kernels_text(stage: StageSpec) -> str:
+    if not stage.kernels:
+        return "-"
+    ks = "+".join(f"{k}x{k}" for k in stage.kernels)
+    if not stage.is_mdconv:
+        return ks
+    return f"{ks} ({':'.join(str(p) for p in stage.split)})"
+
+
+def _channels_text(stage: StageSpec, dw_channels: tuple[int, ...]) -> str:
+    """Per block, the depthwise channels of each kernel group; repeated blocks run-length coded."""
+    if not stage.kernels:
+        return "-"
+    parts = ["+".join(str(c) for c in split_channels(ch, stage.split)) for ch in dw_channels]
+    runs: list[list] = []
+    for p in parts:
+        if runs and runs[-1][0] == p:
+            runs[-1][1] += 1
+        else:
+            runs.append([p, 1])
+    return ", ".join(p if n == 1 else f"{p} (x{n})" for p, n in runs)
+
+
+def _head_text(model: nn.Module) -> str:
+    """What the modules after the last stage do, in order (e.g. ``conv2d 1x1 + avgpool``)."""
+    classifier = model.get_classifier()
+    seen_blocks, ops = False, []
+    for name, child in model.named_children():
+        if name == "blocks":
+            seen_blocks = True
+        elif seen_blocks and child is not classifier:
+            if isinstance(child, nn.Conv2d):
+                k = child.kernel_size[0]
+                ops.append(f"conv2d {k}x{k}")
+            elif "pool" in type(child).__name__.lower() or "pool" in name:
+                ops.append("avgpool")
+    return " + ".join(ops) or "-"

@@ -1,0 +1,303 @@
+"""The ``mdsearch`` command line.
+
+    mdsearch run --budget 100            search (embedded synthetic data unless --data is given)
+    mdsearch run --resume runs/NAME      continue a killed or interrupted search to its budget
+    mdsearch space [PRESET|FILE]         the choices of a search space and its size
+    mdsearch show ARCH                   per-stage table of an architecture with FLOPs and params
+
+Bad input exits with status 2 and one line saying what to change; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from mdsearch.space import ArchSpecError, SpaceError
+
+    from .datasets import DataError
+    from .runfolder import RunError
+
+    errors: list[type[Exception]] = [ArchSpecError, SpaceError, DataError, RunError]
+    try:
+        from mdsearch.results import ResultsError
+
+        errors.append(ResultsError)
+    except ImportError:  # results not installed in a trimmed environment
+        pass
+    return tuple(errors)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in {"all", "none", "0"} else _positive_int(text)
+
+
+def _add_run(sub) -> None:
+    from .orchestrate import EARLY_STOP, SAMPLERS
+
+    p = sub.add_parser(
+        "run",
+        help="search MD-Conv placements (AUC vs FLOPs)",
+        description="Search MD-Conv placements with Ray Tune + Optuna, training a short proxy per "
+        "architecture. Without --data it runs on a synthetic phantom set (labelled as such).",
+    )
+    p.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=None,
+        help="trials in total (default 100; with --resume: the run's own budget)",
+    )
+    p.add_argument(
+        "--data",
+        default="phantom",
+        help="phantom (default, synthetic) | chestxray14=PATH | chestmnist[=FILE.npz][:SIZE] | kermany=PATH",
+    )
+    p.add_argument(
+        "--space", default="default", help="preset (default, paper) or a YAML/JSON space file"
+    )
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help="timm backbone replacing the space's (e.g. mobilenetv3_large_100)",
+    )
+    p.add_argument(
+        "--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler (default tpe)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seeds the sampler, the data split and the trials"
+    )
+    p.add_argument("--out", default=None, help="run folder (default runs/<date>-<time>)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        default=None,
+        help="continue the run in this folder to its budget (its settings are reused)",
+    )
+    g = p.add_argument_group("proxy training (one trial)")
+    g.add_argument(
+        "--resolution", type=int, default=64, help="training input size in px (default 64)"
+    )
+    g.add_argument("--epochs", type=int, default=2, help="proxy epochs (default 2)")
+    g.add_argument(
+        "--train-subset",
+        type=_optional_int,
+        default=2048,
+        help="training images per epoch (default 2048; 'all' for the whole split)",
+    )
+    g.add_argument(
+        "--val-subset",
+        type=_optional_int,
+        default=None,
+        help="validation images scored (default: all)",
+    )
+    g.add_argument("--batch-size", type=int, default=64, help="default 64")
+    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4")
+    g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    g.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of patients held out for validation (default 0.2)",
+    )
+    g.add_argument(
+        "--input-size",
+        type=int,
+        default=448,
+        help="input size at which FLOPs are counted (default 448, as in the paper)",
+    )
+    g.add_argument(
+        "--early-stop",
+        choices=EARLY_STOP,
+        default="none",
+        help="asha: stop weak trials early on AUC (stopped trials never enter the front)",
+    )
+    r = p.add_argument_group("resources")
+    r.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
+    r.add_argument("--gpus-per-trial", type=float, default=0.0, help="default 0")
+    r.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
+    r.add_argument(
+        "--address",
+        default=None,
+        help="join an existing Ray cluster (auto or ray://HOST:PORT); default: local Ray",
+    )
+    r.add_argument(
+        "--cache-dir", default=None, help="decoded-image cache (default: user cache dir)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.set_defaults(func=_cmd_run)
+
+
+def _settings_from_args(args):
+    from .orchestrate import SearchSettings
+    from .proxy import ProxyConfig
+
+    proxy = ProxyConfig(
+        resolution=args.resolution,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        train_subset=args.train_subset,
+        val_subset=args.val_subset,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+    )
+    return SearchSettings(
+        data=args.data,
+        space=args.space,
+        backbone=args.backbone,
+        budget=args.budget,
+        sampler=args.sampler,
+        seed=args.seed,
+        input_size=args.input_size,
+        proxy=proxy,
+        early_stop=args.early_stop,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        address=args.address,
+        cache_dir=args.cache_dir,
+        val_fraction=args.val_fraction,
+    )
+
+
+def _cmd_run(args) -> int:
+    from dataclasses import replace
+
+    from .orchestrate import SearchSettings, prepare, run_search
+    from .runfolder import RunFolder
+
+    if args.resume:
+        folder = RunFolder(args.resume)
+        folder.check_resumable()
+        settings = SearchSettings.from_dict(folder.read_config()["settings"])
+        # On resume only the budget and the place to run may change.
+        if args.budget is not None:
+            settings = replace(settings, budget=args.budget)
+        if args.address is not None:
+            settings = replace(settings, address=args.address)
+        prepared = prepare(settings, folder.path, resume=True)
+    else:
+        out = args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        if args.budget is None:
+            args.budget = 100
+        prepared = prepare(_settings_from_args(args), out)
+    folder = run_search(prepared, quiet=args.quiet)
+    table = folder.read_table()
+    counts = table["status"].value_counts().to_dict() if len(table) else {}
+    print(f"run folder: {folder.path}")
+    print(
+        f"trials: {len(table)} ({', '.join(f'{v} {k.lower()}' for k, v in counts.items()) or 'none'})"
+    )
+    print(f"trial table: {folder.table_path}")
+    print(f"Optuna study: optuna-dashboard {folder.study_url}")
+    if not args.no_report and len(table):
+        _write_report(folder.path)
+    return 0
+
+
+def _write_report(path: Path) -> None:
+    try:
+        from mdsearch.results import write_report
+    except ImportError:
+        return
+    files = write_report(path)
+    print(f"report: {files['html']}")
+
+
+def _add_space(sub) -> None:
+    p = sub.add_parser("space", help="print a search space's choices and size")
+    p.add_argument(
+        "space", nargs="?", default="default", help="preset (default, paper) or YAML/JSON file"
+    )
+    p.add_argument("--backbone", default=None, help="timm backbone replacing the space's")
+    p.set_defaults(func=_cmd_space)
+
+
+def _cmd_space(args) -> int:
+    from mdsearch.space import load_space
+
+    print(load_space(args.space, args.backbone).describe())
+    return 0
+
+
+def _add_show(sub) -> None:
+    p = sub.add_parser("show", help="per-stage table of one architecture with FLOPs and params")
+    p.add_argument(
+        "arch",
+        help="canonical string (e.g. mobilenetv2_100:c14:k3,k3,k3,k3,k3,k3.5s1:1,k3), "
+        "'paper', 'baseline', or an arch.json file",
+    )
+    p.add_argument("--input-size", type=int, default=448, help="FLOPs input size (default 448)")
+    p.add_argument("--backbone", default="mobilenetv2_100", help="backbone for 'paper'/'baseline'")
+    p.add_argument("--num-classes", type=int, default=14, help="outputs for 'paper'/'baseline'")
+    p.set_defaults(func=_cmd_show)
+
+
+def _cmd_show(args) -> int:
+    from mdsearch.space import ArchSpec
+
+    if args.arch in {"baseline", "paper"}:
+        spec = ArchSpec.default(args.backbone, args.num_classes)
+        if args.arch == "paper":
+            spec = spec.with_stage(5, (3, 5), (1, 1))
+    else:
+        spec = ArchSpec.load(args.arch)
+    if args.input_size < 32:
+        raise _usage(f"--input-size {args.input_size}: must be at least 32")
+    from mdsearch.mdconv import format_arch_table
+
+    print(format_arch_table(spec, args.input_size))
+    return 0
+
+
+class _UsageError(ValueError):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="mdsearch",
+        description="Neural architecture search over MD-Conv placements for chest X-ray classifiers.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_space, _add_show):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mdsearch`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (_UsageError, *_user_errors()) as exc:
+        print(f"mdsearch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

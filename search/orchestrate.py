@@ -1,0 +1,593 @@
+"""The search: Ray Tune runs Optuna-guided proxy trials and records every one in the run folder.
+
+Flow of one ``mdsearch run``:
+
+1. everything the user typed is checked before Ray starts (space, data, sampler, folder);
+2. the driver loads the data once, so the decoded cache exists before any worker maps it;
+3. ``OptunaSearch`` (multi-objective: maximise validation AUC, minimise FLOPs) proposes
+   architectures; its study lives in ``study.db`` inside the run folder;
+4. each trial runs :func:`mdsearch.search.proxy.proxy_train` in a reused Ray actor (torch and timm
+   are imported once per worker, not once per trial) and writes its validation predictions;
+5. the driver appends one row per finished trial to ``trials.csv`` and shows live progress.
+
+Repeats: when the sampler proposes an architecture the run has already evaluated, it is trained
+again with the next seed (seed, seed+1, ...): a repeat is a further seed that narrows that
+architecture's uncertainty, never an accidental copy. The results pool the seeds of one arch.
+
+Early stopping (``--early-stop asha``) stops weak trials on AUC alone; such a trial keeps its row
+with status STOPPED and the fidelity it reached, and Optuna is told it was PRUNED, so a partial
+AUC never poses as a finished proxy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import platform
+import socket
+import sys
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mdsearch.space import SearchSpace, load_space
+
+from .proxy import ProxyConfig
+from .runfolder import RunError, RunFolder, label_column
+
+__all__ = ["SearchSettings", "SAMPLERS", "prepare", "run_search", "resolution_warnings"]
+
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+EARLY_STOP = ("none", "asha")
+_STUDY = "mdsearch"
+_GRID_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Every setting of a search (stored in config.json; ``--resume`` reads them back).
+
+    Args:
+        data: ``--data`` value (``phantom``, ``kermany=PATH``, ...).
+        space: preset name or space file.
+        backbone: optional timm backbone overriding the space's.
+        budget: number of trials in total (resumes count the ones already done).
+        sampler: Optuna sampler (tpe, nsga2, random, grid).
+        seed: seeds the sampler and the trials (repeat k of an arch uses seed + k).
+        input_size: input side at which FLOPs are counted (the paper's 448).
+        proxy: the proxy training settings.
+        early_stop: ``none`` or ``asha``.
+        cpus_per_trial / gpus_per_trial: Ray resources per trial.
+        max_concurrent: cap on trials running at once (None: as many as resources allow).
+        address: Ray cluster address (None: a local Ray started and stopped by the command).
+        cache_dir: decoded-image cache folder (None: the user cache dir).
+        val_fraction: share of patients held out for validation when the source has no val split.
+    """
+
+    data: str = "phantom"
+    space: str = "default"
+    backbone: str | None = None
+    budget: int = 100
+    sampler: str = "tpe"
+    seed: int = 0
+    input_size: int = 448
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    early_stop: str = "none"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    address: str | None = None
+    cache_dir: str | None = None
+    val_fraction: float = 0.2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for config.json."""
+        d = asdict(self)
+        d["proxy"] = self.proxy.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
+        """Inverse of :meth:`to_dict`."""
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        data["proxy"] = ProxyConfig.from_dict(data.get("proxy", {}))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked search, ready to run: what :func:`prepare` returns."""
+
+    settings: SearchSettings
+    space: SearchSpace
+    folder: RunFolder
+    resume: bool
+
+
+def _fail(message: str) -> None:
+    raise RunError(message)
+
+
+def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) -> Prepared:
+    """Check everything the user typed, before Ray starts or anything is written.
+
+    Raises:
+        RunError, SpaceError, DataError: one line naming the flag and what to do.
+    """
+    from .datasets import parse_data_spec
+
+    folder = RunFolder(out)
+    if resume:
+        folder.check_resumable()
+    else:
+        folder.check_new()
+    if settings.budget < 1:
+        _fail(f"--budget {settings.budget}: give at least 1 trial")
+    if settings.sampler not in SAMPLERS:
+        _fail(f"--sampler {settings.sampler!r} is unknown: use one of {', '.join(SAMPLERS)}")
+    if settings.early_stop not in EARLY_STOP:
+        _fail(f"--early-stop {settings.early_stop!r} is unknown: use none or asha")
+    p = settings.proxy
+    for flag, value, low in (
+        ("--resolution", p.resolution, 16),
+        ("--epochs", p.epochs, 1),
+        ("--batch-size", p.batch_size, 2),
+        ("--input-size", settings.input_size, 32),
+    ):
+        if value < low:
+            _fail(f"{flag} {value}: must be at least {low}")
+    if p.train_subset is not None and p.train_subset < p.batch_size:
+        _fail(f"--train-subset {p.train_subset} is smaller than --batch-size {p.batch_size}")
+    if not p.lr > 0:
+        _fail(f"--lr {p.lr}: must be positive")
+    if settings.cpus_per_trial <= 0 or settings.gpus_per_trial < 0:
+        _fail("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if not 0 < settings.val_fraction < 1:
+        _fail(f"--val-fraction {settings.val_fraction}: must be between 0 and 1")
+    space = load_space(settings.space, settings.backbone)
+    if settings.sampler == "grid" and space.size > _GRID_LIMIT:
+        _fail(
+            f"--sampler grid: space {space.name} has {space.size} architectures, more than a "
+            f"grid can cover ({_GRID_LIMIT}); use tpe, nsga2 or random"
+        )
+    parse_data_spec(settings.data)
+    return Prepared(settings, space, folder, resume)
+
+
+def resolution_warnings(space: SearchSpace, resolution: int) -> list[str]:
+    """Warnings for searched stages whose feature maps are not larger than their kernels.
+
+    At 64 px MobileNet-v2's stage5 runs on 4x4 -> 2x2 maps: a 5x5 kernel adds nothing a 3x3
+    does not, so the proxy cannot rank that stage's choices.
+    """
+    from mdsearch.space import get_backbone
+
+    sizes = get_backbone(space.backbone).map_sizes(resolution)
+    out = []
+    for i in space.searched_stages:
+        kmax = max(max(s.kernels) for s in space.choices[i])
+        if sizes[i] <= kmax:
+            out.append(
+                f"stage{i} runs on {sizes[i]}x{sizes[i]} maps at --resolution {resolution}, not "
+                f"larger than its {kmax}x{kmax} kernel choice: the proxy cannot tell those "
+                f"choices apart there (use --resolution {_min_resolution(space, i, kmax)} or more)"
+            )
+    return out
+
+
+def _min_resolution(space: SearchSpace, stage: int, kernel: int) -> int:
+    from mdsearch.space import get_backbone
+
+    return get_backbone(space.backbone).output_strides()[stage] * (kernel + 1)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    names = [
+        "mdsearch",
+        "torch",
+        "timm",
+        "optuna",
+        "ray",
+        "fvcore",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+    ]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def make_sampler(name: str, seed: int, space: SearchSpace, budget: int):
+    """The Optuna sampler for ``--sampler``.
+
+    tpe (default): multi-objective TPE handles categorical stage choices well and learns from
+    its first ~10 trials, so it suits budgets around 100; ``constant_liar`` keeps parallel trials
+    from all proposing the same point. nsga2 needs several generations of ~population size to
+    pay off (budgets of several hundred). random is the honest control. grid enumerates a small
+    space (e.g. the paper's 16 placements).
+    """
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=min(10, max(1, budget // 5)), constant_liar=True
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=max(4, min(50, budget // 4))
+        )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    grid = {k: list(d.choices) for k, d in space.distributions().items()}
+    return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+# -- the trial (runs in a Ray worker) --------------------------------------------------------
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its Optuna parameters (shipped once per worker)."""
+
+    space: SearchSpace
+    data: str
+    cache_dir: str | None
+    val_fraction: float
+    data_seed: int
+    num_classes: int
+    input_size: int
+    proxy: ProxyConfig
+    run_dir: str
+    eval_every_epoch: bool
+    use_gpu: bool
+
+
+_WORKER_DATA: dict[tuple, Any] = {}
+
+
+def _worker_dataset(ctx: TrialContext):
+    """The dataset, loaded once per worker process (a reused actor keeps it mapped)."""
+    from .datasets import load_dataset
+
+    key = (ctx.data, ctx.proxy.resolution, ctx.cache_dir, ctx.data_seed, ctx.val_fraction)
+    if key not in _WORKER_DATA:
+        _WORKER_DATA.clear()
+        _WORKER_DATA[key] = load_dataset(
+            ctx.data,
+            resolution=ctx.proxy.resolution,
+            cache_dir=ctx.cache_dir,
+            seed=ctx.data_seed,
+            val_fraction=ctx.val_fraction,
+            progress=False,
+        )
+    return _WORKER_DATA[key]
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Ray Tune function trainable: one proxy trial, reported to Tune.
+
+    Reports after each epoch (``final: False``) when early stopping needs it, then once with
+    every metric and ``final: True``.
+    """
+    from ray import tune
+
+    from mdsearch.mdconv import cost
+
+    from .proxy import proxy_train
+
+    params = {k: v for k, v in config.items() if not k.startswith("__")}
+    spec = ctx.space.decode(params, ctx.num_classes)
+    seed = int(config.get("__seed", 0))
+    data = _worker_dataset(ctx)
+    c = cost(spec, ctx.input_size)
+    common = {
+        "flops_m": c.flops_m,
+        "params_m": c.params_m,
+        "target_fidelity": float(ctx.proxy.epochs),
+    }
+
+    def report(row: dict[str, float]) -> None:
+        if row["epoch"] < ctx.proxy.epochs:
+            tune.report(
+                {
+                    **common,
+                    "auc": row.get("auc", math.nan),
+                    "fidelity": float(row["epoch"]),
+                    "epoch": row["epoch"],
+                    "final": False,
+                }
+            )
+
+    result = proxy_train(
+        spec,
+        data,
+        ctx.proxy,
+        seed,
+        device="cuda" if ctx.use_gpu else "cpu",
+        report=report,
+        eval_every_epoch=ctx.eval_every_epoch,
+    )
+    trial_id = tune.get_context().get_trial_id()
+    preds = RunFolder(ctx.run_dir).save_predictions(
+        trial_id, result.y_true, result.y_score, data.label_names
+    )
+    tune.report(
+        {
+            **common,
+            "auc": result.auc,
+            **{label_column(k): v for k, v in result.label_auc.items()},
+            "fidelity": result.fidelity,
+            "epoch": ctx.proxy.epochs,
+            "train_seconds": result.train_seconds,
+            "images_per_s": result.images_per_s,
+            "predictions": preds,
+            "node_id": _node_id(),
+            "final": True,
+        }
+    )
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (direct calls): the host name is the best we have
+        return socket.gethostname()
+
+
+# -- the driver -----------------------------------------------------------------------------
+def _searcher_class():
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    class ProxySearch(OptunaSearch):
+        """OptunaSearch that (1) gives repeats of an arch the next seed and (2) tells Optuna
+        only finished proxies as COMPLETE: failures are FAIL, early stops PRUNED."""
+
+        def __init__(self, *args, mdsearch_space, num_classes, seed, seen, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._md_space = mdsearch_space
+            self._md_classes = num_classes
+            self._md_seed = seed
+            self._md_seen = Counter(seen)
+
+        def suggest(self, trial_id: str):
+            params = super().suggest(trial_id)
+            if params is None:
+                return None
+            spec = self._md_space.decode(params, self._md_classes)
+            repeat = self._md_seen[spec.canonical]
+            self._md_seen[spec.canonical] += 1
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr("arch", spec.canonical)
+            ot_trial.set_user_attr("arch_id", spec.arch_id)
+            ot_trial.set_user_attr("seed", self._md_seed + repeat)
+            return {**params, "__seed": self._md_seed + repeat, "__repeat": repeat}
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            finished = bool(result) and result.get("final") and not error
+            auc = (result or {}).get("auc", math.nan)
+            if finished and math.isfinite(auc):
+                self._ot_study.tell(ot_trial, [auc, result["flops_m"]])
+            else:
+                if result:
+                    ot_trial.set_user_attr("fidelity", result.get("fidelity", 0.0))
+                state = TrialState.FAIL if (error or finished) else TrialState.PRUNED
+                self._ot_study.tell(ot_trial, state=state)
+            self._completed_trials.add(trial_id)
+
+    return ProxySearch
+
+
+def _recover_study(folder: RunFolder, space: SearchSpace) -> list[dict[str, Any]]:
+    """After a kill: mark the study's RUNNING trials failed and return their parameters, so
+    the interrupted architectures run again first."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if not folder.study_path.exists():
+        return []
+    study = optuna.load_study(study_name=_STUDY, storage=folder.study_url)
+    again = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if t.state == TrialState.RUNNING:
+            study.tell(t.number, state=TrialState.FAIL)
+        if t.params:
+            again.append({k: t.params[k] for k in space.distributions() if k in t.params})
+    return again
+
+
+def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
+    """Run (or resume) the search to its budget; returns the run folder.
+
+    Ray is started locally and stopped again unless ``settings.address`` names a cluster.
+    """
+    from .datasets import load_dataset
+
+    settings, space, folder = prepared.settings, prepared.space, prepared.folder
+    with folder.lock():
+        dataset = load_dataset(
+            settings.data,
+            resolution=settings.proxy.resolution,
+            cache_dir=settings.cache_dir,
+            seed=settings.seed,
+            val_fraction=settings.val_fraction,
+            progress=not quiet,
+        )
+        num_classes = len(dataset.label_names)
+        say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+        for note in dataset.notes:
+            say(f"data: {note}")
+        for w in resolution_warnings(space, settings.proxy.resolution):
+            say(f"warning: {w}")
+        if not prepared.resume:
+            folder.create(_config(settings, space, dataset, folder.path.name))
+        table = folder.read_table()
+        done = len(table)
+        remaining = settings.budget - done
+        if remaining <= 0:
+            say(f"{folder.path}: all {settings.budget} trials of the budget are done")
+            return folder
+        if settings.budget > space.size:
+            say(
+                f"note: --budget {settings.budget} exceeds the {space.size} distinct architectures "
+                f"of space {space.name}: repeated proposals train further seeds of an architecture"
+            )
+        again = _recover_study(folder, space) if prepared.resume else []
+        seen = Counter(table["arch"]) if done else Counter()
+        refs = [
+            space.encode(r) for r in space.reference_points(num_classes) if r.canonical not in seen
+        ]
+        points = refs + [p for p in again if p not in refs]
+        _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done, quiet)
+    return folder
+
+
+def _config(settings: SearchSettings, space: SearchSpace, dataset, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings.to_dict(),
+        "data": {
+            "source": dataset.source,
+            "name": dataset.name,
+            "synthetic": bool(dataset.synthetic),
+            "label_names": list(dataset.label_names),
+            "fingerprint": dataset.fingerprint,
+            "notes": list(dataset.notes),
+            "sizes": {k: int(len(v)) for k, v in dataset.splits.items()},
+        },
+        "space": {
+            "name": space.name,
+            "backbone": space.backbone,
+            "size": space.size,
+            "choices": {f"stage{i}": [s.token for s in c] for i, c in enumerate(space.choices)},
+        },
+        "proxy": settings.proxy.to_dict(),
+        "input_size": settings.input_size,
+        "objectives": ["auc", "flops"],
+        "sampler": settings.sampler,
+        "seed": settings.seed,
+        "budget": settings.budget,
+        "versions": _versions(),
+        "host": {"hostname": socket.gethostname(), "cpus": os.cpu_count()},
+    }
+
+
+def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done, quiet) -> None:
+    import optuna
+    import ray
+    from ray import tune
+
+    from .progress import LiveProgress, TrialRecorder
+
+    settings, space = prepared.settings, prepared.space
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(
+            address=settings.address or "local",
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            configure_logging=True,
+            runtime_env=None,
+        )
+    try:
+        use_gpu = settings.gpus_per_trial > 0
+        ctx = TrialContext(
+            space=space,
+            data=settings.data,
+            cache_dir=settings.cache_dir,
+            val_fraction=settings.val_fraction,
+            data_seed=settings.seed,
+            num_classes=num_classes,
+            input_size=settings.input_size,
+            proxy=replace(settings.proxy, threads=max(1, int(settings.cpus_per_trial))),
+            run_dir=str(folder.path),
+            eval_every_epoch=settings.early_stop == "asha",
+            use_gpu=use_gpu,
+        )
+        storage = optuna.storages.RDBStorage(folder.study_url)
+        searcher = _searcher_class()(
+            space=space.distributions(),
+            metric=["auc", "flops_m"],
+            mode=["max", "min"],
+            sampler=make_sampler(settings.sampler, settings.seed, space, settings.budget),
+            study_name=_STUDY,
+            storage=storage,
+            points_to_evaluate=points or None,
+            mdsearch_space=space,
+            num_classes=num_classes,
+            seed=settings.seed,
+            seen=seen,
+        )
+        scheduler = None
+        if settings.early_stop == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler(
+                metric="auc",
+                mode="max",
+                time_attr="epoch",
+                max_t=settings.proxy.epochs,
+                grace_period=1,
+                reduction_factor=2,
+            )
+        recorder = TrialRecorder(
+            folder, space, num_classes, dataset.label_names, settings, start=done
+        )
+        callbacks = [recorder]
+        if not quiet:
+            callbacks.append(LiveProgress(recorder, total=settings.budget, done=done))
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, ctx=ctx),
+            {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
+        )
+        invocation = len(list(folder.path.glob("tune-*")))
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=remaining,
+                reuse_actors=True,
+                max_concurrent_trials=settings.max_concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=f"tune-{invocation}",
+                storage_path=str(folder.path),
+                verbose=0,
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=0),
+                log_to_file=True,
+            ),
+        )
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted: {recorder.count} trials are in {folder.table_path}; "
+                f"continue with `mdsearch run --resume {folder.path}`",
+                file=sys.stderr,
+            )
+            raise
+    finally:
+        if started_ray:
+            ray.shutdown()

@@ -1,0 +1,163 @@
+"""Ray Tune callbacks on the driver: record each finished trial, show live progress.
+
+:class:`TrialRecorder` is the single writer of ``trials.csv`` (trials on other nodes report
+through Ray, so the table stays consistent on a cluster). :class:`LiveProgress` draws one
+progress bar with ETA and a status line: done / budget, running, failed, best AUC, front size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sys
+from typing import Any
+
+from ray.tune import Callback
+
+from mdsearch.space import SearchSpace
+
+from .runfolder import RunFolder, label_column
+
+__all__ = ["TrialRecorder", "LiveProgress", "front_size"]
+
+
+def front_size(points: list[tuple[float, float]]) -> int:
+    """Number of non-dominated (AUC up, FLOPs down) points; O(n log n)."""
+    best = -math.inf
+    n = 0
+    for _flops, auc in sorted((f, -a) for a, f in points):
+        if -auc > best:
+            best = -auc
+            n += 1
+    return n
+
+
+def _last_error_line(trial) -> str:
+    try:
+        err = trial.get_error()
+    except Exception:  # the error file may be unreadable; the row still records a failure
+        err = None
+    text = str(err) if err else "trial failed without an error message"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else text[:500]
+
+
+class TrialRecorder(Callback):
+    """Appends one row to trials.csv per finished, stopped or failed trial (driver side)."""
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        space: SearchSpace,
+        num_classes: int,
+        label_names,
+        settings,
+        start: int = 0,
+    ) -> None:
+        self.folder = folder
+        self.space = space
+        self.num_classes = num_classes
+        self.label_names = tuple(label_names)
+        self.settings = settings
+        self.count = start
+        self.failed = 0
+        self.points: list[tuple[float, float]] = []
+        self._written: set[str] = set()
+        table = folder.read_table()
+        if len(table):
+            ok = table[(table["status"] == "COMPLETE") & table["auc"].notna()]
+            self.points = list(zip(ok["auc"].astype(float), ok["flops_m"].astype(float)))
+            self.failed = int((table["status"] == "FAILED").sum())
+
+    @property
+    def best_auc(self) -> float:
+        return max((a for a, _ in self.points), default=math.nan)
+
+    def _row(self, trial, result: dict[str, Any], status: str, error: str = "") -> dict[str, Any]:
+        params = {k: v for k, v in trial.config.items() if not k.startswith("__")}
+        spec = self.space.decode(params, self.num_classes)
+        proxy = self.settings.proxy
+        row = {
+            "trial": self.count,
+            "ray_trial_id": trial.trial_id,
+            "arch": spec.canonical,
+            "arch_id": spec.arch_id,
+            "mdconv_stages": list(spec.mdconv_stages),
+            "status": status,
+            "fidelity": result.get("fidelity", 0.0),
+            "target_fidelity": float(proxy.epochs),
+            "auc": result.get("auc") if status != "FAILED" else math.nan,
+            "flops_m": result.get("flops_m"),
+            "input_size": self.settings.input_size,
+            "params_m": result.get("params_m"),
+            "resolution": proxy.resolution,
+            "seed": trial.config.get("__seed"),
+            "repeat": trial.config.get("__repeat"),
+            "train_seconds": result.get("train_seconds"),
+            "images_per_s": result.get("images_per_s"),
+            "node_id": result.get("node_id", ""),
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "predictions": result.get("predictions", ""),
+            "error": error,
+        }
+        for name in self.label_names:
+            row[label_column(name)] = result.get(label_column(name))
+        return row
+
+    def _write(self, trial, result: dict[str, Any] | None, status: str, error: str = "") -> None:
+        if trial.trial_id in self._written:
+            return
+        self._written.add(trial.trial_id)
+        row = self._row(trial, result or {}, status, error)
+        self.folder.append_row(row, self.label_names)
+        self.count += 1
+        if status == "FAILED":
+            self.failed += 1
+        elif status == "COMPLETE" and row["auc"] is not None and math.isfinite(row["auc"]):
+            self.points.append((float(row["auc"]), float(row["flops_m"])))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("final"):
+            self._write(trial, result, "COMPLETE")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        # Reached only without a final result when a scheduler stopped the trial early.
+        self._write(trial, trial.last_result, "STOPPED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._write(trial, trial.last_result, "FAILED", _last_error_line(trial))
+
+
+class LiveProgress(Callback):
+    """A tqdm bar over the budget with running / failed / best AUC / front size (stderr)."""
+
+    def __init__(self, recorder: TrialRecorder, total: int, done: int = 0) -> None:
+        from tqdm import tqdm
+
+        self.recorder = recorder
+        self.bar = tqdm(
+            total=total,
+            initial=done,
+            unit="trial",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            desc="search",
+        )
+        self._shown = done
+
+    def _refresh(self, trials) -> None:
+        r = self.recorder
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        self.bar.update(r.count - self._shown)
+        self._shown = r.count
+        best = f"{r.best_auc:.4f}" if math.isfinite(r.best_auc) else "-"
+        self.bar.set_postfix_str(
+            f"running {running} | failed {r.failed} | best AUC {best} | front {front_size(r.points)}"
+        )
+
+    def on_step_end(self, iteration, trials, **info):
+        self._refresh(trials)
+
+    def on_experiment_end(self, trials, **info):
+        self._refresh(trials)
+        self.bar.close()

@@ -1,0 +1,201 @@
+"""The run folder: everything one search produced, readable without Ray.
+
+Layout of ``runs/<name>/``::
+
+    config.json        every setting, package versions, data fingerprint (written once)
+    trials.csv         one row per finished trial, appended (and fsynced) as each trial ends
+    predictions/       <ray trial id>.npz: validation y_true / y_score / label_names per trial
+    study.db           the Optuna study (SQLite): optuna-dashboard sqlite:///runs/<name>/study.db
+    tune-<k>/          Ray Tune's experiment folder of the k-th invocation (0 = first, 1.. = resumes)
+    .lock              held while a `mdsearch run` works on the folder
+
+The trial table is the source of truth: a trial that has a row is never run again, so a kill
+loses at most the trials that were running.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RunFolder", "RunError", "TABLE_COLUMNS", "label_column"]
+
+# Fixed columns of trials.csv, in order; per-label AUC columns (auc__<label>) follow them.
+TABLE_COLUMNS = (
+    "trial",
+    "ray_trial_id",
+    "arch",
+    "arch_id",
+    "mdconv_stages",
+    "status",
+    "fidelity",
+    "target_fidelity",
+    "auc",
+    "flops_m",
+    "input_size",
+    "params_m",
+    "resolution",
+    "seed",
+    "repeat",
+    "train_seconds",
+    "images_per_s",
+    "node_id",
+    "finished_at",
+    "predictions",
+    "error",
+)
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked (the message says what to do)."""
+
+
+def label_column(label: str) -> str:
+    """Name of the per-label AUC column in trials.csv."""
+    return f"auc__{label}"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunFolder:
+    """One search's folder (see the module docstring for the layout).
+
+    Args:
+        path: the folder (need not exist yet).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+
+    config_path = property(lambda self: self.path / "config.json")
+    table_path = property(lambda self: self.path / "trials.csv")
+    predictions_dir = property(lambda self: self.path / "predictions")
+    study_path = property(lambda self: self.path / "study.db")
+
+    @property
+    def study_url(self) -> str:
+        """Optuna storage URL of the study (also what optuna-dashboard takes)."""
+        return f"sqlite:///{self.study_path}"
+
+    def exists(self) -> bool:
+        """Whether a search was started here (config.json exists)."""
+        return self.config_path.is_file()
+
+    def check_new(self) -> None:
+        """Refuse to start a new search over an existing one."""
+        if self.exists():
+            raise RunError(
+                f"{self.path} already holds a search: continue it with "
+                f"`mdsearch run --resume {self.path}` or choose another --out"
+            )
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"--out {self.path} is a file: give a folder path")
+
+    def check_resumable(self) -> None:
+        """Refuse to resume a folder that holds no search."""
+        if not self.exists():
+            raise RunError(
+                f"--resume {self.path}: no config.json there; give the folder of a run that "
+                "`mdsearch run` started"
+            )
+
+    def create(self, config: Mapping[str, Any]) -> None:
+        """Create the folder and write config.json (atomically)."""
+        self.predictions_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.config_path, json.dumps(config, indent=2, default=str).encode())
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's settings."""
+        try:
+            return json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path} is not a run folder (no config.json)") from None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one ``mdsearch run``; a second one refuses instead of waiting."""
+        from filelock import FileLock, Timeout
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path / ".lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunError(
+                f"{self.path} is in use by another `mdsearch run` (lock {self.path / '.lock'}); "
+                "wait for it to finish or stop it first"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- trial table ------------------------------------------------------------------------
+    def append_row(self, row: Mapping[str, Any], label_names: Sequence[str]) -> None:
+        """Append one trial's row to trials.csv and fsync it, so a kill cannot lose it."""
+        columns = list(TABLE_COLUMNS) + [label_column(name) for name in label_names]
+        new = not self.table_path.exists()
+        with open(self.table_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _cell(row.get(k)) for k in columns})
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_table(self):
+        """trials.csv as a pandas DataFrame (empty, with the columns, when no trial ended yet)."""
+        import pandas as pd
+
+        if not self.table_path.exists():
+            return pd.DataFrame(columns=list(TABLE_COLUMNS))
+        return pd.read_csv(self.table_path, keep_default_na=True, dtype={"error": str})
+
+    # -- predictions -------------------------------------------------------------------------
+    def save_predictions(
+        self, key: str, y_true: np.ndarray, y_score: np.ndarray, label_names: Sequence[str]
+    ) -> str:
+        """Write one trial's validation predictions atomically; returns the path relative to
+        the run folder (what the table's ``predictions`` column holds)."""
+        import io
+
+        self.predictions_dir.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            y_true=y_true.astype(np.uint8),
+            y_score=y_score.astype(np.float32),
+            label_names=np.array(list(label_names)),
+        )
+        path = self.predictions_dir / f"{key}.npz"
+        _atomic_write(path, buf.getvalue())
+        return str(path.relative_to(self.path))
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, float) and value != value:  # NaN
+        return ""
+    return value

@@ -6,10 +6,11 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from mdsearch.mdconv import BuildError, MDConv2d, build, inherit_weights
-from mdsearch.space import ArchSpec, get_backbone, split_channels
 from timm.layers import MixedConv2d, create_conv2d
 from torch import nn
+
+from mdsearch.mdconv import BuildError, MDConv2d, build, inherit_weights
+from mdsearch.space import BACKBONES, ArchSpec, get_backbone, split_channels
 
 
 def _reference(conv: MDConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -204,3 +205,16 @@ def test_inherit_weights_keeps_the_source_function():
     # And back: a plain network inherits the MD-Conv network's 3x3 group exactly.
     plain = inherit_weights(build(ArchSpec.default("mobilenetv2_035", 4)), target)
     assert torch.equal(plain.blocks[5][1].conv_dw.weight[:g3], src_w[:g3])
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_every_backbone_builds_with_mdconv_everywhere(backbone):
+    spec = ArchSpec.default(backbone, num_classes=2)
+    for i, stage in enumerate(spec.stages):
+        if stage.kernels:
+            spec = spec.with_stage(i, (3, 5), (1, 1))
+    model = build(spec).eval()
+    n_md = sum(isinstance(m, MDConv2d) for m in model.modules())
+    assert n_md == sum(len(s.dw_channels) for s in get_backbone(backbone).stages)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 2)

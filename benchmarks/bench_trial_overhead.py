@@ -1,0 +1,67 @@
+"""Per-trial overhead of running proxies through Ray Tune vs calling the trial function directly.
+
+Both sides train the same tiny proxies (MobileNet-v2, phantom data, one trial at a time) in one
+run of this script, so machine noise hits both. Ray's fixed start-up is separated from its
+per-trial cost by running the search at two budgets: marginal = (T(2N) - T(N)) / N.
+
+    python benchmarks/bench_trial_overhead.py [--trials 4] [--resolution 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from mdsearch.mdconv import cost
+from mdsearch.search.datasets import load_dataset
+from mdsearch.search.orchestrate import SearchSettings, prepare, run_search
+from mdsearch.search.proxy import ProxyConfig, proxy_train
+from mdsearch.space import load_space
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--data", default="phantom,n=300")
+    args = ap.parse_args()
+    proxy = ProxyConfig(resolution=args.resolution, epochs=1, train_subset=64, batch_size=32)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = str(Path(tmp) / "cache")
+        data = load_dataset(args.data, resolution=args.resolution, cache_dir=cache, progress=False)
+        space = load_space("paper")
+        specs = list(space.enumerate(len(data.label_names)))
+        # Direct: the same work a trial does (FLOPs count + proxy), in this process.
+        t0 = time.perf_counter()
+        for i in range(args.trials):
+            spec = specs[i % len(specs)]
+            cost(spec, 448)
+            proxy_train(spec, data, proxy, seed=i)
+        direct = (time.perf_counter() - t0) / args.trials
+
+        def search(budget: int) -> float:
+            settings = SearchSettings(data=args.data, space="paper", budget=budget, sampler="random",
+                                      proxy=proxy, cache_dir=cache, max_concurrent=1)  # fmt: skip
+            out = Path(tmp) / f"run{budget}"
+            t = time.perf_counter()
+            run_search(prepare(settings, out), quiet=True)
+            return time.perf_counter() - t
+
+        t_n = search(args.trials)
+        t_2n = search(2 * args.trials)
+    marginal = (t_2n - t_n) / args.trials
+    startup = t_n - marginal * args.trials
+    print(f"trials per side: {args.trials} (and {2 * args.trials} for the marginal), one at a time")
+    print(f"direct call        : {direct:7.2f} s/trial")
+    print(
+        f"through Ray Tune   : {marginal:7.2f} s/trial marginal, plus {startup:5.1f} s start-up per run"
+    )
+    print(f"ratio Ray / direct : {marginal / direct:7.2f}x per trial")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""A run folder's trials turned into what they mean: front, hypervolume, knee, uncertainty.
+
+:func:`analyse_run` is the one entry point the reports, ``mdsearch pareto`` and ``mdsearch
+export --pick`` share. It reads the run folder (never Ray), keeps the trials that finished the
+proxy, pools repeated seeds per architecture, and computes:
+
+- the Pareto front of the run's objectives (``config.json`` ``objectives``, default AUC up and
+  FLOPs down), one row per architecture, sorted by FLOPs;
+- its hypervolume against the reference point (default: AUC 0.5, i.e. chance, and 1.1 x the
+  largest eligible FLOPs; or one the caller gives) and the hypervolume after every trial;
+- the knee (:func:`mdsearch.results.pareto.knee_index`);
+- a bootstrap interval of every front member's AUC and of the baseline's and paper
+  architecture's, and paired-bootstrap differences of each member against its cheaper
+  neighbour on the front and against the baseline (``mdsearch.results.uncertainty``);
+- how often each stage carries MD-Conv on the front versus among all eligible architectures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ResultsError
+from .pareto import (
+    Objective,
+    default_reference,
+    hypervolume,
+    hypervolume_history,
+    knee_index,
+    minimisation_matrix,
+    non_dominated,
+    objective_column,
+    resolve_objectives,
+    select_pick,
+)
+from .trials import (
+    RunFolder,
+    eligible_mask,
+    ineligible_reason,
+    label_columns,
+    load_run,
+    pool_by_arch,
+    reference_archs,
+)
+from .uncertainty import PredictionBootstrap
+
+__all__ = ["RunAnalysis", "analyse_run", "pick_architecture"]
+
+
+@dataclass
+class RunAnalysis:
+    """Everything the reports show about one run.
+
+    Attributes:
+        run: the run folder as read.
+        objectives: the objectives of the front.
+        eligible: bool Series over ``run.trials``: finished the proxy with objectives present.
+        archs: eligible trials pooled per architecture (index ``arch``; means over seeds,
+            ``seeds``, ``trials``, ``arch_id``, ``mdconv_stages``, ``on_front``, ``auc_ci_low``/
+            ``auc_ci_high`` where computed).
+        front: the front members of ``archs``, sorted by the last objective then the first, with
+            ``vs_cheaper`` and ``vs_baseline`` (:class:`~mdsearch.results.uncertainty.AUCDifference`
+            or None) and their ``*_distinct`` booleans.
+        reference: hypervolume reference point, column -> value in the column's units.
+        hypervolume: of the front, in the product of the objectives' units.
+        history: DataFrame ``trial``, ``hypervolume`` (after each trial, in trial order; it can
+            fall when a further seed lowers an architecture's mean AUC).
+        knee: ``arch`` of the knee member.
+        baseline, paper: canonical strings of the baseline and the paper's architecture ("" when
+            unknown); ``baseline in archs.index`` says whether it was evaluated.
+        stage_share: per stage, share of front members / of all eligible archs with MD-Conv there.
+        counts: trial counts by outcome (``total``, ``complete``, ``failed``, ``stopped``,
+            ``eligible``, ``archs``).
+        level: interval coverage; ``n_resamples``: 0 when intervals were not computed.
+        notes: remarks for the report (missing predictions and the like).
+    """
+
+    run: RunFolder
+    objectives: tuple[Objective, ...]
+    eligible: pd.Series
+    archs: pd.DataFrame
+    front: pd.DataFrame
+    reference: dict[str, float]
+    hypervolume: float
+    history: pd.DataFrame
+    knee: str
+    baseline: str
+    paper: str
+    stage_share: pd.DataFrame
+    counts: dict[str, int]
+    level: float
+    n_resamples: int
+    notes: list[str] = field(default_factory=list)
+
+    def pick(self, pick: str) -> pd.Series:
+        """The front member (a row of :attr:`front`) a pick string chooses (``knee``,
+        ``flops<=1250``, ``auc>=0.78``...); ResultsError naming the nearest when none fits."""
+        return self.front.loc[select_pick(self.front, pick, self.objectives)]
+
+
+def _objectives_for(run: RunFolder, objectives: Sequence[str | Objective] | None):
+    names = objectives or run.config.get("objectives") or ("auc", "flops")
+    return resolve_objectives(names)
+
+
+def _reference_for(
+    objectives: Sequence[Objective],
+    points: np.ndarray,
+    given: Mapping[str, float] | Sequence[float] | None,
+) -> np.ndarray:
+    ref = default_reference(points, objectives)
+    if given is None:
+        return ref
+    if isinstance(given, Mapping):
+        # Accept short names and column names: {"auc": 0.6, "flops": 1500}.
+        by_column = {objective_column(k): v for k, v in given.items()}
+        for j, obj in enumerate(objectives):
+            if obj.column in by_column:
+                ref[j] = obj.sign * float(by_column[obj.column])
+        return ref
+    values = [float(v) for v in given]
+    if len(values) != len(objectives):
+        raise ResultsError(
+            f"reference point has {len(values)} values for {len(objectives)} objectives"
+        )
+    return np.array([o.sign * v for o, v in zip(objectives, values)])
+
+
+def analyse_run(
+    run_dir: str | Path | RunFolder,
+    *,
+    objectives: Sequence[str | Objective] | None = None,
+    reference: Mapping[str, float] | Sequence[float] | None = None,
+    level: float = 0.95,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> RunAnalysis:
+    """Analyse a run folder (see the module docstring for what is computed).
+
+    Args:
+        run_dir: the run folder, or one already read with :func:`load_run`.
+        objectives: objective names or :class:`Objective` s (default: the config's, else
+            ``("auc", "flops")``).
+        reference: hypervolume reference, ``{"auc": 0.5, "flops": 1500}`` or one value per
+            objective in the objectives' units (default: see the module docstring).
+        level: confidence level of the intervals.
+        n_resamples: bootstrap resamples; 0 skips the intervals and comparisons.
+        seed: bootstrap seed.
+
+    Raises:
+        ResultsError: the folder or its trial table is missing or empty, or no trial is eligible
+            (the message says why, e.g. "all 5 trials failed").
+
+    Example:
+        >>> result = analyse_run("runs/demo")  # doctest: +SKIP
+        >>> result.front[["arch_id", "auc", "flops_m"]]  # doctest: +SKIP
+        >>> result.pick("flops<=1250")["arch"]  # doctest: +SKIP
+    """
+    run = run_dir if isinstance(run_dir, RunFolder) else load_run(run_dir)
+    objs = _objectives_for(run, objectives)
+    trials = run.trials
+    columns = [o.column for o in objs]
+    missing = [c for c in columns if c not in trials.columns]
+    if missing:
+        raise ResultsError(
+            f"{run.path / 'trials.csv'} has no column {', '.join(missing)} for the objectives"
+        )
+    eligible = eligible_mask(trials, columns)
+    status = trials["status"]
+    counts = {
+        "total": len(trials),
+        "complete": int((status == "COMPLETE").sum()),
+        "failed": int((status == "FAILED").sum()),
+        "stopped": int((status == "STOPPED").sum()),
+        "eligible": int(eligible.sum()),
+    }
+    if not eligible.any():
+        raise ResultsError(
+            f"no trial in {run.path} finished the proxy, so the Pareto front is empty: "
+            f"{ineligible_reason(trials, eligible)}"
+        )
+    good = trials[eligible]
+    metrics = [*columns, "auc", "flops_m", "params_m", "train_seconds", "images_per_s"]
+    metrics += label_columns(trials)
+    archs = pool_by_arch(good, metrics)
+    counts["archs"] = len(archs)
+
+    points = minimisation_matrix(archs, objs)
+    ref = _reference_for(objs, points, reference)
+    archs["on_front"] = non_dominated(points)
+    hv = hypervolume(points, ref)
+
+    history_points = minimisation_matrix(trials, objs)
+    history_points[~eligible.to_numpy()] = np.nan
+    history = pd.DataFrame(
+        {
+            "trial": trials["trial"].astype(int).to_numpy(),
+            "hypervolume": hypervolume_history(history_points, ref, groups=trials["arch"]),
+        }
+    )
+
+    refs = reference_archs(run)
+    baseline, paper = refs.get("baseline", ""), refs.get("paper", "")
+
+    # Cheapest first: by FLOPs when it is an objective (else the last objective), then the first.
+    cost = next((o for o in objs if o.column == "flops_m"), objs[-1])
+    order = list(dict.fromkeys([cost, objs[0]]))
+    front = archs[archs["on_front"]].sort_values(
+        [o.column for o in order], ascending=[o.direction == "min" for o in order]
+    )
+    knee_arch = front.index[knee_index(minimisation_matrix(front, objs))]
+
+    notes: list[str] = []
+    archs["auc_ci_low"] = np.nan
+    archs["auc_ci_high"] = np.nan
+    front["vs_cheaper"] = None
+    front["vs_baseline"] = None
+    if n_resamples > 0:
+        boot = PredictionBootstrap(run, n_resamples=n_resamples, level=level, seed=seed)
+        wanted = [a for a in [*front.index, baseline, paper] if a in archs.index]
+        for arch in dict.fromkeys(wanted):
+            low, high = boot.interval(archs.at[arch, "trials"])
+            archs.loc[arch, ["auc_ci_low", "auc_ci_high"]] = [low, high]
+        cheaper: list[Any] = [None]
+        members = list(front.index)
+        for prev, cur in zip(members, members[1:]):
+            cheaper.append(boot.difference(archs.at[cur, "trials"], archs.at[prev, "trials"]))
+        front["vs_cheaper"] = cheaper
+        if baseline in archs.index:
+            base_trials = archs.at[baseline, "trials"]
+            front["vs_baseline"] = [
+                None if a == baseline else boot.difference(archs.at[a, "trials"], base_trials)
+                for a in members
+            ]
+        notes.extend(boot.notes)
+    front["auc_ci_low"] = archs.loc[front.index, "auc_ci_low"]
+    front["auc_ci_high"] = archs.loc[front.index, "auc_ci_high"]
+    for col in ("vs_cheaper", "vs_baseline"):
+        front[col + "_distinct"] = [
+            d.distinguishable if d is not None else None for d in front[col]
+        ]
+    if baseline and baseline not in archs.index:
+        notes.append("the baseline (no MD-Conv) was not evaluated in this run: no comparison")
+
+    stage_share = _stage_share(archs, front)
+    return RunAnalysis(
+        run=run,
+        objectives=objs,
+        eligible=eligible,
+        archs=archs,
+        front=front,
+        reference={o.column: float(o.sign * r) for o, r in zip(objs, ref)},
+        hypervolume=hv,
+        history=history,
+        knee=knee_arch,
+        baseline=baseline,
+        paper=paper,
+        stage_share=stage_share,
+        counts=counts,
+        level=level,
+        n_resamples=n_resamples,
+        notes=notes,
+    )
+
+
+def _stage_share(archs: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:
+    """Per stage: number and share of front / all eligible architectures with MD-Conv there."""
+    from mdsearch.space import ArchSpec, ArchSpecError
+
+    n_stages = 0
+    for arch in archs.index:
+        try:
+            n_stages = max(n_stages, len(ArchSpec.parse(arch).stages))
+        except ArchSpecError:
+            continue
+
+    def count(table: pd.DataFrame) -> np.ndarray:
+        out = np.zeros(n_stages, dtype=int)
+        for stages in table["mdconv_stages"]:
+            for i in stages:
+                out[i] += 1
+        return out
+
+    on_front, overall = count(front), count(archs)
+    return pd.DataFrame(
+        {
+            "front_n": on_front,
+            "front_share": on_front / max(len(front), 1),
+            "all_n": overall,
+            "all_share": overall / max(len(archs), 1),
+        },
+        index=pd.Index([f"stage{i}" for i in range(n_stages)], name="stage"),
+    )
+
+
+def pick_architecture(run_dir: str | Path, pick: str = "knee", **kwargs: Any) -> pd.Series:
+    """The front member a pick string chooses, e.g. for ``mdsearch export --pick``.
+
+    Args:
+        run_dir: the run folder.
+        pick: ``knee``, ``best-auc``, ``flops<=1250``, ``auc>=0.78`` or ``,``-joined parts
+            (see :func:`mdsearch.results.pareto.parse_pick`).
+        **kwargs: passed to :func:`analyse_run` (``n_resamples=0`` skips the intervals).
+
+    Returns:
+        The member's row (``name`` is the canonical arch string; ``arch_id``, ``auc``,
+        ``flops_m``, ``trials``, ...).
+
+    Example:
+        >>> pick_architecture("runs/demo", "flops<=1250").name  # doctest: +SKIP
+        'mobilenetv2_100:c14:k3,k3,k3,k3,k3,k3.5s1:1,k3'
+    """
+    return analyse_run(run_dir, **kwargs).pick(pick)

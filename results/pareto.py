@@ -1,0 +1,518 @@
+"""Pareto front, hypervolume, knee point and constrained picks over a table of trials.
+
+Objectives are a sequence of :class:`Objective` (a table column and a direction), so a third one
+(``latency_ms``, minimised) needs no new code. Every function below works on a *minimisation
+matrix*: one row per point, one column per objective, maximised objectives negated, so smaller is
+better in every column. A point dominates another when it is no worse in every objective and
+strictly better in at least one; equal points do not dominate each other, so duplicates are all
+on the front.
+
+Methods:
+    front, 2 objectives: sort by the first objective, then one pass with a running minimum of the
+        second, all in numpy: O(n log n). Three or more objectives: lexicographic sort, then blocks
+        of points are checked against the front found so far and against each other (a point can
+        only be dominated by one that sorts before it): O(n * front size).
+    hypervolume: exact. 2 objectives: a sweep over the sorted front, O(n log n). More: slices along
+        the last objective, each slab's area by the (k-1)-objective method (O(n^2 log n) for 3).
+    reference point (:func:`default_reference`): an objective's own ``reference`` when it has one
+        (AUC: 0.5, chance level), else 10% beyond the worst value seen (FLOPs: 1.1 x the largest).
+    knee (:func:`knee_index`): on axes normalised to [0, 1] over the front, the member farthest
+        from the line (hyperplane for 3+ objectives) through the per-objective extremes, on the
+        ideal point's side; when no member lies beyond that line (2 members, or a straight or
+        concave front) the member closest to the ideal point.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import ResultsError
+
+__all__ = [
+    "Objective",
+    "OBJECTIVES",
+    "resolve_objectives",
+    "objective_column",
+    "minimisation_matrix",
+    "non_dominated",
+    "pareto_mask",
+    "default_reference",
+    "hypervolume",
+    "hypervolume_history",
+    "knee_index",
+    "Constraint",
+    "Pick",
+    "parse_pick",
+    "select_pick",
+]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: a trial-table column and whether larger or smaller is better.
+
+    Args:
+        column: trial-table column, e.g. ``"auc"`` or ``"flops_m"``.
+        direction: ``"max"`` or ``"min"``.
+        reference: hypervolume reference value in the column's units (``None``: 10% beyond the
+            worst value seen, see :func:`default_reference`).
+        label: axis/table label with units.
+
+    Example:
+        >>> Objective("latency_ms", "min", label="latency (ms)").sign
+        1.0
+    """
+
+    column: str
+    direction: str
+    reference: float | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("max", "min"):
+            raise ValueError(f"direction must be 'max' or 'min', got {self.direction!r}")
+
+    @property
+    def sign(self) -> float:
+        """Factor that turns the column into a quantity to minimise (-1 for maximised)."""
+        return -1.0 if self.direction == "max" else 1.0
+
+
+#: Objectives a run config may name (``"objectives": ["auc", "flops"]``), by name.
+OBJECTIVES: dict[str, Objective] = {
+    "auc": Objective("auc", "max", reference=0.5, label="mean validation AUC"),
+    "flops": Objective("flops_m", "min", label="FLOPs (M multiply-adds)"),
+    "latency": Objective("latency_ms", "min", label="latency (ms)"),
+    "params": Objective("params_m", "min", label="parameters (M)"),
+}
+# Column names and short names both resolve (users type "flops", tables say "flops_m").
+_ALIASES = {**{o.column: name for name, o in OBJECTIVES.items()}, **{n: n for n in OBJECTIVES}}
+
+
+def resolve_objectives(names: Iterable[str | Objective]) -> tuple[Objective, ...]:
+    """Objectives from names (``"auc"``, ``"flops"`` or ``"flops_m"``, ``"latency"``) or objects.
+
+    Example:
+        >>> [o.column for o in resolve_objectives(["auc", "flops"])]
+        ['auc', 'flops_m']
+    """
+    out = []
+    for name in names:
+        if isinstance(name, Objective):
+            out.append(name)
+            continue
+        key = _ALIASES.get(str(name).strip().lower())
+        if key is None:
+            known = ", ".join(OBJECTIVES)
+            raise ResultsError(f"unknown objective {name!r}: use one of {known}")
+        out.append(OBJECTIVES[key])
+    if len(out) < 2:
+        raise ResultsError(f"a Pareto front needs at least 2 objectives, got {len(out)}")
+    if len({o.column for o in out}) != len(out):
+        raise ResultsError("the objectives name the same column twice: list each once")
+    return tuple(out)
+
+
+def objective_column(name: str) -> str:
+    """The trial-table column an objective name stands for (``flops`` -> ``flops_m``).
+
+    Example:
+        >>> objective_column("latency"), objective_column("params_m"), objective_column("x")
+        ('latency_ms', 'params_m', 'x')
+    """
+    key = _ALIASES.get(str(name).strip().lower())
+    return OBJECTIVES[key].column if key else str(name)
+
+
+def minimisation_matrix(table: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
+    """The table's objective columns as an (n, k) float array, maximised columns negated."""
+    missing = [o.column for o in objectives if o.column not in table.columns]
+    if missing:
+        raise ResultsError(f"the trial table has no column {', '.join(missing)}")
+    cols = [table[o.column].to_numpy(dtype=float) * o.sign for o in objectives]
+    return np.column_stack(cols) if cols else np.empty((len(table), 0))
+
+
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the non-dominated rows of a minimisation matrix (rows with NaN never are).
+
+    Args:
+        points: (n, k) array, smaller is better in every column.
+
+    Returns:
+        (n,) bool array, True for rows on the Pareto front (duplicates of a front point too).
+
+    Example:
+        >>> non_dominated(np.array([[1, 3], [2, 2], [2, 3], [3, 1], [1, 3]])).tolist()
+        [True, True, False, True, True]
+    """
+    p = np.asarray(points, dtype=float)
+    if p.ndim != 2:
+        raise ValueError(f"points must be a 2-D array (n, k), got shape {p.shape}")
+    mask = np.zeros(len(p), dtype=bool)
+    valid = np.flatnonzero(~np.isnan(p).any(axis=1))
+    if len(valid) == 0:
+        return mask
+    q = p[valid]
+    k = q.shape[1]
+    if k == 1:
+        keep = q[:, 0] == q[:, 0].min()
+    elif k == 2:
+        keep = _non_dominated_2d(q)
+    else:
+        keep = _non_dominated_nd(q)
+    mask[valid[keep]] = True
+    return mask
+
+
+def _non_dominated_2d(p: np.ndarray) -> np.ndarray:
+    order = np.lexsort((p[:, 1], p[:, 0]))  # by x, then y
+    x, y = p[order, 0], p[order, 1]
+    new_x = np.ones(len(x), dtype=bool)
+    new_x[1:] = x[1:] != x[:-1]
+    starts = np.flatnonzero(new_x)
+    group = np.cumsum(new_x) - 1
+    group_min = y[starts]  # y is sorted within a group of equal x
+    # Best y among points with strictly smaller x: a point must beat it strictly.
+    before = np.concatenate(([np.inf], np.minimum.accumulate(group_min)[:-1]))
+    keep_sorted = (y == group_min[group]) & (y < before[group])
+    keep = np.empty(len(p), dtype=bool)
+    keep[order] = keep_sorted
+    return keep
+
+
+def _dominated_by_any(candidates: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """For each candidate row, whether some row of ``by`` dominates it."""
+    if len(by) == 0 or len(candidates) == 0:
+        return np.zeros(len(candidates), dtype=bool)
+    le = np.all(by[None, :, :] <= candidates[:, None, :], axis=2)
+    lt = np.any(by[None, :, :] < candidates[:, None, :], axis=2)
+    return np.any(le & lt, axis=1)
+
+
+def _non_dominated_nd(p: np.ndarray, block: int = 256) -> np.ndarray:
+    # A dominator sorts lexicographically before what it dominates, and a dominated dominator is
+    # itself dominated by a front member, so each block needs checking only against the front
+    # found so far and against itself.
+    order = np.lexsort(p.T[::-1])
+    keep = np.zeros(len(p), dtype=bool)
+    front = np.empty((0, p.shape[1]))
+    for start in range(0, len(order), block):
+        idx = order[start : start + block]
+        chunk = p[idx]
+        ok = ~_dominated_by_any(chunk, front)
+        ok &= ~_dominated_by_any(chunk, chunk[ok])
+        keep[idx[ok]] = True
+        front = np.concatenate([front, chunk[ok]])
+    return keep
+
+
+def pareto_mask(table: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Series:
+    """Which rows of ``table`` are on the Pareto front of ``objectives`` (a bool Series)."""
+    return pd.Series(non_dominated(minimisation_matrix(table, objectives)), index=table.index)
+
+
+def default_reference(points: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
+    """Hypervolume reference point, in minimisation space (see the module docstring).
+
+    Args:
+        points: (n, k) minimisation matrix the reference must bound.
+        objectives: the k objectives; one with a ``reference`` uses it (AUC: 0.5).
+
+    Returns:
+        (k,) array; an objective without a reference gets its worst value plus 10% of its
+        magnitude (FLOPs: 1.1 x the largest FLOPs).
+    """
+    p = np.asarray(points, dtype=float)
+    ref = np.empty(len(objectives))
+    for j, obj in enumerate(objectives):
+        if obj.reference is not None:
+            ref[j] = obj.sign * obj.reference
+            continue
+        column = p[:, j][~np.isnan(p[:, j])] if len(p) else np.empty(0)
+        if len(column) == 0:
+            raise ResultsError(f"no value of {obj.column} to place a hypervolume reference at")
+        worst = column.max()
+        ref[j] = worst + 0.1 * abs(worst) if worst != 0 else 1.0
+    return ref
+
+
+def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
+    """Exact hypervolume dominated by ``points`` and bounded by ``reference`` (minimisation).
+
+    Args:
+        points: (n, k) minimisation matrix (NaN rows ignored).
+        reference: (k,) point worse than the points; points not strictly better than it in every
+            objective add nothing.
+
+    Returns:
+        The volume in the product of the objectives' units (e.g. AUC x M FLOPs).
+
+    Example:
+        >>> hypervolume(np.array([[1.0, 2.0], [2.0, 1.0]]), [3.0, 3.0])
+        3.0
+    """
+    p = np.asarray(points, dtype=float)
+    r = np.asarray(reference, dtype=float)
+    if p.ndim != 2 or r.shape != (p.shape[1],):
+        raise ValueError(f"reference of shape {r.shape} does not match points of shape {p.shape}")
+    p = p[~np.isnan(p).any(axis=1)]
+    p = p[np.all(p < r, axis=1)]
+    if len(p) == 0:
+        return 0.0
+    return float(_hypervolume(p[non_dominated(p)], r))
+
+
+def _hypervolume(p: np.ndarray, r: np.ndarray) -> float:
+    k = p.shape[1]
+    if k == 1:
+        return float(r[0] - p[:, 0].min())
+    if k == 2:
+        order = np.lexsort((p[:, 1], p[:, 0]))
+        x, y = p[order, 0], p[order, 1]
+        x_next = np.append(x[1:], r[0])
+        # Along the front y falls as x rises, so the slab [x_i, x_i+1] is covered above y_i.
+        return float(np.sum((x_next - x) * (r[1] - y)))
+    order = np.argsort(p[:, -1], kind="stable")
+    p = p[order]
+    z_next = np.append(p[1:, -1], r[-1])
+    total = 0.0
+    for i in range(len(p)):
+        depth = z_next[i] - p[i, -1]
+        if depth > 0:
+            below = p[: i + 1, :-1]
+            total += depth * _hypervolume(below[non_dominated(below)], r[:-1])
+    return total
+
+
+def hypervolume_history(
+    points: np.ndarray,
+    reference: Sequence[float],
+    groups: Sequence[Hashable] | None = None,
+) -> np.ndarray:
+    """Hypervolume of the front after each row, rows taken in the given (trial) order.
+
+    Args:
+        points: (n, k) minimisation matrix in trial order; NaN rows (ineligible trials) leave the
+            value unchanged.
+        reference: fixed reference point (use the final one so the history is comparable).
+        groups: optional (n,) keys (e.g. the arch string); rows with one key are pooled into one
+            point, the mean of the rows seen so far (repeated seeds of one architecture).
+
+    Returns:
+        (n,) array of hypervolumes.
+    """
+    p = np.asarray(points, dtype=float)
+    codes = np.arange(len(p)) if groups is None else pd.factorize(pd.Series(list(groups)))[0]
+    sums = np.zeros((codes.max() + 1 if len(codes) else 0, p.shape[1]))
+    counts = np.zeros(len(sums))
+    out = np.zeros(len(p))
+    current = 0.0
+    for t, row in enumerate(p):
+        if not np.isnan(row).any():
+            sums[codes[t]] += row
+            counts[codes[t]] += 1
+            seen = counts > 0
+            current = hypervolume(sums[seen] / counts[seen, None], reference)
+        out[t] = current
+    return out
+
+
+def knee_index(points: np.ndarray) -> int:
+    """Row index of the knee of the front of ``points`` (method in the module docstring).
+
+    Args:
+        points: (n, k) minimisation matrix; only its non-dominated rows are candidates.
+
+    Returns:
+        Index into ``points``.
+
+    Example:
+        >>> knee_index(np.array([[0.0, 1.0], [0.2, 0.3], [0.5, 0.2], [1.0, 0.0]]))
+        1
+    """
+    p = np.asarray(points, dtype=float)
+    members = np.flatnonzero(non_dominated(p))
+    if len(members) == 0:
+        raise ResultsError("no point to take a knee of: the front is empty")
+    q = p[members]
+    low = q.min(axis=0)
+    span = q.max(axis=0) - low
+    span[span == 0] = 1.0
+    z = (q - low) / span
+    k = z.shape[1]
+    # The member best in objective j (ties: best in the others, in order) is extreme j.
+    extremes = np.array([z[np.lexsort(np.roll(z, -j, axis=1).T[::-1])[0]] for j in range(k)])
+    weights = np.ones(k)
+    if np.linalg.matrix_rank(extremes) == k:
+        solved = np.linalg.solve(extremes, np.ones(k))
+        if np.all(np.isfinite(solved)):
+            weights = solved
+    distance = (1.0 - z @ weights) / np.linalg.norm(weights)  # > 0: towards the ideal point
+    if distance.max() > 1e-9:
+        return int(members[np.argmax(distance)])
+    return int(members[np.argmin(np.linalg.norm(z, axis=1))])
+
+
+# -- picks ----------------------------------------------------------------------------------
+_CONSTRAINT = re.compile(
+    r"^(?P<name>[A-Za-z_]\w*)\s*(?P<op><=|>=|<|>)\s*"
+    r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)$"
+)
+_OPS = {"<=": np.less_equal, ">=": np.greater_equal, "<": np.less, ">": np.greater}
+_PICK_HELP = (
+    "use 'knee', 'best-auc', a bound like 'flops<=1250' or 'auc>=0.78', or several joined by ','"
+)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A bound on one column, e.g. ``flops_m <= 1250``."""
+
+    column: str
+    op: str
+    value: float
+
+    def holds(self, values: np.ndarray) -> np.ndarray:
+        """Elementwise: whether ``values`` satisfy the bound (NaN never does)."""
+        return _OPS[self.op](np.asarray(values, dtype=float), self.value)
+
+    def excess(self, values: np.ndarray) -> np.ndarray:
+        """How far ``values`` miss the bound, relative to its magnitude (0 where it holds)."""
+        v = np.asarray(values, dtype=float)
+        miss = v - self.value if self.op in ("<=", "<") else self.value - v
+        return np.maximum(miss, 0.0) / (abs(self.value) or 1.0)
+
+    def __str__(self) -> str:
+        return f"{self.column} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A rule that chooses one architecture from a front.
+
+    Args:
+        text: what the user typed.
+        constraints: bounds every candidate must satisfy.
+        target: the objective optimised among the candidates; ``None`` for the knee.
+    """
+
+    text: str
+    constraints: tuple[Constraint, ...] = ()
+    target: Objective | None = None
+
+
+def parse_pick(text: str, objectives: Sequence[Objective]) -> Pick:
+    """Parse a pick: ``knee``, ``best-auc``, ``flops<=1250``, ``auc>=0.78`` or ``,``-joined parts.
+
+    Bounds alone optimise the first objective they leave free: ``flops<=1250`` is the best AUC
+    with at most 1250 M FLOPs, ``auc>=0.78`` the fewest FLOPs with AUC of at least 0.78. Adding
+    ``knee`` or ``best-NAME`` says what to choose among the members within the bounds.
+
+    Args:
+        text: the pick string (case and spaces do not matter).
+        objectives: the run's objectives (names resolve to their columns: flops -> flops_m).
+
+    Example:
+        >>> pick = parse_pick("flops<=1250", resolve_objectives(["auc", "flops"]))
+        >>> [str(c) for c in pick.constraints], pick.target.column
+        (['flops_m <= 1250'], 'auc')
+    """
+    constraints: list[Constraint] = []
+    target: Objective | None = None
+    knee = False
+    parts = [part.strip().lower() for part in str(text).split(",")]
+    if not text or not all(parts):
+        raise ResultsError(f"pick {text!r} is empty or has an empty part: {_PICK_HELP}")
+    for part in parts:
+        if part == "knee":
+            knee = True
+        elif part.startswith("best-"):
+            target = _objective_named(part[5:], objectives, text)
+        elif m := _CONSTRAINT.match(part):
+            column = _column_named(m["name"], objectives)
+            constraints.append(Constraint(column, m["op"], float(m["value"])))
+        else:
+            raise ResultsError(f"pick {text!r} is not understood (at {part!r}): {_PICK_HELP}")
+    if knee and target is not None:
+        raise ResultsError(f"pick {text!r} asks for both the knee and a best: choose one")
+    if not knee and target is None:
+        if not constraints:
+            raise ResultsError(f"pick {text!r} chooses nothing: {_PICK_HELP}")
+        bound = {c.column for c in constraints}
+        target = next((o for o in objectives if o.column not in bound), objectives[0])
+    return Pick(str(text), tuple(constraints), None if knee else target)
+
+
+def _column_named(name: str, objectives: Sequence[Objective]) -> str:
+    key = _ALIASES.get(name)
+    if key is not None:
+        return OBJECTIVES[key].column
+    for obj in objectives:
+        if name == obj.column:
+            return obj.column
+    known = ", ".join(sorted({*OBJECTIVES, *(o.column for o in objectives)}))
+    raise ResultsError(f"pick names {name!r}, which is not a column: use one of {known}")
+
+
+def _objective_named(name: str, objectives: Sequence[Objective], text: str) -> Objective:
+    column = _column_named(name, objectives)
+    for obj in objectives:
+        if obj.column == column:
+            return obj
+    names = ", ".join(o.column for o in objectives)
+    raise ResultsError(f"pick {text!r}: {name} is not an objective of this run ({names})")
+
+
+def select_pick(front: pd.DataFrame, pick: Pick | str, objectives: Sequence[Objective]) -> Hashable:
+    """The index label of the front member a pick chooses.
+
+    Args:
+        front: the Pareto front, one row per architecture, with the objective and bound columns
+            (and ``arch_id``, used in messages).
+        pick: a :class:`Pick` or a pick string (see :func:`parse_pick`).
+        objectives: the run's objectives.
+
+    Raises:
+        ResultsError: the front is empty, a bound names a missing column, or no member satisfies
+            the bounds (the message names the nearest member).
+    """
+    if isinstance(pick, str):
+        pick = parse_pick(pick, objectives)
+    if front.empty:
+        raise ResultsError(f"pick {pick.text!r}: the Pareto front is empty")
+    ok = np.ones(len(front), dtype=bool)
+    excess = np.zeros(len(front))
+    for c in pick.constraints:
+        if c.column not in front.columns:
+            raise ResultsError(f"pick {pick.text!r}: the trial table has no column {c.column}")
+        values = front[c.column].to_numpy(dtype=float)
+        ok &= c.holds(values)
+        excess += np.nan_to_num(c.excess(values), nan=math.inf)
+    if not ok.any():
+        nearest = front.iloc[int(np.argmin(excess))]
+        shown = ", ".join(
+            f"{col} = {nearest[col]:.4g}"
+            for col in dict.fromkeys(
+                [c.column for c in pick.constraints] + [o.column for o in objectives]
+            )
+        )
+        who = nearest.get("arch_id", nearest.name)
+        bounds = " and ".join(str(c) for c in pick.constraints)
+        raise ResultsError(
+            f"no Pareto-front architecture has {bounds}: the nearest is {who} with {shown}; "
+            "loosen the bound"
+        )
+    candidates = front[ok]
+    matrix = minimisation_matrix(candidates, objectives)
+    if pick.target is None:
+        return candidates.index[knee_index(matrix)]
+    first = [o.column for o in objectives].index(pick.target.column)
+    keys = np.roll(matrix, -first, axis=1)  # target first, the others break ties in order
+    return candidates.index[np.lexsort(keys.T[::-1])[0]]

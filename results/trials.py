@@ -1,0 +1,256 @@
+"""Reading a run folder: its config, its trial table, and the per-architecture pooled table.
+
+A run folder (written by ``mdsearch.search``) holds ``config.json``, ``trials.csv`` (one row per
+finished trial, appended as trials end) and ``predictions/<trial>.npz`` (validation labels and
+sigmoid scores). Only trials that finished the proxy (status ``COMPLETE`` and fidelity at least the
+proxy's epochs) are eligible for the front; repeated seeds of one architecture are pooled into
+one row whose metrics are the means over its seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mdsearch.space import ArchSpec, ArchSpecError
+
+from .errors import ResultsError
+
+__all__ = [
+    "RunFolder",
+    "load_run",
+    "eligible_mask",
+    "pool_by_arch",
+    "label_columns",
+    "ineligible_reason",
+    "reference_archs",
+]
+
+# Columns trials.csv must have for any analysis; the others are used when present.
+REQUIRED_COLUMNS = ("trial", "arch", "status", "fidelity", "target_fidelity", "auc", "flops_m")
+_TEXT_COLUMNS = ("arch", "arch_id", "status", "error", "node_id", "finished_at", "predictions")
+
+
+@dataclass
+class RunFolder:
+    """A run folder as read from disk.
+
+    Attributes:
+        path: the run folder.
+        config: ``config.json`` as a dict (empty when the file is absent).
+        trials: ``trials.csv``, one row per finished trial, sorted by trial number.
+    """
+
+    path: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def name(self) -> str:
+        """The run's name (config ``name``, else the folder name)."""
+        return str(self.config.get("name") or self.path.name)
+
+    @property
+    def label_names(self) -> list[str]:
+        """Finding names, from the config or the ``auc__<label>`` columns."""
+        names = (self.config.get("data") or {}).get("label_names")
+        return list(names) if names else [c[5:] for c in label_columns(self.trials)]
+
+    @property
+    def input_size(self) -> int | None:
+        """Input side (pixels) the FLOPs are counted at."""
+        size = self.config.get("input_size")
+        if size is None and "input_size" in self.trials and self.trials["input_size"].notna().any():
+            size = self.trials["input_size"].dropna().iloc[0]
+        return int(size) if size is not None else None
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the run searched on generated (not real) images."""
+        return bool((self.config.get("data") or {}).get("synthetic", False))
+
+    def predictions_path(self, trial: int) -> Path | None:
+        """The trial's saved validation predictions, or ``None`` when it has none on disk."""
+        row = self.trials.loc[self.trials["trial"] == trial]
+        rel = str(row["predictions"].iloc[0]) if len(row) and "predictions" in row else ""
+        path = self.path / (rel or f"predictions/{int(trial):05d}.npz")
+        return path if path.is_file() else None
+
+
+def load_run(run_dir: str | Path) -> RunFolder:
+    """Read a run folder's ``config.json`` and ``trials.csv``.
+
+    Args:
+        run_dir: the run folder (``runs/<name>``).
+
+    Raises:
+        ResultsError: the folder does not exist, has no ``trials.csv``, the table is empty or
+            unreadable, or lacks a required column.
+
+    Example:
+        >>> run = load_run("runs/demo")  # doctest: +SKIP
+        >>> run.trials[["trial", "arch", "auc", "flops_m"]].head()  # doctest: +SKIP
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ResultsError(
+            f"run folder {path} does not exist: give a folder made by `mdsearch run`"
+        )
+    config: dict[str, Any] = {}
+    config_path = path / "config.json"
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ResultsError(
+                f"{config_path} is not valid JSON ({exc.msg}, line {exc.lineno})"
+            ) from None
+    table_path = path / "trials.csv"
+    if not table_path.is_file():
+        raise ResultsError(
+            f"{path} has no trials.csv: no trial has finished yet (or this is not a run folder)"
+        )
+    try:
+        trials = pd.read_csv(table_path, dtype={c: "string" for c in _TEXT_COLUMNS})
+    except pd.errors.EmptyDataError:
+        trials = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{table_path} cannot be read as CSV: {exc}") from None
+    if trials.empty:
+        raise ResultsError(f"{table_path} has no trials yet: wait for one to finish")
+    missing = [c for c in REQUIRED_COLUMNS if c not in trials.columns]
+    if missing:
+        raise ResultsError(f"{table_path} lacks column(s) {', '.join(missing)}")
+    for col in _TEXT_COLUMNS:
+        if col in trials:
+            trials[col] = trials[col].fillna("").astype(str)
+    trials["status"] = trials["status"].str.upper().str.strip()
+    trials = trials.sort_values("trial", kind="stable").reset_index(drop=True)
+    return RunFolder(path, config, trials)
+
+
+def label_columns(trials: pd.DataFrame) -> list[str]:
+    """The per-label AUC columns (``auc__<label>``) in table order."""
+    return [c for c in trials.columns if c.startswith("auc__")]
+
+
+def eligible_mask(trials: pd.DataFrame, objectives: list[str] | tuple[str, ...] = ()) -> pd.Series:
+    """Trials that may enter the front: COMPLETE, at the proxy's fidelity, objectives present.
+
+    Args:
+        trials: the trial table.
+        objectives: objective columns that must be non-missing (e.g. ``("auc", "flops_m")``).
+    """
+    fidelity = pd.to_numeric(trials["fidelity"], errors="coerce")
+    target = pd.to_numeric(trials["target_fidelity"], errors="coerce")
+    ok = (trials["status"] == "COMPLETE") & (fidelity >= target - 1e-9)
+    for col in objectives or ("auc", "flops_m"):
+        ok &= pd.to_numeric(trials[col], errors="coerce").notna() if col in trials else False
+    return ok.fillna(False).astype(bool)
+
+
+def ineligible_reason(trials: pd.DataFrame, eligible: pd.Series) -> str:
+    """One line saying why no trial is eligible, e.g. ``all 5 trials failed``."""
+    n = len(trials)
+    status = trials["status"]
+    failed = int((status == "FAILED").sum())
+    stopped = int((status == "STOPPED").sum())
+    complete = int((status == "COMPLETE").sum())
+    if failed == n:
+        first = next((e for e in trials.get("error", pd.Series(dtype=str)) if e), "")
+        return f"all {n} trials failed" + (f" (first error: {first})" if first else "")
+    if stopped == n:
+        return f"all {n} trials were stopped early by the scheduler before the proxy's epochs"
+    parts = [f"{failed} failed"] if failed else []
+    if stopped:
+        parts.append(f"{stopped} stopped early")
+    short = complete - int(eligible.sum())
+    if short:
+        parts.append(f"{short} complete but below the proxy's fidelity or without objectives")
+    other = n - failed - stopped - complete
+    if other:
+        parts.append(f"{other} with another status")
+    return f"of {n} trials " + ", ".join(parts)
+
+
+def pool_by_arch(trials: pd.DataFrame, metric_columns: list[str]) -> pd.DataFrame:
+    """One row per architecture, metrics averaged over its (eligible) seeds.
+
+    Args:
+        trials: eligible trials.
+        metric_columns: numeric columns to average (objectives, per-label AUCs, train seconds).
+
+    Returns:
+        DataFrame indexed by ``arch`` with the means, ``arch_id``, ``seeds`` (number of trials),
+        ``auc_seed_sd`` (SD over seeds, NaN for one seed), ``trials`` (tuple of trial numbers),
+        ``first_trial``, and ``mdconv_stages`` (tuple of stage indices).
+    """
+    columns = [c for c in dict.fromkeys(metric_columns) if c in trials.columns]
+    numeric = trials[columns].apply(pd.to_numeric, errors="coerce")
+    grouped = numeric.groupby(trials["arch"], sort=False)
+    pooled = grouped.mean()
+    pooled["seeds"] = grouped.size()
+    pooled["auc_seed_sd"] = grouped["auc"].std() if "auc" in columns else np.nan
+    by_arch = trials.groupby("arch", sort=False)
+    pooled["trials"] = by_arch["trial"].agg(lambda s: tuple(int(t) for t in s))
+    pooled["first_trial"] = by_arch["trial"].min().astype(int)
+    ids = by_arch["arch_id"].first() if "arch_id" in trials else None
+    pooled["arch_id"] = [
+        (ids[a] if ids is not None and ids[a] else _arch_id(a)) for a in pooled.index
+    ]
+    pooled["mdconv_stages"] = [_mdconv_stages(a) for a in pooled.index]
+    pooled.index.name = "arch"
+    return pooled
+
+
+def _arch_id(arch: str) -> str:
+    try:
+        return ArchSpec.parse(arch).arch_id
+    except ArchSpecError:
+        return ""
+
+
+def _mdconv_stages(arch: str) -> tuple[int, ...]:
+    try:
+        return ArchSpec.parse(arch).mdconv_stages
+    except ArchSpecError:
+        return ()
+
+
+def reference_archs(run: RunFolder) -> dict[str, str]:
+    """Canonical strings of the baseline (no MD-Conv) and the paper's architecture for this run.
+
+    The backbone and number of classes come from the table's architectures (else the config);
+    the paper's architecture is the baseline with stage5 = (3, 5) 1:1 and is left out when the
+    backbone cannot take it.
+
+    Returns:
+        ``{"baseline": ..., "paper": ...}`` (keys absent when unknown).
+    """
+    spec = None
+    for arch in run.trials["arch"]:
+        try:
+            spec = ArchSpec.parse(arch)
+            break
+        except ArchSpecError:
+            continue
+    backbone = spec.backbone if spec else (run.config.get("space") or {}).get("backbone")
+    classes = spec.num_classes if spec else len(run.label_names) or 14
+    out: dict[str, str] = {}
+    if not backbone:
+        return out
+    try:
+        base = ArchSpec.default(backbone, classes)
+    except ArchSpecError:
+        return out
+    out["baseline"] = base.canonical
+    try:
+        out["paper"] = base.with_stage(5, (3, 5), (1, 1)).canonical
+    except ArchSpecError:
+        pass
+    return out

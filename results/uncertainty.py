@@ -1,0 +1,334 @@
+"""Bootstrap confidence intervals of validation AUC from saved predictions.
+
+AUC differences between MD-Conv placements are about the size of the noise (DESIGN.md), so every
+AUC a report shows carries an interval. Method:
+
+- One resample draws the validation images with replacement (the same draw for all labels of an
+  image). It is stored as counts per image, and the AUC of a resample is the tie-aware
+  Mann-Whitney statistic with those counts as weights, computed for all resamples at once from one
+  sort of the scores (O(B * N) per label, numpy; equal to scikit-learn's ``roc_auc_score`` on the
+  materialised resample, which the tests check).
+- A trial's mean AUC in a resample is the mean over labels that have both classes in that resample;
+  labels with one class are skipped for that resample.
+- Trials whose predictions are on the same validation split (identical ``y_true``) share the same
+  resamples, so the difference of two architectures is a paired bootstrap on the same images.
+- An architecture evaluated with several seeds: each resample also draws its seeds with
+  replacement (a two-level bootstrap), so the interval covers seed-to-seed spread as well as the
+  finite validation set. With S seeds this spread is estimated as (S-1)/S of its size.
+- Intervals are percentile intervals (default 95%, 1000 resamples, seeded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .trials import RunFolder, load_run
+
+__all__ = [
+    "bootstrap_counts",
+    "auc_from_counts",
+    "mean_auc",
+    "bootstrap_mean_auc",
+    "percentile_interval",
+    "AUCDifference",
+    "PredictionBootstrap",
+]
+
+# Elements (resamples x images) handled at once: bounds memory at ~32 MB per float64 array.
+_CHUNK_ELEMENTS = 4_000_000
+
+
+def bootstrap_counts(n_items: int, n_resamples: int = 1000, seed: int | Sequence[int] = 0):
+    """How often each item is drawn in each bootstrap resample.
+
+    Args:
+        n_items: number of items (validation images).
+        n_resamples: number of resamples.
+        seed: seed (or seed sequence) of the numpy generator.
+
+    Returns:
+        (n_resamples, n_items) unsigned integer array; every row sums to ``n_items``.
+
+    Example:
+        >>> bootstrap_counts(5, 3, seed=0).sum(axis=1).tolist()
+        [5, 5, 5]
+    """
+    rng = np.random.default_rng(seed)
+    dtype = np.uint16 if n_items < 2**16 else np.uint32
+    counts = np.empty((n_resamples, n_items), dtype=dtype)
+    step = max(1, _CHUNK_ELEMENTS // max(n_items, 1))
+    for start in range(0, n_resamples, step):
+        b = min(step, n_resamples - start)
+        draws = rng.integers(0, n_items, size=(b, n_items)) + np.arange(b)[:, None] * n_items
+        counts[start : start + b] = np.bincount(draws.ravel(), minlength=b * n_items).reshape(
+            b, n_items
+        )
+    return counts
+
+
+def auc_from_counts(y_true: np.ndarray, y_score: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """ROC AUC of every label in every resample given as per-item counts (weights).
+
+    Args:
+        y_true: (N,) or (N, L) binary labels.
+        y_score: scores of the same shape (higher = more likely positive).
+        counts: (B, N) non-negative weights, e.g. from :func:`bootstrap_counts`; a row of ones is
+            the plain AUC.
+
+    Returns:
+        (B, L) float array (L = 1 for 1-D input); NaN where a resample has only one class.
+
+    Example:
+        >>> auc_from_counts(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]),
+        ...                 np.ones((1, 4))).item()
+        0.75
+    """
+    y = np.asarray(y_true)
+    s = np.asarray(y_score, dtype=np.float64)
+    if y.ndim == 1:
+        y, s = y[:, None], s[:, None]
+    if y.shape != s.shape or counts.shape[1] != y.shape[0]:
+        raise ValueError(
+            f"shapes do not match: y_true {y.shape}, y_score {s.shape}, counts {counts.shape}"
+        )
+    n_resamples, n = counts.shape
+    out = np.empty((n_resamples, y.shape[1]))
+    step = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    for label in range(y.shape[1]):
+        order = np.argsort(s[:, label], kind="stable")
+        sorted_scores = s[order, label]
+        positive = y[order, label].astype(bool)
+        # Tied scores form one group: a positive counts half of the negatives it ties with.
+        starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+        for b0 in range(0, n_resamples, step):
+            w = counts[b0 : b0 + step][:, order].astype(np.float64)
+            w_pos = np.where(positive, w, 0.0)
+            pos = np.add.reduceat(w_pos, starts, axis=1)
+            neg = np.add.reduceat(w - w_pos, starts, axis=1)
+            below = np.cumsum(neg, axis=1) - neg
+            u = np.sum(pos * (below + 0.5 * neg), axis=1)
+            pairs = pos.sum(axis=1) * neg.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[b0 : b0 + step, label] = np.where(pairs > 0, u / pairs, np.nan)
+    return out
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+        return np.nanmean(values, axis=1)
+
+
+def mean_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Mean ROC AUC over labels that have both classes (the point estimate a trial reports).
+
+    Example:
+        >>> mean_auc(np.array([[0, 1], [1, 1]]), np.array([[0.2, 0.5], [0.7, 0.1]]))
+        1.0
+    """
+    y = np.asarray(y_true)
+    return float(_nanmean_rows(auc_from_counts(y, y_score, np.ones((1, y.shape[0]))))[0])
+
+
+def bootstrap_mean_auc(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    seed: int | Sequence[int] = 0,
+    counts: np.ndarray | None = None,
+) -> np.ndarray:
+    """Bootstrap distribution of the mean AUC over labels of one set of predictions.
+
+    Args:
+        y_true: (N, L) binary labels of the validation images.
+        y_score: (N, L) scores.
+        n_resamples: resamples to draw (ignored when ``counts`` is given).
+        seed: generator seed (ignored when ``counts`` is given).
+        counts: (B, N) resample counts to reuse, so that two models are compared on the same
+            resamples (a paired bootstrap).
+
+    Returns:
+        (B,) mean AUC per resample (labels with one class in a resample skipped; NaN when none
+        is left).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 2, (200, 3)); s = y + rng.normal(0, 1, y.shape)
+        >>> lo, hi = percentile_interval(bootstrap_mean_auc(y, s, n_resamples=200))
+        >>> bool(lo < mean_auc(y, s) < hi)
+        True
+    """
+    y = np.asarray(y_true)
+    if counts is None:
+        counts = bootstrap_counts(y.shape[0], n_resamples, seed)
+    return _nanmean_rows(auc_from_counts(y, y_score, counts))
+
+
+def percentile_interval(
+    samples: np.ndarray, level: float = 0.95, axis: int = 0
+) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Percentile bootstrap interval, ignoring NaN resamples.
+
+    Args:
+        samples: bootstrap values (resamples along ``axis``).
+        level: coverage, e.g. 0.95.
+        axis: the resample axis.
+
+    Returns:
+        ``(low, high)``: floats for 1-D samples, arrays otherwise; NaN when fewer than 10
+        resamples are finite.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    x = np.asarray(samples, dtype=float)
+    tail = (1 - level) / 2 * 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(x, [tail, 100 - tail], axis=axis)
+    too_few = np.sum(np.isfinite(x), axis=axis) < 10
+    low, high = np.where(too_few, np.nan, low), np.where(too_few, np.nan, high)
+    if x.ndim == 1:
+        return float(low), float(high)
+    return low, high
+
+
+@dataclass(frozen=True)
+class AUCDifference:
+    """Bootstrap of the mean-AUC difference a - b between two architectures.
+
+    Attributes:
+        mean: mean of the bootstrap differences.
+        low, high: percentile interval at the bootstrap's level.
+        paired: whether both were resampled on the same validation images.
+    """
+
+    mean: float
+    low: float
+    high: float
+    paired: bool
+
+    @property
+    def distinguishable(self) -> bool:
+        """Whether the interval excludes 0."""
+        return bool(self.low > 0 or self.high < 0)
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+
+
+class PredictionBootstrap:
+    """Bootstrap distributions of trials' and architectures' mean AUC in one run folder.
+
+    Distributions are computed on first use and cached; trials without a readable predictions
+    file give ``None`` (and a line in :attr:`notes`).
+
+    Args:
+        run: a run folder (path or :class:`~mdsearch.results.trials.RunFolder`).
+        n_resamples: bootstrap resamples.
+        level: interval coverage.
+        seed: seed of all resampling (results are reproducible).
+        resample_seeds: also resample an architecture's seeds (see the module docstring).
+
+    Example:
+        >>> boot = PredictionBootstrap("runs/demo")  # doctest: +SKIP
+        >>> boot.interval([3, 17])  # trials 3 and 17: two seeds of one arch  # doctest: +SKIP
+        (0.741, 0.779)
+    """
+
+    def __init__(
+        self,
+        run: RunFolder | str | Path,
+        *,
+        n_resamples: int = 1000,
+        level: float = 0.95,
+        seed: int = 0,
+        resample_seeds: bool = True,
+    ) -> None:
+        self.run = run if isinstance(run, RunFolder) else load_run(run)
+        self.n_resamples = int(n_resamples)
+        self.level = float(level)
+        self.seed = int(seed)
+        self.resample_seeds = bool(resample_seeds)
+        self.notes: list[str] = []
+        self._samples: dict[int, np.ndarray | None] = {}
+        self._keys: dict[int, str | None] = {}
+        self._counts: dict[str, np.ndarray] = {}
+
+    def _load(self, trial: int) -> tuple[np.ndarray, np.ndarray] | None:
+        path = self.run.predictions_path(trial)
+        if path is None:
+            self.notes.append(f"trial {trial}: no predictions file, no interval")
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                y_true, y_score = np.asarray(data["y_true"]), np.asarray(data["y_score"])
+        except (OSError, KeyError, ValueError) as exc:
+            self.notes.append(f"trial {trial}: {path.name} unreadable ({exc}), no interval")
+            return None
+        if y_true.ndim == 1:
+            y_true, y_score = y_true[:, None], y_score[:, None]
+        if y_true.shape != y_score.shape or y_true.shape[0] < 2:
+            self.notes.append(f"trial {trial}: {path.name} has mismatched shapes, no interval")
+            return None
+        return y_true, y_score
+
+    def trial_samples(self, trial: int) -> np.ndarray | None:
+        """(B,) bootstrap mean AUC of one trial, or ``None`` without predictions."""
+        trial = int(trial)
+        if trial not in self._samples:
+            loaded = self._load(trial)
+            if loaded is None:
+                self._samples[trial], self._keys[trial] = None, None
+            else:
+                y_true, y_score = loaded
+                y_bytes = np.ascontiguousarray(y_true, dtype=np.uint8)
+                key = hashlib.sha1(str(y_bytes.shape).encode() + y_bytes.tobytes()).hexdigest()
+                if key not in self._counts:
+                    # Seeded by the split itself: the same split gets the same resamples.
+                    self._counts[key] = bootstrap_counts(
+                        y_true.shape[0], self.n_resamples, [self.seed, int(key[:12], 16)]
+                    )
+                self._keys[trial] = key
+                self._samples[trial] = bootstrap_mean_auc(y_true, y_score, counts=self._counts[key])
+        return self._samples[trial]
+
+    def arch_samples(self, trials: Sequence[int]) -> np.ndarray | None:
+        """(B,) bootstrap of an architecture's mean AUC pooled over its seeds (its trials)."""
+        per_trial = [s for s in (self.trial_samples(t) for t in trials) if s is not None]
+        if not per_trial:
+            return None
+        stacked = np.stack(per_trial)  # (S, B)
+        n_seeds = len(per_trial)
+        if n_seeds == 1 or not self.resample_seeds:
+            return _nanmean_rows(stacked.T)
+        digest = hashlib.sha1(repr(sorted(int(t) for t in trials)).encode()).hexdigest()
+        rng = np.random.default_rng([self.seed, int(digest[:12], 16)])
+        pick = rng.integers(0, n_seeds, size=(self.n_resamples, n_seeds))
+        return _nanmean_rows(stacked[pick, np.arange(self.n_resamples)[:, None]])
+
+    def interval(self, trials: Sequence[int]) -> tuple[float, float]:
+        """Percentile interval of an architecture's mean AUC (NaN without predictions)."""
+        samples = self.arch_samples(trials)
+        if samples is None:
+            return float("nan"), float("nan")
+        return percentile_interval(samples, self.level)
+
+    def difference(self, trials_a: Sequence[int], trials_b: Sequence[int]) -> AUCDifference | None:
+        """Bootstrap of mean AUC(a) - mean AUC(b); ``None`` when either has no predictions."""
+        a, b = self.arch_samples(trials_a), self.arch_samples(trials_b)
+        if a is None or b is None:
+            return None
+        keys = {self._keys.get(int(t)) for t in (*trials_a, *trials_b)} - {None}
+        diff = a - b
+        low, high = percentile_interval(diff, self.level)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = float(np.nanmean(diff))
+        return AUCDifference(mean, low, high, paired=len(keys) == 1)

@@ -1,0 +1,153 @@
+"""Reports from a hand-made run folder: files, their contents, and the errors users meet."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+from run_fixtures import DEFAULT_TRIALS, FixtureTrial, arch_string, make_run_folder
+
+from mdsearch.results import (
+    ResultsError,
+    analyse_run,
+    format_pareto_table,
+    pick_architecture,
+    write_report,
+)
+from mdsearch.space import ArchSpec
+
+# The default fixture's front: baseline, stage5 (paper), stages 1,5.
+FRONT = [arch_string(()), arch_string((5,)), arch_string((1, 5))]
+OFF_FRONT = [arch_string((1,)), arch_string((1, 2, 3, 5)), arch_string((3,)), arch_string((2,))]
+
+
+def _id(arch: str) -> str:
+    return ArchSpec.parse(arch).arch_id
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    run = make_run_folder(tmp_path_factory.mktemp("runs"))
+    return run, write_report(run, n_resamples=300)
+
+
+def test_report_files_exist_in_the_run_folder(report):
+    run, files = report
+    assert {"html", "markdown", "pareto_png", "pareto_csv"} <= set(files)
+    for path in files.values():
+        assert path.parent == run and path.stat().st_size > 0
+    assert files["pareto_png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pareto_csv_holds_the_front_only_with_intervals_and_pooled_seeds(report):
+    _, files = report
+    table = pd.read_csv(files["pareto_csv"])
+    assert table["arch"].tolist() == FRONT  # cheapest first
+    assert table["seeds"].tolist() == [2, 1, 2]
+    assert (table["auc_ci_low"] < table["auc"]).all() and (
+        table["auc"] < table["auc_ci_high"]
+    ).all()
+    assert table.loc[table["baseline"], "arch"].tolist() == [FRONT[0]]
+    assert table.loc[table["paper"], "arch"].tolist() == [FRONT[1]]
+    assert table["knee"].sum() == 1
+    assert {"auc__Atelectasis", "auc__Effusion", "auc__Nodule"} <= set(table.columns)
+    # Pooled AUC is the mean of the seeds' AUC in trials.csv.
+    trials = pd.read_csv(report[0] / "trials.csv")
+    seeds = trials[trials["arch"] == FRONT[2]]["auc"]
+    assert table.loc[2, "auc"] == pytest.approx(seeds.mean())
+
+
+def test_html_is_self_contained_and_shows_the_front(report):
+    _, files = report
+    page = files["html"].read_text()
+    assert page.count("data:image/png;base64,") >= 3
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
+    assert "<script" not in page and "stylesheet" not in page
+    for arch in FRONT:
+        assert _id(arch) in page
+    for arch in OFF_FRONT:
+        assert _id(arch) not in page
+    assert "Synthetic data" in page
+    assert "FLOPs M @448x448" in page
+
+
+def test_markdown_has_the_front_table_settings_and_plots(report):
+    _, files = report
+    text = files["markdown"].read_text()
+    assert "Synthetic data" in text and "(pareto.png)" in text
+    rows = [line for line in text.splitlines() if any(_id(a) in line for a in FRONT)]
+    assert len(rows) >= 3
+    assert "| proxy.resolution | 64 |" in text
+    assert "RuntimeError: out of memory" in text  # the failed trial's error is reported
+    assert "| stage5 | 2 (67%) | 3 (60%) |" in text  # MD-Conv per stage: front vs all
+
+
+def test_terminal_table_lists_the_front_and_the_counts(tmp_path):
+    run = make_run_folder(tmp_path)
+    text = format_pareto_table(run, n_resamples=100)
+    assert "9 trials (7 complete, 1 failed, 1 stopped early)" in text
+    assert all(_id(a) in text for a in FRONT)
+    assert not any(_id(a) in text for a in OFF_FRONT)
+    assert "hypervolume" in text and "Synthetic data" in text
+
+
+def test_real_data_run_has_no_synthetic_notice_and_out_dir_is_respected(tmp_path):
+    run = make_run_folder(tmp_path, DEFAULT_TRIALS[:4], synthetic=False, predictions=False)
+    files = write_report(run, tmp_path / "elsewhere")
+    assert files["html"].parent == tmp_path / "elsewhere"
+    page = files["html"].read_text()
+    assert "Synthetic data" not in page
+    assert "no predictions file" in page  # AUC shown without an interval, and why
+
+
+def test_picks_on_a_run(tmp_path):
+    run = make_run_folder(tmp_path)
+    assert pick_architecture(run, "flops<=1230", n_resamples=0).name == FRONT[1]
+    assert pick_architecture(run, "auc>=0.8", n_resamples=0).name == FRONT[2]
+    analysis = analyse_run(run, n_resamples=0)
+    assert analysis.pick("knee").name == analysis.knee
+    with pytest.raises(ResultsError, match=f"nearest is {_id(FRONT[0])}"):
+        analysis.pick("flops<=1000")
+    with pytest.raises(ResultsError, match="not understood"):
+        analysis.pick("flops==1000")
+
+
+def test_missing_run_folder(tmp_path):
+    with pytest.raises(ResultsError, match="does not exist"):
+        write_report(tmp_path / "nope")
+
+
+def test_run_folder_without_trials(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ResultsError, match="no trials.csv"):
+        format_pareto_table(tmp_path / "run")
+    (tmp_path / "run" / "trials.csv").write_text(
+        "trial,arch,status,fidelity,target_fidelity,auc,flops_m\n"
+    )
+    with pytest.raises(ResultsError, match="no trials yet"):
+        write_report(tmp_path / "run")
+
+
+def test_empty_front_says_why(tmp_path):
+    failed = [
+        FixtureTrial((), float("nan"), 1223.0, status="FAILED", fidelity=0.0, error="boom")
+    ] * 5
+    with pytest.raises(ResultsError, match=r"all 5 trials failed \(first error: boom\)"):
+        write_report(make_run_folder(tmp_path, failed, name="failed"))
+    stopped = [FixtureTrial((), 0.7, 1223.0, status="STOPPED", fidelity=1.0)] * 2
+    with pytest.raises(ResultsError, match="all 2 trials were stopped early"):
+        write_report(make_run_folder(tmp_path, stopped, name="stopped"))
+    mixed = failed[:1] + stopped[:1] + [FixtureTrial((), 0.7, 1223.0, fidelity=1.0)]
+    with pytest.raises(ResultsError, match="1 failed, 1 stopped early, 1 complete but below"):
+        analyse_run(make_run_folder(tmp_path, mixed, name="mixed"))
+
+
+def test_report_without_the_baseline_says_so(tmp_path):
+    run = make_run_folder(
+        tmp_path, [FixtureTrial((5,), 0.8, 1228.0), FixtureTrial((1, 5), 0.85, 1241.0)]
+    )
+    analysis = analyse_run(run, n_resamples=100)
+    assert analysis.front["vs_baseline"].isna().all()
+    assert any("baseline" in note for note in analysis.notes)
+    assert "not evaluated" in write_report(run)["markdown"].read_text()

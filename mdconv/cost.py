@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+
 from mdsearch.space import ArchSpec
 
 from .builder import build
@@ -120,7 +121,9 @@ def _cost_cached(canonical: str, input_size: int) -> Cost:
         from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
 
     spec = ArchSpec.parse(canonical)
-    model = build(spec).eval()
+    # Building draws random weights; keep the caller's torch RNG stream (trial seeds) untouched.
+    with torch.random.fork_rng(devices=[]):
+        model = build(spec).eval()
     x = torch.zeros(1, 3, input_size, input_size)
     analysis = FlopCountAnalysis(model, x)
     # Only conv and matrix products count; every other op becomes "unsupported", whose warnings

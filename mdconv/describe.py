@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mdsearch.space import ArchSpec, StageSpec, get_backbone, split_channels
+import torch
 from torch import nn
+
+from mdsearch.space import ArchSpec, StageSpec, get_backbone, split_channels
 
 from .builder import build
 from .cost import cost
@@ -56,7 +58,8 @@ def arch_table(spec: ArchSpec, input_size: int = 448) -> pd.DataFrame:
 
     layout = get_backbone(spec.backbone)
     costs = cost(spec, input_size)
-    model = build(spec)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
+        model = build(spec)
     rows = []
     stem = costs.stage("stem")
     rows.append(

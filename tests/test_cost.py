@@ -4,6 +4,8 @@ rows, and the Table-1-like description."""
 from __future__ import annotations
 
 import pytest
+import torch
+
 from mdsearch.mdconv import arch_table, cost, format_arch_table
 from mdsearch.space import ArchSpec, get_backbone
 
@@ -55,6 +57,15 @@ def test_stage_rows_sum_to_totals(spec):
     assert all(r.flops_m > 0 for r in c.stages if r.params_m > 0)
     # Linear classifier: in_features * classes multiply-adds.
     assert c.stage("classifier").flops_m == pytest.approx(1280 * spec.num_classes / 1e6)
+
+
+def test_cost_leaves_the_torch_rng_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    cost(ArchSpec.default("mobilenetv2_035", 7), 64)  # not cached yet: builds a network
+    arch_table(ArchSpec.default("mobilenetv2_035", 7), 64)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_cost_is_cached_and_rejects_bad_sizes():

@@ -15,8 +15,9 @@ import math
 from typing import Any
 
 import torch
-from mdsearch.space import ArchSpec, StageSpec, get_backbone
 from torch import nn
+
+from mdsearch.space import ArchSpec, StageSpec, get_backbone
 
 from .errors import BuildError
 from .mdconv2d import MDConv2d

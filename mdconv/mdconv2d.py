@@ -12,8 +12,9 @@ import math
 from collections.abc import Sequence
 
 import torch
-from mdsearch.space import split_channels
 from torch import nn
+
+from mdsearch.space import split_channels
 
 from .errors import BuildError
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import timm
-from mdsearch.space import BACKBONES
 from timm.models._efficientnet_blocks import ConvBnAct, DepthwiseSeparableConv, InvertedResidual
 from torch import nn
+
+from mdsearch.space import BACKBONES
 
 BLOCK_TYPES = {"ds": DepthwiseSeparableConv, "ir": InvertedResidual, "cn": ConvBnAct}
 

@@ -310,16 +310,26 @@ def hypervolume_history(
     """
     p = np.asarray(points, dtype=float)
     codes = np.arange(len(p)) if groups is None else pd.factorize(pd.Series(list(groups)))[0]
-    sums = np.zeros((codes.max() + 1 if len(codes) else 0, p.shape[1]))
-    counts = np.zeros(len(sums))
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    sums = np.zeros((n_groups, p.shape[1]))
+    counts = np.zeros(n_groups)
+    on_front = np.zeros(n_groups, dtype=bool)
+    front = np.empty(0, dtype=int)  # group codes on the current front
     out = np.zeros(len(p))
     current = 0.0
     for t, row in enumerate(p):
         if not np.isnan(row).any():
-            sums[codes[t]] += row
-            counts[codes[t]] += 1
-            seen = counts > 0
-            current = hypervolume(sums[seen] / counts[seen, None], reference)
+            g = codes[t]
+            sums[g] += row
+            counts[g] += 1
+            # Off-front points stay dominated by the unchanged front members, so only a change
+            # of a front member's own point needs all points again.
+            candidates = np.flatnonzero(counts) if on_front[g] else np.append(front, g)
+            pooled = sums[candidates] / counts[candidates, None]
+            front = candidates[non_dominated(pooled)]
+            on_front[:] = False
+            on_front[front] = True
+            current = hypervolume(sums[front] / counts[front, None], reference)
         out[t] = current
     return out
 

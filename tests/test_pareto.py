@@ -113,6 +113,13 @@ def test_hypervolume_history_is_the_prefix_hypervolume_and_pools_groups():
     # Two rows of one group count as their mean: a bad second seed lowers the value.
     pooled = hypervolume_history(np.array([[0.0, 0.0], [1.0, 1.0]]), [2.0, 2.0], groups=["a", "a"])
     assert pooled.tolist() == pytest.approx([4.0, 2.25])
+    # Many repeats (front members re-evaluated too) against a groupby of every prefix.
+    q = rng.integers(0, 6, size=(80, 2)).astype(float)
+    groups = rng.integers(0, 15, size=80)
+    history = hypervolume_history(q, [7.0, 7.0], groups=groups)
+    for t in range(len(q)):
+        means = pd.DataFrame(q[: t + 1]).groupby(groups[: t + 1]).mean().to_numpy()
+        assert history[t] == pytest.approx(hypervolume(means, [7.0, 7.0]))
 
 
 def test_knee_is_the_corner_of_a_convex_front_and_ignores_units():

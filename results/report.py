@@ -219,7 +219,8 @@ def _axis_labels(analysis: RunAnalysis) -> tuple[str, str]:
     proxy = analysis.run.config.get("proxy") or {}
     detail = []
     if proxy.get("epochs") is not None:
-        detail.append(f"{proxy['epochs']:g} epochs")
+        epochs = float(proxy["epochs"])
+        detail.append(f"{epochs:g} epoch" + ("" if epochs == 1 else "s"))
     if proxy.get("resolution"):
         detail.append(f"at {proxy['resolution']}x{proxy['resolution']}")
     auc = "mean validation AUC" + (f" (proxy: {' '.join(detail)})" if detail else "")

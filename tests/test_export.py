@@ -1,0 +1,119 @@
+"""Export of a picked architecture: arch.json rebuilds the same network; ONNX/TorchScript agree."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from run_fixtures import arch_string, make_run_folder
+
+from mdsearch.results import ResultsError
+from mdsearch.space import ArchSpec
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from mdsearch.results.export import export
+
+    run = make_run_folder(tmp_path_factory.mktemp("runs"))
+    return run, export(run, pick="flops<=1230", n_resamples=100, example_size=64)
+
+
+def _rebuilt(files):
+    from safetensors.torch import load_file
+
+    from mdsearch.mdconv import build
+
+    net = build(ArchSpec.from_json(files["arch_json"])).eval()
+    net.load_state_dict(load_file(str(files["safetensors"])))
+    return net
+
+
+def test_export_writes_every_file_under_exports_arch_id(exported):
+    run, files = exported
+    spec = ArchSpec.from_json(files["arch_json"])
+    assert spec.canonical == arch_string((5,))  # flops<=1230: the best AUC is the paper's arch
+    assert files["arch_json"].parent == run / "exports" / spec.arch_id
+    assert json.loads(files["arch_json"].read_text())["id"] == spec.arch_id
+    for key in ("card", "safetensors", "onnx", "torchscript"):
+        assert files[key].stat().st_size > 0
+    card = files["card"].read_text()
+    assert spec.canonical in card and "random initialisation" in card
+    assert "synthetic data" in card and "1228.0 M multiply-adds at 448x448" in card
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_arch_json_rebuilds_the_same_network(exported):
+    from safetensors.torch import load_file
+
+    _, files = exported
+    saved = load_file(str(files["safetensors"]))
+    net = _rebuilt(files)
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in saved.items()
+    }
+    x = torch.randn(3, 3, 64, 64)
+    scripted = torch.jit.load(str(files["torchscript"]))
+    with torch.no_grad():
+        assert torch.allclose(net(x), scripted(x), atol=1e-5)
+
+
+def test_onnx_matches_pytorch_at_another_batch_and_size(exported):
+    _, files = exported
+    net = _rebuilt(files)
+    x = torch.randn(1, 3, 96, 80)  # the graph keeps batch and image size dynamic
+    with torch.no_grad():
+        want = net(x).numpy()
+    session = ort.InferenceSession(str(files["onnx"]), providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {"image": x.numpy()})[0]
+    assert np.max(np.abs(got - want)) <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_given_trained_weights_are_exported(exported, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from mdsearch.results.export import export
+
+    run, files = exported
+    trained = {
+        k: v + 0.01 if v.is_floating_point() else v
+        for k, v in load_file(str(files["safetensors"])).items()
+    }
+    save_file(trained, tmp_path / "w.safetensors")
+    out = export(
+        run,
+        "flops<=1230",
+        ("safetensors",),
+        out_dir=tmp_path / "x",
+        weights=tmp_path / "w.safetensors",
+        n_resamples=0,
+    )
+    again = load_file(str(out["safetensors"]))
+    assert all(torch.equal(again[k], trained[k]) for k in trained)
+    assert "trained weights from w.safetensors" in out["card"].read_text()
+    assert "onnx" not in out
+
+
+def test_bad_exports_are_refused(exported, tmp_path):
+    from safetensors.torch import save_file
+
+    from mdsearch.results.export import export
+
+    run, _ = exported
+    with pytest.raises(ResultsError, match="unknown export format"):
+        export(run, formats=("tflite",))
+    save_file({"nope": torch.zeros(2)}, tmp_path / "bad.safetensors")
+    with pytest.raises(ResultsError, match="do not fit"):
+        export(
+            run,
+            formats=("safetensors",),
+            out_dir=tmp_path / "y",
+            weights=tmp_path / "bad.safetensors",
+            n_resamples=0,
+        )
+    with pytest.raises(ResultsError, match="nearest"):
+        export(run, pick="flops<=100", n_resamples=0)

@@ -9,8 +9,9 @@
     model.torchscript.pt traced TorchScript, checked the same way
 
 Weights: the search keeps no weights (a proxy run is short), so the network is randomly
-initialised (seeded) unless trained weights are given or ``trained.safetensors`` already lies in
-the export folder (what full training of the architecture writes); the card says which.
+initialised (seeded) unless trained weights are given or ``train/weights.safetensors`` lies in
+the export folder (where ``mdsearch train <export folder>/arch.json`` writes them); the card says
+which.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from .errors import ResultsError
 __all__ = ["FORMATS", "TRAINED_WEIGHTS", "export", "export_folder"]
 
 FORMATS = ("onnx", "torchscript", "safetensors")
-#: File in the export folder that holds trained weights, when full training has produced them.
-TRAINED_WEIGHTS = "trained.safetensors"
+#: Where, inside the export folder, full training (``mdsearch train .../arch.json``) leaves the
+#: best-on-validation weights.
+TRAINED_WEIGHTS = Path("train") / "weights.safetensors"
 _TOLERANCE = 1e-4
 
 
@@ -63,7 +65,7 @@ def export(
             ``card.md`` are always written).
         out_dir: export folder (default ``RUN/exports/<arch_id>``).
         weights: a safetensors file of trained weights for this architecture (default: the
-            folder's ``trained.safetensors`` if present, else random initialisation).
+            folder's ``train/weights.safetensors`` if present, else random initialisation).
         example_size: input side (pixels) of the example image for tracing and the checks
             (default: the proxy's training resolution); the ONNX graph takes any batch and size.
         opset: ONNX opset.
@@ -103,8 +105,8 @@ def export(
     net = build(spec, head_init=str(proxy.get("head_init", "small"))).eval()
     weights_path = Path(weights) if weights is not None else out / TRAINED_WEIGHTS
     if weights is not None or weights_path.is_file():
-        _load_weights(net, weights_path)
-        weights_note = f"trained weights from {weights_path.name}"
+        _load_weights(net, weights_path, spec)
+        weights_note = f"trained weights from {weights_path}"
     else:
         weights_note = f"random initialisation (torch seed {seed}); no trained weights yet"
     size = int(example_size or proxy.get("resolution") or 224)
@@ -118,7 +120,7 @@ def export(
 
         files["safetensors"] = out / "model.safetensors"
         state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-        save_file(state, files["safetensors"], metadata={"arch": spec.canonical})
+        save_file(state, files["safetensors"], metadata={"mdsearch.arch": spec.canonical})
     if "torchscript" in formats:
         files["torchscript"] = out / "model.torchscript.pt"
         with torch.no_grad(), warnings.catch_warnings():
@@ -137,14 +139,20 @@ def export(
     return files
 
 
-def _load_weights(net: Any, path: Path) -> None:
-    from safetensors import SafetensorError
+def _load_weights(net: Any, path: Path, spec: ArchSpec) -> None:
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
         state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
     except (OSError, SafetensorError) as exc:
         raise ResultsError(f"cannot read weights {path}: {exc}") from None
+    # Files written by mdsearch name their architecture: refuse another one's weights.
+    arch = meta.get("mdsearch.arch") or meta.get("arch")
+    if arch and arch != spec.canonical:
+        raise ResultsError(f"weights {path} are for {arch}, not {spec.canonical}")
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

@@ -94,8 +94,14 @@ def test_given_trained_weights_are_exported(exported, tmp_path):
     )
     again = load_file(str(out["safetensors"]))
     assert all(torch.equal(again[k], trained[k]) for k in trained)
-    assert "trained weights from w.safetensors" in out["card"].read_text()
+    key = next(iter(trained))
+    assert "trained weights from" in out["card"].read_text()
     assert "onnx" not in out
+    # Without weights=, what `mdsearch train <export>/arch.json` left in train/ is used.
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    save_file(trained, tmp_path / "d" / "train" / "weights.safetensors")
+    out = export(run, "flops<=1230", ("safetensors",), out_dir=tmp_path / "d", n_resamples=0)
+    assert torch.equal(load_file(str(out["safetensors"]))[key], trained[key])
 
 
 def test_bad_exports_are_refused(exported, tmp_path):
@@ -113,6 +119,15 @@ def test_bad_exports_are_refused(exported, tmp_path):
             formats=("safetensors",),
             out_dir=tmp_path / "y",
             weights=tmp_path / "bad.safetensors",
+            n_resamples=0,
+        )
+    save_file({"x": torch.zeros(2)}, tmp_path / "other.safetensors", {"mdsearch.arch": "m:c3:k3"})
+    with pytest.raises(ResultsError, match="are for m:c3:k3"):
+        export(
+            run,
+            formats=("safetensors",),
+            out_dir=tmp_path / "z",
+            weights=tmp_path / "other.safetensors",
             n_resamples=0,
         )
     with pytest.raises(ResultsError, match="nearest"):

@@ -5,9 +5,11 @@ AUC a report shows carries an interval. Method:
 
 - One resample draws the validation images with replacement (the same draw for all labels of an
   image). It is stored as counts per image, and the AUC of a resample is the tie-aware
-  Mann-Whitney statistic with those counts as weights, computed for all resamples at once from one
-  sort of the scores (O(B * N) per label, numpy; equal to scikit-learn's ``roc_auc_score`` on the
-  materialised resample, which the tests check).
+  Mann-Whitney statistic with those counts as weights: per label, one sort of the negatives'
+  scores places every positive among them (searchsorted), then for all resamples at once the
+  negatives' counts summed between those places give how many lie below each positive (O(B * N)
+  per label, numpy; equal to scikit-learn's ``roc_auc_score`` on the materialised resample, which
+  the tests check).
 - A trial's mean AUC in a resample is the mean over labels that have both classes in that resample;
   labels with one class are skipped for that resample.
 - Trials whose predictions are on the same validation split (identical ``y_true``) share the same
@@ -98,24 +100,35 @@ def auc_from_counts(y_true: np.ndarray, y_score: np.ndarray, counts: np.ndarray)
             f"shapes do not match: y_true {y.shape}, y_score {s.shape}, counts {counts.shape}"
         )
     n_resamples, n = counts.shape
-    out = np.empty((n_resamples, y.shape[1]))
+    # Integer counts add up exactly in int64; other weights in float64.
+    acc = np.int64 if np.issubdtype(counts.dtype, np.integer) else np.float64
+    out = np.full((n_resamples, y.shape[1]), np.nan)
     step = max(1, _CHUNK_ELEMENTS // max(n, 1))
     for label in range(y.shape[1]):
-        order = np.argsort(s[:, label], kind="stable")
-        sorted_scores = s[order, label]
-        positive = y[order, label].astype(bool)
-        # Tied scores form one group: a positive counts half of the negatives it ties with.
-        starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+        positive = y[:, label].astype(bool)
+        pos_idx, neg_idx = np.flatnonzero(positive), np.flatnonzero(~positive)
+        if len(pos_idx) == 0 or len(neg_idx) == 0:
+            continue
+        neg_idx = neg_idx[np.argsort(s[neg_idx, label], kind="stable")]
+        neg_scores = s[neg_idx, label]
+        # Negatives strictly below / at most each positive's score: a tie counts one half.
+        below = np.searchsorted(neg_scores, s[pos_idx, label], side="left")
+        at_most = np.searchsorted(neg_scores, s[pos_idx, label], side="right")
+        # Running sums of the negatives' counts are needed only where positives fall: add the
+        # counts up segment by segment between those places, then accumulate the few segments.
+        cuts = np.unique(np.r_[0, below, at_most])
+        cuts = cuts[cuts < len(neg_idx)]
+        at_below, at_at_most = np.searchsorted(cuts, below), np.searchsorted(cuts, at_most)
         for b0 in range(0, n_resamples, step):
-            w = counts[b0 : b0 + step][:, order].astype(np.float64)
-            w_pos = np.where(positive, w, 0.0)
-            pos = np.add.reduceat(w_pos, starts, axis=1)
-            neg = np.add.reduceat(w - w_pos, starts, axis=1)
-            below = np.cumsum(neg, axis=1) - neg
-            u = np.sum(pos * (below + 0.5 * neg), axis=1)
-            pairs = pos.sum(axis=1) * neg.sum(axis=1)
+            chunk = counts[b0 : b0 + step]
+            segments = np.add.reduceat(np.take(chunk, neg_idx, axis=1), cuts, axis=1, dtype=acc)
+            running = np.zeros((len(chunk), len(cuts) + 1), dtype=acc)
+            np.cumsum(segments, axis=1, out=running[:, 1:])
+            w_pos = np.take(chunk, pos_idx, axis=1).astype(acc)
+            twice_u = np.einsum("bp,bp->b", w_pos, running[:, at_below] + running[:, at_at_most])
+            pairs = w_pos.sum(axis=1) * running[:, -1]
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[b0 : b0 + step, label] = np.where(pairs > 0, u / pairs, np.nan)
+                out[b0 : b0 + step, label] = np.where(pairs > 0, 0.5 * twice_u / pairs, np.nan)
     return out
 
 

@@ -22,6 +22,7 @@ AUC never poses as a finished proxy.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import os
 import platform
@@ -551,7 +552,7 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
                 reduction_factor=2,
             )
         recorder = TrialRecorder(
-            folder, space, num_classes, dataset.label_names, settings, start=done
+            folder, space, num_classes, dataset.label_names, settings, start=done, quiet=quiet
         )
         callbacks = [recorder]
         if not quiet:
@@ -579,6 +580,9 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
                 log_to_file=True,
             ),
         )
+        # Failed trials are recorded in the table and reported in one line by the recorder;
+        # Tune's own tracebacks would bury the progress display.
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
         try:
             tuner.fit()
         except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -33,13 +34,15 @@ def front_size(points: list[tuple[float, float]]) -> int:
 
 
 def _last_error_line(trial) -> str:
+    """The exception line of a failed trial's traceback (Tune writes it to the trial's error file)."""
+    text = ""
     try:
-        err = trial.get_error()
-    except Exception:  # the error file may be unreadable; the row still records a failure
-        err = None
-    text = str(err) if err else "trial failed without an error message"
+        if trial.error_file:
+            text = Path(trial.error_file).read_text()
+    except OSError:  # unreadable error file: the row still records the failure
+        pass
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:500] if lines else text[:500]
+    return lines[-1][:500] if lines else "trial failed without an error message"
 
 
 class TrialRecorder(Callback):
@@ -53,6 +56,7 @@ class TrialRecorder(Callback):
         label_names,
         settings,
         start: int = 0,
+        quiet: bool = False,
     ) -> None:
         self.folder = folder
         self.space = space
@@ -60,6 +64,7 @@ class TrialRecorder(Callback):
         self.label_names = tuple(label_names)
         self.settings = settings
         self.count = start
+        self.quiet = quiet
         self.failed = 0
         self.points: list[tuple[float, float]] = []
         self._written: set[str] = set()
@@ -125,7 +130,15 @@ class TrialRecorder(Callback):
         self._write(trial, trial.last_result, "STOPPED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(trial, trial.last_result, "FAILED", _last_error_line(trial))
+        error = _last_error_line(trial)
+        self._write(trial, trial.last_result, "FAILED", error)
+        if not self.quiet:
+            from tqdm import tqdm
+
+            tqdm.write(
+                f"trial {trial.trial_id} failed (recorded, search goes on): {error}",
+                file=sys.stderr,
+            )
 
 
 class LiveProgress(Callback):

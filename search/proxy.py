@@ -130,7 +130,7 @@ def proxy_train(
     from mdsearch.mdconv import build
 
     from .datasets import batches
-    from .training import label_aucs, make_optimizer, predict, train_one_epoch
+    from .training import Diverged, label_aucs, make_optimizer, predict, train_one_epoch
 
     if spec.num_classes != len(dataset.label_names):
         raise ValueError(
@@ -194,6 +194,8 @@ def proxy_train(
             y_true, y_score = predict(
                 model, val_batches(), device=device, channels_last=config.channels_last
             )
+            if not np.isfinite(y_score).all():
+                raise Diverged(f"validation scores became NaN after epoch {epoch}: lower --lr")
             auc, per_label = label_aucs(y_true, y_score, dataset.label_names)
             row["auc"] = auc
         history.append(row)

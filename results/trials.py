@@ -130,6 +130,12 @@ def load_run(run_dir: str | Path) -> RunFolder:
         if col in trials:
             trials[col] = trials[col].fillna("").astype(str)
     trials["status"] = trials["status"].str.upper().str.strip()
+    # A row without a trial number, architecture or status (e.g. cut off by a crash) is unusable.
+    number = pd.to_numeric(trials["trial"], errors="coerce")
+    trials = trials[number.notna() & (trials["arch"] != "") & (trials["status"] != "")].copy()
+    trials["trial"] = number[trials.index].astype(int)
+    if trials.empty:
+        raise ResultsError(f"{table_path} has no complete row (trial, arch and status)")
     trials = trials.sort_values("trial", kind="stable").reset_index(drop=True)
     return RunFolder(path, config, trials)
 

@@ -231,3 +231,19 @@ def test_a_third_objective_latency_enters_the_front(tmp_path):
     assert analyse_run(run, objectives=["auc", custom], n_resamples=0).reference[
         "latency_ms"
     ] == pytest.approx(10.0)
+
+
+def test_a_given_reference_point_is_used(tmp_path):
+    run = make_run_folder(
+        tmp_path, [FixtureTrial((), 0.70, 1223.0), FixtureTrial((5,), 0.85, 1228.0)]
+    )
+    default = analyse_run(run, n_resamples=0)
+    assert default.reference == pytest.approx({"auc": 0.5, "flops_m": 1228.0 * 1.1})
+    given = analyse_run(run, reference={"auc": 0.6, "flops": 1500}, n_resamples=0)
+    assert given.reference == pytest.approx({"auc": 0.6, "flops_m": 1500.0})
+    front = given.front
+    want = hypervolume(np.column_stack([-front["auc"], front["flops_m"]]), [-0.6, 1500.0])
+    assert given.hypervolume == pytest.approx(want)
+    assert analyse_run(run, reference=[0.6, 1500], n_resamples=0).hypervolume == pytest.approx(want)
+    with pytest.raises(ResultsError, match="3 values for 2 objectives"):
+        analyse_run(run, reference=[0.6, 1500, 3], n_resamples=0)

@@ -151,3 +151,11 @@ def test_report_without_the_baseline_says_so(tmp_path):
     assert analysis.front["vs_baseline"].isna().all()
     assert any("baseline" in note for note in analysis.notes)
     assert "not evaluated" in write_report(run)["markdown"].read_text()
+
+
+def test_a_row_cut_off_by_a_crash_is_ignored(tmp_path):
+    run = make_run_folder(tmp_path, DEFAULT_TRIALS[:4])
+    with open(run / "trials.csv", "a") as f:
+        f.write("4,mobilenetv2_100:c3:k3")  # no newline, most columns missing
+    trials = analyse_run(run, n_resamples=0).run.trials
+    assert trials["trial"].tolist() == [0, 1, 2, 3]

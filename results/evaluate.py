@@ -44,6 +44,7 @@ __all__ = [
     "PAPER_TABLE6_MEAN",
     "PAPER_TABLE8",
     "Evaluation",
+    "describe_data",
     "evaluate_model",
     "evaluate_weights",
     "evaluate_predictions",

@@ -4,6 +4,9 @@
     mdsearch run --resume runs/NAME      continue a killed or interrupted search to its budget
     mdsearch space [PRESET|FILE]         the choices of a search space and its size
     mdsearch show ARCH                   per-stage table of an architecture with FLOPs and params
+    mdsearch report RUN                  Pareto-front report (HTML, Markdown, PNG, CSV)
+    mdsearch pareto RUN                  the front as a table in the terminal
+    mdsearch export RUN --pick knee      arch.json, model card, ONNX / TorchScript / safetensors
     mdsearch train ARCH.json --data ...  full training, then test metrics in the paper's layout
     mdsearch eval ARCH.json --weights W  evaluate saved weights the same way
 
@@ -215,12 +218,81 @@ def _cmd_run(args) -> int:
 
 
 def _write_report(path: Path) -> None:
+    from mdsearch.results import ResultsError, write_report
+
     try:
-        from mdsearch.results import write_report
-    except ImportError:
+        files = write_report(path)
+    except ResultsError as exc:  # e.g. every trial failed: the search itself still finished
+        print(f"no report: {exc}", file=sys.stderr)
         return
-    files = write_report(path)
     print(f"report: {files['html']}")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report", help="write a run's Pareto-front report (HTML, Markdown, PNG, CSV)"
+    )
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument("--out", default=None, help="where to write (default: the run folder)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from mdsearch.results import write_report
+
+    files = write_report(args.run, args.out, n_resamples=args.resamples)
+    for key, path in files.items():
+        print(f"{key:16s} {path}")
+    return 0
+
+
+def _add_pareto(sub) -> None:
+    p = sub.add_parser("pareto", help="print a run's Pareto front as a table")
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
+    p.set_defaults(func=_cmd_pareto)
+
+
+def _cmd_pareto(args) -> int:
+    from mdsearch.results import format_pareto_table
+
+    print(format_pareto_table(args.run, n_resamples=args.resamples))
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export an architecture of the front: arch.json, card, ONNX/TorchScript/safetensors",
+    )
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument(
+        "--pick",
+        default="knee",
+        help="knee (default) | best-auc | ARCH_ID | 'flops<=1250' | 'auc>=0.78' (comma-joined)",
+    )
+    p.add_argument(
+        "--format",
+        default="onnx,torchscript,safetensors",
+        help="comma-separated network formats (default all three)",
+    )
+    p.add_argument("--out", default=None, help="export folder (default RUN/exports/<arch id>)")
+    p.add_argument("--weights", default=None, help="trained weights (.safetensors) to export")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from mdsearch.results.export import export
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    files = export(args.run, args.pick, formats, out_dir=args.out, weights=args.weights)
+    for key, path in files.items():
+        print(f"{key:12s} {path}")
+    arch = files.get("arch_json")
+    if arch is not None:
+        print(f"next: mdsearch train {arch} --data ...   (full training + test metrics)")
+    return 0
 
 
 def _add_space(sub) -> None:
@@ -451,7 +523,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Neural architecture search over MD-Conv placements for chest X-ray classifiers.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_space, _add_show, _add_train, _add_eval):
+    for add in (
+        _add_run,
+        _add_space,
+        _add_show,
+        _add_report,
+        _add_pareto,
+        _add_export,
+        _add_train,
+        _add_eval,
+    ):
         add(sub)
     return parser
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,35 +143,64 @@ class TrialRecorder(Callback):
 
 
 class LiveProgress(Callback):
-    """A tqdm bar over the budget with running / failed / best AUC / front size (stderr)."""
+    """Progress on stderr: a tqdm bar with ETA and a status (running / failed / best AUC / front
+    size) on a terminal; one line per finished trial, with the same figures, in a log file."""
 
     def __init__(self, recorder: TrialRecorder, total: int, done: int = 0) -> None:
         from tqdm import tqdm
 
         self.recorder = recorder
-        self.bar = tqdm(
-            total=total,
-            initial=done,
-            unit="trial",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            desc="search",
+        self.total = total
+        self.start_done = done
+        self.started = time.monotonic()
+        self.interactive = sys.stderr.isatty()
+        self.bar = (
+            tqdm(
+                total=total,
+                initial=done,
+                unit="trial",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                desc="search",
+                mininterval=0.5,
+            )
+            if self.interactive
+            else None
         )
         self._shown = done
+        self._status = ""
 
-    def _refresh(self, trials) -> None:
+    def _status_text(self, trials) -> str:
         r = self.recorder
         running = sum(1 for t in trials if t.status == "RUNNING")
-        self.bar.update(r.count - self._shown)
-        self._shown = r.count
         best = f"{r.best_auc:.4f}" if math.isfinite(r.best_auc) else "-"
-        self.bar.set_postfix_str(
-            f"running {running} | failed {r.failed} | best AUC {best} | front {front_size(r.points)}"
-        )
+        return f"running {running} | failed {r.failed} | best AUC {best} | front {front_size(r.points)}"
+
+    def _eta(self) -> str:
+        finished = self.recorder.count - self.start_done
+        if finished <= 0:
+            return "?"
+        left = (time.monotonic() - self.started) / finished * (self.total - self.recorder.count)
+        return time.strftime("%H:%M:%S", time.gmtime(left))
+
+    def _refresh(self, trials) -> None:
+        count = self.recorder.count
+        status = self._status_text(trials)
+        if self.bar is not None:
+            if count != self._shown:
+                self.bar.update(count - self._shown)
+            if status != self._status:
+                self.bar.set_postfix_str(status)
+        elif count != self._shown:
+            print(
+                f"[{count}/{self.total}] {status} | ETA {self._eta()}", file=sys.stderr, flush=True
+            )
+        self._shown, self._status = count, status
 
     def on_step_end(self, iteration, trials, **info):
         self._refresh(trials)
 
     def on_experiment_end(self, trials, **info):
         self._refresh(trials)
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()

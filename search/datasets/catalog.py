@@ -33,6 +33,8 @@ class Catalog:
         label_names: one name per label column.
         labels: uint8 (N, L) 0/1 targets.
         patient_ids: (N,) str.
+        item_ids: (N,) str: which image each row is (file name relative to the source, npz
+            split and index, or generated id), e.g. to match NIH box lists.
         splits: int64 index arrays. Either ``train``/``val`` (official, used as given) or
             ``train_val`` (the loader carves ``val`` out by patient); ``test`` when the source
             has one.
@@ -51,6 +53,7 @@ class Catalog:
     label_names: tuple[str, ...]
     labels: np.ndarray
     patient_ids: np.ndarray
+    item_ids: np.ndarray
     splits: Mapping[str, np.ndarray]
     image_key: str
     fingerprint: str
@@ -66,8 +69,12 @@ class Catalog:
             raise TypeError("a Catalog needs exactly one of files= or render=")
         if self.files is not None and len(self.files) != n:
             raise TypeError(f"{len(self.files)} files for {n} labels")
-        if self.labels.shape != (n, len(self.label_names)) or len(self.patient_ids) != n:
-            raise TypeError("labels, label_names and patient_ids disagree in shape")
+        if (
+            self.labels.shape != (n, len(self.label_names))
+            or len(self.patient_ids) != n
+            or len(self.item_ids) != n
+        ):
+            raise TypeError("labels, label_names, patient_ids and item_ids disagree in shape")
 
     def __len__(self) -> int:
         return len(self.labels)

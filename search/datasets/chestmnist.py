@@ -135,6 +135,7 @@ def scan_chestmnist(spec, *, task: str | None, cache_dir, resolution: int) -> Ca
         label_names=FINDINGS,
         labels=labels,
         patient_ids=np.array([f"unknown-{i}" for i in range(n)]),
+        item_ids=np.array([f"{s}/{i}" for s in splits_present for i in range(shapes[s][0])]),
         splits=splits,
         image_key=image_key,
         fingerprint=image_key,

@@ -117,6 +117,7 @@ def scan_chestxray14(spec, *, task: str | None, cache_dir, resolution: int) -> C
         label_names=FINDINGS,
         labels=labels,
         patient_ids=patient_ids,
+        item_ids=np.array(names, dtype=str),
         splits=splits,
         image_key=image_key,
         fingerprint=fingerprint,
@@ -233,7 +234,9 @@ def load_bboxes(path: str | os.PathLike) -> pd.DataFrame:
             raise DataError(f"no BBox_List_2017.csv (.gz) in {path}; put the NIH box list there")
         path = found
     if not path.is_file():
-        raise DataError(f"box list {path} does not exist; give the NIH BBox_List_2017.csv")
+        raise DataError(
+            f"box list {path} does not exist; give the NIH BBox_List_2017.csv or its folder"
+        )
     try:
         # The header names 9 columns ("Bbox [x,y,w,h]" splits on its commas, plus empty ones);
         # the rows hold 6 (some copies add empty trailing fields): read by position.

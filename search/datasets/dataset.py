@@ -35,6 +35,8 @@ class Dataset:
         fingerprint: content key of the source (changes when the data changes).
         resolution: image side R in pixels.
         notes: what the user must be told (missing images, how the split was made, ...).
+        item_ids: (N,) str, which image each row is: the file name for ChestX-ray14 (to match
+            ``load_bboxes``), the path under the folder for Kermany, ``train/17`` for ChestMNIST.
 
     Example:
         >>> ds = load_dataset("phantom,n=200", resolution=32, progress=False)  # doctest: +SKIP
@@ -53,6 +55,7 @@ class Dataset:
     fingerprint: str
     resolution: int
     notes: tuple[str, ...]
+    item_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -133,6 +136,7 @@ def load_dataset(
     new_index = np.cumsum(keep) - 1
     labels = catalog.labels[keep]
     patient_ids = catalog.patient_ids[keep]
+    item_ids = catalog.item_ids[keep]
     given_splits = {k: new_index[v[keep[v]]].astype(np.int64) for k, v in catalog.splits.items()}
 
     splits: dict[str, np.ndarray] = {}
@@ -167,6 +171,7 @@ def load_dataset(
         fingerprint=catalog.fingerprint,
         resolution=resolution,
         notes=tuple(notes),
+        item_ids=item_ids,
     )
 
 

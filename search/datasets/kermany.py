@@ -133,6 +133,7 @@ def scan_kermany(spec, *, task: str | None, cache_dir, resolution: int) -> Catal
         label_names=label_names,
         labels=labels,
         patient_ids=patient_ids,
+        item_ids=np.array([f.relative_to(root).as_posix() for f in files]),
         splits=splits,
         image_key=image_key,
         fingerprint=image_key,

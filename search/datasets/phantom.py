@@ -75,6 +75,7 @@ def scan_phantom(spec, *, task: str | None, cache_dir, resolution: int) -> Catal
         label_names=LABEL_NAMES,
         labels=params["labels"],
         patient_ids=patient_ids,
+        item_ids=np.array([f"phantom-{i:06d}" for i in range(n)]),
         splits={"train_val": train_val, "test": test},
         image_key=key,
         fingerprint=key,

@@ -16,20 +16,38 @@ Example:
 from .builder import HEAD_INITS, build, depthwise_conv, inherit_weights
 from .cost import COUNTED_OPS, Cost, StageCost, cost
 from .describe import arch_table, format_arch_table
-from .errors import BuildError
-from .mdconv2d import MDConv2d
+from .errors import BuildError, LatencyError
+from .latency import (
+    Latency,
+    LatencyTable,
+    build_latency_table,
+    format_latency,
+    latency_table,
+    measure_latency,
+    predict_latency,
+)
+from .mdconv2d import IMPLS, MDConv2d
 
 __all__ = [
     "BuildError",
     "COUNTED_OPS",
     "Cost",
     "HEAD_INITS",
+    "IMPLS",
+    "Latency",
+    "LatencyError",
+    "LatencyTable",
     "MDConv2d",
     "StageCost",
     "arch_table",
     "build",
+    "build_latency_table",
     "cost",
     "depthwise_conv",
     "format_arch_table",
+    "format_latency",
     "inherit_weights",
+    "latency_table",
+    "measure_latency",
+    "predict_latency",
 ]

@@ -4,6 +4,21 @@ Paper (PAPER.md): the channels of one depthwise convolution are split in groups,
 convolved with ``k_i x k_i`` depthwise kernels, and the outputs are concatenated in input channel
 order. Same padding, stride and dilation for every group. This is MixConv (timm's
 ``timm.layers.MixedConv2d``) generalised to any integer channel split, not only equal parts.
+
+Speed on CPU (oneDNN, torch 2.x; benchmarks/bench_mdconv.py): a 5x5 depthwise conv's forward and
+input gradient cost about what a 3x3's do, but oneDNN's depthwise *weight* gradient is fast only
+for 3x3 kernels; for 5x5 it is 8-30x slower, and that one call dominated split/convolve/concatenate
+training. :class:`MDConv2d` therefore runs (``impl="fused"``, the CPU default):
+
+* forward: one depthwise conv over all channels with every kernel zero-padded to the largest
+  (no split, no concatenation; the zero taps add exact zeros for finite inputs);
+* backward: the input gradient per group with the group's own kernel, and the weight gradient of a
+  kernel larger than 3 at stride 1 as several 3x3 weight gradients over shifted windows of the
+  padded input (exact: each window's 3x3 gradient is one 3x3 block of the large kernel's).
+
+``impl="split"`` is the plain split/convolve/concatenate reference (autograd does the backward);
+it is used on CUDA (not measured here), while tracing (fvcore FLOP counts: the padded taps must
+not count) and during ONNX export.
 """
 
 from __future__ import annotations
@@ -12,13 +27,17 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mdsearch.space import split_channels
 
 from .errors import BuildError
 
-__all__ = ["MDConv2d"]
+__all__ = ["IMPLS", "MDConv2d"]
+
+#: ``auto``: ``fused`` on CPU, ``split`` elsewhere; see the module docstring.
+IMPLS = ("auto", "fused", "split")
 
 
 class MDConv2d(nn.Module):
@@ -41,6 +60,9 @@ class MDConv2d(nn.Module):
         stride: stride of every group.
         dilation: dilation of every group.
         bias: whether each group carries a bias.
+        impl: ``"auto"``, ``"fused"`` or ``"split"`` (same numbers up to float rounding; see
+            the module docstring). Settable later as the attribute ``impl``; not in the
+            state dict, whose layout (``convs.{i}.weight``) is the same for all.
 
     Attributes:
         kernels: the kernel sizes, as given.
@@ -62,8 +84,11 @@ class MDConv2d(nn.Module):
         stride: int = 1,
         dilation: int = 1,
         bias: bool = False,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
+        if impl not in IMPLS:
+            raise BuildError(f"MDConv2d impl {impl!r} is unknown: use one of {', '.join(IMPLS)}")
         kernels = tuple(int(k) for k in kernels)
         split = tuple(int(p) for p in split) if split else (1,) * len(kernels)
         if not kernels or len(split) != len(kernels):
@@ -84,6 +109,7 @@ class MDConv2d(nn.Module):
         self.group_channels = group_channels
         self.stride = stride
         self.dilation = dilation
+        self.impl = impl
         self.convs = nn.ModuleList(
             nn.Conv2d(
                 ch,
@@ -114,8 +140,20 @@ class MDConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.convs) == 1:
             return self.convs[0](x)
-        parts = torch.split(x, self.group_channels, dim=1)
-        return torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
+        impl = self.impl
+        if impl == "auto":
+            impl = "fused" if x.device.type == "cpu" else "split"
+        if impl == "split" or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            parts = torch.split(x, self.group_channels, dim=1)
+            return torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
+        weights = [c.weight for c in self.convs]
+        biases = [c.bias for c in self.convs] if self.convs[0].bias is not None else []
+        meta = (self.kernels, tuple(self.group_channels), self.stride, self.dilation)
+        if not torch.is_grad_enabled() or not (
+            x.requires_grad or any(w.requires_grad for w in weights + biases)
+        ):
+            return _fused_forward(x, meta, weights, biases)
+        return _FusedMDConv.apply(x, meta, len(biases) > 0, *weights, *biases)
 
     def extra_repr(self) -> str:
         ks = "+".join(f"{k}x{k}" for k in self.kernels)
@@ -124,3 +162,127 @@ class MDConv2d(nn.Module):
             f"{self.channels}, kernels={ks}, split={split}, group_channels={self.group_channels}, "
             f"stride={self.stride}, dilation={self.dilation}"
         )
+
+
+# -- the fused implementation -----------------------------------------------------------------
+_conv_backward = torch.ops.aten.convolution_backward
+
+
+def _fused_forward(x, meta, weights, biases):
+    """One depthwise conv, every group's kernel zero-padded to the largest."""
+    kernels, groups, stride, dilation = meta
+    kmax = max(kernels)
+    weight = torch.cat(
+        [F.pad(w, ((kmax - k) // 2,) * 4) if k < kmax else w for w, k in zip(weights, kernels)]
+    )
+    bias = torch.cat(biases) if biases else None
+    return F.conv2d(x, weight, bias, stride, kmax // 2 * dilation, dilation, sum(groups))
+
+
+class _FusedMDConv(torch.autograd.Function):
+    """Fused forward; per-group backward with fast weight gradients (see module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x, meta, has_bias, *params):
+        n = len(meta[0])
+        weights, biases = list(params[:n]), list(params[n:]) if has_bias else []
+        ctx.meta, ctx.has_bias = meta, has_bias
+        ctx.save_for_backward(x, *weights)
+        return _fused_forward(x, meta, weights, biases)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, *weights = ctx.saved_tensors
+        kernels, groups, stride, dilation = ctx.meta
+        xs, gs = x.split(groups, 1), grad.split(groups, 1)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.cat(
+                [
+                    _conv_backward(
+                        g,
+                        xi,
+                        w,
+                        None,
+                        [stride] * 2,
+                        [k // 2 * dilation] * 2,
+                        [dilation] * 2,
+                        False,
+                        [0, 0],
+                        c,
+                        [True, False, False],
+                    )[0]
+                    for g, xi, w, k, c in zip(gs, xs, weights, kernels, groups)
+                ],
+                1,
+            )
+        grad_w = []
+        for i, (g, xi, w, k, c) in enumerate(zip(gs, xs, weights, kernels, groups)):
+            if not ctx.needs_input_grad[3 + i]:
+                grad_w.append(None)
+            elif k > 3 and stride == 1:
+                grad_w.append(_weight_grad_by_3x3(g, xi, k, dilation))
+            else:
+                grad_w.append(
+                    _conv_backward(
+                        g,
+                        xi,
+                        w,
+                        None,
+                        [stride] * 2,
+                        [k // 2 * dilation] * 2,
+                        [dilation] * 2,
+                        False,
+                        [0, 0],
+                        c,
+                        [False, True, False],
+                    )[1]
+                )
+        grad_b = [g.sum((0, 2, 3)) for g in gs] if ctx.has_bias else []
+        return (grad_x, None, None, *grad_w, *grad_b)
+
+
+def _weight_grad_by_3x3(grad, x, k, dilation):
+    """Weight gradient of a stride-1 ``k x k`` depthwise conv (padding ``k // 2 * dilation``)
+    from 3x3 weight gradients.
+
+    Tap ``d`` (offset from the centre) of the large kernel gets ``sum_p grad(p) x(p + d)``. The
+    3x3 conv without padding over the window of the padded input that starts at offset
+    ``(r + a - 1) * dilation`` sees taps ``a - 1 .. a + 1``, so windows centred at
+    ``a in {-r+1, ..., r-1}`` (every third, plus the last) cover all taps; overlaps agree.
+    """
+    r = k // 2
+    n, c, h, w = grad.shape
+    memory_format = (
+        torch.channels_last
+        if grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
+        else torch.contiguous_format
+    )
+    grad = grad.contiguous(memory_format=memory_format)
+    padded = F.pad(x, (r * dilation,) * 4)
+    centres = list(range(-r + 1, r, 3))
+    if centres[-1] != r - 1:
+        centres.append(r - 1)
+    win_h, win_w = h + 2 * dilation, w + 2 * dilation
+    out = grad.new_zeros(c, 1, k, k)
+    kernel3 = grad.new_empty(c, 1, 3, 3)
+    for a in centres:
+        for b in centres:
+            top, left = (r + a - 1) * dilation, (r + b - 1) * dilation
+            window = padded[:, :, top : top + win_h, left : left + win_w]
+            window = window.contiguous(memory_format=memory_format)
+            block = _conv_backward(
+                grad,
+                window,
+                kernel3,
+                None,
+                [1, 1],
+                [0, 0],
+                [dilation] * 2,
+                False,
+                [0, 0],
+                c,
+                [False, True, False],
+            )[1]
+            out[:, :, r + a - 1 : r + a + 2, r + b - 1 : r + b + 2] = block
+    return out

@@ -47,7 +47,9 @@ def _reference(conv: MDConv2d, x: torch.Tensor) -> torch.Tensor:
 )
 def test_mdconv_equals_split_convolve_concatenate(channels, kernels, split, stride, dilation):
     torch.manual_seed(0)
-    conv = MDConv2d(channels, kernels, split, stride=stride, dilation=dilation, bias=True)
+    conv = MDConv2d(
+        channels, kernels, split, stride=stride, dilation=dilation, bias=True, impl="split"
+    )
     for c in conv.convs:
         nn.init.normal_(c.bias)
     x = torch.randn(2, channels, 15, 15)
@@ -62,7 +64,7 @@ def test_mdconv_equals_split_convolve_concatenate(channels, kernels, split, stri
 @pytest.mark.parametrize("kernels", [(3, 5), (3, 5, 7)])
 def test_mdconv_equals_timm_mixedconv_for_equal_split(channels, stride, kernels):
     torch.manual_seed(1)
-    ours = MDConv2d(channels, kernels, stride=stride)
+    ours = MDConv2d(channels, kernels, stride=stride, impl="split")
     theirs = create_conv2d(channels, channels, list(kernels), stride=stride, depthwise=True)
     assert isinstance(theirs, MixedConv2d)
     assert ours.group_channels == list(theirs.splits)
@@ -78,6 +80,60 @@ def test_mdconv_equals_timm_mixedconv_for_equal_split(channels, stride, kernels)
     assert torch.equal(x1.grad, x2.grad)
     for ours_conv, their_conv in zip(ours.convs, theirs.values()):
         assert torch.equal(ours_conv.weight.grad, their_conv.weight.grad)
+
+
+@pytest.mark.parametrize(
+    "channels,kernels,split,stride,dilation,bias,channels_last",
+    [
+        (13, (3, 5), (1, 3), 1, 1, True, True),
+        (13, (3, 5), (1, 1), 2, 1, False, True),
+        (11, (3, 5, 7), (2, 1, 1), 1, 2, True, False),
+        (9, (5, 3), (1, 2), 1, 1, False, False),
+        (8, (3, 7), (), 1, 1, False, True),
+        (10, (3, 5, 7), (), 2, 1, True, False),
+    ],
+)
+def test_fused_mdconv_equals_split_reference_with_gradients(
+    channels, kernels, split, stride, dilation, bias, channels_last
+):
+    """The fast CPU path (one padded conv forward, per-group backward with 3x3-decomposed weight
+    gradients) computes the reference's outputs and gradients (up to float summation order)."""
+    torch.manual_seed(0)
+    fused = MDConv2d(channels, kernels, split, stride, dilation, bias, impl="fused")
+    ref = MDConv2d(channels, kernels, split, stride, dilation, bias, impl="split")
+    for c in fused.convs:
+        if c.bias is not None:
+            nn.init.normal_(c.bias)
+    ref.load_state_dict(fused.state_dict())  # same layout whatever the impl
+    x = torch.randn(3, channels, 14, 15)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out1, out2 = fused(x1), ref(x2)
+    torch.testing.assert_close(out1, out2, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(out1)
+    out1.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    for (name, p1), p2 in zip(fused.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-5, atol=1e-4, msg=name)
+    with torch.no_grad():  # inference takes the padded conv without autograd.Function
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-5, atol=1e-5)
+    # Weights only (frozen input), and input only (frozen weights), as in fine-tuning.
+    fused.zero_grad()
+    fused(x).sum().backward()
+    assert all(p.grad is not None for p in fused.parameters())
+    for p in fused.parameters():
+        p.requires_grad_(False)
+    x3 = x.clone().requires_grad_(True)
+    fused(x3).backward(grad)
+    torch.testing.assert_close(x3.grad, x2.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_mdconv_impl_is_checked_and_auto_is_default():
+    assert MDConv2d(8, (3, 5)).impl == "auto"
+    with pytest.raises(BuildError, match="impl"):
+        MDConv2d(8, (3, 5), impl="winograd")
 
 
 def test_mdconv_channel_rounding_and_errors():

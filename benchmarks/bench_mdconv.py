@@ -1,24 +1,31 @@
-"""Forward + backward time of MDConv2d against a plain 3x3 depthwise conv and timm's MixedConv2d.
+"""Forward + backward time of MDConv2d against a plain 3x3 depthwise conv and timm's MixedConv2d,
+and whole-network training images/s of MobileNet-v2 with MD-Conv in stages 1,2,3,5 vs baseline.
 
-One run, side by side, same input (default 8 x 192 x 56 x 56, channels_last), reported as
-milliseconds per fwd+bwd and as ratios to the plain 3x3 conv. Why it matters: FLOPs are not speed
-(DESIGN.md: MD-Conv in all stride-2 stages trained at 0.72-0.79x the baseline's images/s although
-its FLOPs are only 4% higher), and the split-convolve-concatenate layer is what costs.
+One run, side by side, same input (default 8 x 192 x 56 x 56, channels_last; the output gradient
+is a channels_last tensor, as a following BatchNorm hands back), reported as milliseconds per
+fwd+bwd and as ratios to the plain 3x3 conv; layers are interleaved over rounds, best and median
+round shown. MDConv2d runs both implementations: ``fused`` (the CPU default) and ``split`` (the
+split/convolve/concatenate reference, what timm's MixedConv2d does). Why it matters: FLOPs are not
+speed (DESIGN.md: MD-Conv in all stride-2 stages trained at 0.72-0.79x the baseline's images/s
+although its FLOPs are only 4% higher).
 
     python benchmarks/bench_mdconv.py                # CPU
     python benchmarks/bench_mdconv.py --device cuda  # GPU, if present
+    python benchmarks/bench_mdconv.py --no-network   # layer ratios only (about 1 minute)
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 from timm.layers import create_conv2d
 from torch import nn
 from torch.utils import benchmark
 
-from mdsearch.mdconv import MDConv2d
+from mdsearch.mdconv import MDConv2d, build
+from mdsearch.space import ArchSpec
 
 
 def _plain(channels: int, k: int) -> nn.Module:
@@ -34,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     parser.add_argument("--number", type=int, default=5, help="fwd+bwd steps per round")
+    parser.add_argument("--no-network", action="store_true", help="skip the whole-network part")
+    parser.add_argument("--net-sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--net-batch", type=int, default=32)
+    parser.add_argument("--net-rounds", type=int, default=5)
+    parser.add_argument("--net-steps", type=int, default=2, help="training steps per round")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -42,15 +54,17 @@ def main(argv: list[str] | None = None) -> None:
     layers = {
         "dw 3x3 (nn.Conv2d)": _plain(c, 3),
         "dw 5x5 (nn.Conv2d)": _plain(c, 5),
-        "MDConv2d 3+5 1:1": MDConv2d(c, (3, 5), (1, 1)),
-        "MDConv2d 3+5 1:3": MDConv2d(c, (3, 5), (1, 3)),
+        "MDConv2d 3+5 1:1 fused": MDConv2d(c, (3, 5), (1, 1), impl="fused"),
+        "MDConv2d 3+5 1:1 split": MDConv2d(c, (3, 5), (1, 1), impl="split"),
+        "MDConv2d 3+5 1:3 fused": MDConv2d(c, (3, 5), (1, 3), impl="fused"),
         "timm MixedConv2d 3+5": create_conv2d(c, c, [3, 5], depthwise=True),
     }
     x = torch.randn(args.batch, c, args.size, args.size, device=args.device)
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    grad = torch.randn_like(x)  # stride 1: the output has the input's shape and memory format
 
     def step(layer: nn.Module) -> None:
-        layer(x).sum().backward()
+        layer(x).backward(grad)
 
     prepared = {}
     for name, layer in layers.items():
@@ -70,10 +84,69 @@ def main(argv: list[str] | None = None) -> None:
         f"device {args.device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
         f"best of {args.rounds} interleaved rounds of {args.number}"
     )
-    print(f"{'layer':24s} {'best ms':>9s} {'median ms':>10s} {'x dw3x3':>8s}")
+    print(f"FLOPs ratio of a 3+5 1:1 split to a 3x3: {(9 + 25) / 2 / 9:.2f}")
+    print(f"{'layer':26s} {'best ms':>9s} {'median ms':>10s} {'x dw3x3':>8s}")
     for name, ts in times.items():
         ts = sorted(ts)
-        print(f"{name:24s} {ts[0]:9.3f} {ts[len(ts) // 2]:10.3f} {ts[0] / base:8.2f}")
+        print(f"{name:26s} {ts[0]:9.3f} {ts[len(ts) // 2]:10.3f} {ts[0] / base:8.2f}")
+    if not args.no_network:
+        _network(args)
+
+
+def _network(args: argparse.Namespace) -> None:
+    """Training images/s, MobileNet-v2 with MD-Conv 1:1 in stages 1,2,3,5 vs the baseline."""
+    base = ArchSpec.default("mobilenetv2_100", 14)
+    md = base
+    for i in (1, 2, 3, 5):
+        md = md.with_stage(i, (3, 5), (1, 1))
+    variants = {"baseline": (base, "auto"), "MD-Conv fused": (md, "fused")}
+    variants["MD-Conv split"] = (md, "split")
+    print(
+        f"\ntraining images/s (SGD step: fwd+bwd+update), mobilenetv2_100, batch "
+        f"{args.net_batch}, channels_last, device {args.device}, threads "
+        f"{torch.get_num_threads()}; MD-Conv 1:1 in stages 1,2,3,5 ({md.canonical}); best of "
+        f"{args.net_rounds} interleaved rounds of {args.net_steps} steps"
+    )
+    print(f"{'input':>5s} {'network':16s} {'best img/s':>11s} {'median img/s':>13s} {'x base':>7s}")
+    for size in args.net_sizes:
+        x = torch.randn(args.net_batch, 3, size, size, device=args.device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 14, (args.net_batch,), device=args.device)
+        runs = {}
+        for name, (spec, impl) in variants.items():
+            torch.manual_seed(0)
+            model = build(spec).to(args.device, memory_format=torch.channels_last).train()
+            for m in model.modules():
+                if isinstance(m, MDConv2d):
+                    m.impl = impl
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            runs[name] = (model, opt)
+            _train_steps(model, opt, x, y, 1)  # warm-up
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.net_rounds):
+            for name, (model, opt) in runs.items():
+                seconds = _train_steps(model, opt, x, y, args.net_steps)
+                rates[name].append(args.net_batch * args.net_steps / seconds)
+        best_base = max(rates["baseline"])
+        for name, rs in rates.items():
+            rs = sorted(rs)
+            print(
+                f"{size:5d} {name:16s} {rs[-1]:11.1f} {rs[len(rs) // 2]:13.1f} "
+                f"{rs[-1] / best_base:7.2f}"
+            )
+
+
+def _train_steps(model: nn.Module, opt, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -93,20 +93,39 @@ def arch_table(spec: ArchSpec, input_size: int = 448) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def format_arch_table(spec: ArchSpec, input_size: int = 448) -> str:
-    """:func:`arch_table` as text for ``mdsearch show ARCH --input-size N``.
+def format_arch_table(
+    spec: ArchSpec,
+    input_size: int = 448,
+    *,
+    latency: bool = False,
+    threads: int | None = None,
+    device: str = "cpu",
+) -> str:
+    """:func:`arch_table` as text for ``mdsearch show ARCH --input-size N [--latency]``.
 
     The first lines name the architecture (canonical string and id), the input size and the
     FLOPs convention.
 
     Args:
         spec: the architecture.
-        input_size: side of the square 3-channel input, pixels, for the FLOPs.
+        input_size: side of the square 3-channel input, pixels, for the FLOPs (and latency).
+        latency: also a ``latency_ms`` column (per-stage table prediction, ms per image at
+            batch 1; the head row includes the classifier) and the lines of
+            :func:`~mdsearch.mdconv.format_latency` (whole-network measurement, a few seconds;
+            stage variants not in the cached table are timed first, about a second each).
+        threads: CPU threads for the latency (``None``: torch's setting).
+        device: ``"cpu"`` or ``"cuda"`` for the latency.
 
     Returns:
         Multi-line text (no trailing newline).
     """
     table = arch_table(spec, input_size)
+    formatters = {"flops_m": "{:.1f}".format, "params_m": "{:.3f}".format}
+    if latency:
+        parts = dict(latency_table_parts(spec, input_size, threads=threads, device=device))
+        parts["total"] = sum(parts.values())
+        table["latency_ms"] = [parts.get(layer, float("nan")) for layer in table["layer"]]
+        formatters["latency_ms"] = lambda v: "-" if v != v else f"{v:.2f}"
     mdconv = ", ".join(f"stage{i}" for i in spec.mdconv_stages) or "none"
     header = [
         f"architecture {spec.canonical}  (id {spec.arch_id})",
@@ -114,11 +133,24 @@ def format_arch_table(spec: ArchSpec, input_size: int = 448) -> str:
         f"input {input_size}x{input_size}x3; FLOPs = multiply-adds (conv+linear), millions, "
         f"at {input_size}x{input_size}; params in millions",
     ]
-    body = table.to_string(
-        index=False,
-        formatters={"flops_m": "{:.1f}".format, "params_m": "{:.3f}".format},
-    )
-    return "\n".join(header + ["", body])
+    body = table.to_string(index=False, formatters=formatters)
+    lines = header + ["", body]
+    if latency:
+        from .latency import format_latency
+
+        lines += ["", format_latency(spec, input_size, threads=threads, device=device)]
+    return "\n".join(lines)
+
+
+def latency_table_parts(
+    spec: ArchSpec, input_size: int, *, threads: int | None = None, device: str = "cpu"
+) -> list[tuple[str, float]]:
+    """``(row, ms per image)`` for stem, each stage and head from the cached latency table."""
+    from .latency import latency_table, predict_latency
+
+    table = latency_table(spec.backbone, input_size, threads=threads, device=device)
+    predict_latency(spec, input_size, table)  # times and saves what is missing
+    return table.parts(spec)
 
 
 def _kernels_text(stage: StageSpec) -> str:

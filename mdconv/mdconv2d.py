@@ -7,18 +7,20 @@ order. Same padding, stride and dilation for every group. This is MixConv (timm'
 
 Speed on CPU (oneDNN, torch 2.x; benchmarks/bench_mdconv.py): a 5x5 depthwise conv's forward and
 input gradient cost about what a 3x3's do, but oneDNN's depthwise *weight* gradient is fast only
-for 3x3 kernels; for 5x5 it is 8-30x slower, and that one call dominated split/convolve/concatenate
-training. :class:`MDConv2d` therefore runs (``impl="fused"``, the CPU default):
+for 3x3 kernels (for 5x5 it is 8-30x slower), and that one call dominates MD-Conv training. Two
+implementations compute the same numbers (up to float summation order):
 
-* forward: one depthwise conv over all channels with every kernel zero-padded to the largest
-  (no split, no concatenation; the zero taps add exact zeros for finite inputs);
-* backward: the input gradient per group with the group's own kernel, and the weight gradient of a
-  kernel larger than 3 at stride 1 as several 3x3 weight gradients over shifted windows of the
-  padded input (exact: each window's 3x3 gradient is one 3x3 block of the large kernel's).
+* ``impl="split"`` (the default, ``"auto"``): split the channels, one conv per group, concatenate;
+  autograd does the backward. This is what timm's MixedConv2d does.
+* ``impl="fused"`` (opt-in, experimental): forward as one depthwise conv over all channels with
+  every kernel zero-padded to the largest; backward per group, the weight gradient of a kernel
+  larger than 3 at stride 1 as several 3x3 weight gradients over shifted windows of the padded
+  input. Its forward alone is faster, but in fwd+bwd on this 2-core CPU it measured 1.0-1.4x
+  *slower* than ``split`` (window copies and separate input/weight-gradient calls cost more
+  than the slow 5x5 weight gradient saves), so it is not the default.
 
-``impl="split"`` is the plain split/convolve/concatenate reference (autograd does the backward);
-it is used on CUDA (not measured here), while tracing (fvcore FLOP counts: the padded taps must
-not count) and during ONNX export.
+``split`` is always used while tracing (fvcore FLOP counts: the padded taps must not count) and
+during ONNX export.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .errors import BuildError
 
 __all__ = ["IMPLS", "MDConv2d"]
 
-#: ``auto``: ``fused`` on CPU, ``split`` elsewhere; see the module docstring.
+#: ``auto`` is ``split`` (the fastest measured here); see the module docstring.
 IMPLS = ("auto", "fused", "split")
 
 
@@ -140,10 +142,7 @@ class MDConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.convs) == 1:
             return self.convs[0](x)
-        impl = self.impl
-        if impl == "auto":
-            impl = "fused" if x.device.type == "cpu" else "split"
-        if impl == "split" or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if self.impl != "fused" or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             parts = torch.split(x, self.group_channels, dim=1)
             return torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
         weights = [c.weight for c in self.convs]
@@ -194,7 +193,11 @@ class _FusedMDConv(torch.autograd.Function):
     def backward(ctx, grad):
         x, *weights = ctx.saved_tensors
         kernels, groups, stride, dilation = ctx.meta
-        xs, gs = x.split(groups, 1), grad.split(groups, 1)
+        # oneDNN's fast depthwise kernels want dense inputs in one memory format; a channel slice
+        # of a channels_last tensor is neither format, and left alone it is converted to NCHW.
+        memory_format = _memory_format(grad)
+        xs = [t.contiguous(memory_format=memory_format) for t in x.split(groups, 1)]
+        gs = [t.contiguous(memory_format=memory_format) for t in grad.split(groups, 1)]
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.cat(
@@ -242,9 +245,16 @@ class _FusedMDConv(torch.autograd.Function):
         return (grad_x, None, None, *grad_w, *grad_b)
 
 
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    """channels_last when ``t`` is laid out NHWC (as a channels_last network's tensors are)."""
+    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _weight_grad_by_3x3(grad, x, k, dilation):
     """Weight gradient of a stride-1 ``k x k`` depthwise conv (padding ``k // 2 * dilation``)
-    from 3x3 weight gradients.
+    from 3x3 weight gradients; ``grad`` and ``x`` dense in the same memory format.
 
     Tap ``d`` (offset from the centre) of the large kernel gets ``sum_p grad(p) x(p + d)``. The
     3x3 conv without padding over the window of the padded input that starts at offset
@@ -253,12 +263,7 @@ def _weight_grad_by_3x3(grad, x, k, dilation):
     """
     r = k // 2
     n, c, h, w = grad.shape
-    memory_format = (
-        torch.channels_last
-        if grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
-        else torch.contiguous_format
-    )
-    grad = grad.contiguous(memory_format=memory_format)
+    memory_format = _memory_format(grad)
     padded = F.pad(x, (r * dilation,) * 4)
     centres = list(range(-r + 1, r, 3))
     if centres[-1] != r - 1:

@@ -241,3 +241,20 @@ def test_table_parts_compose_the_whole_network(backbone):
     with torch.no_grad():
         parts = _head(model)(model.blocks(_Stem(model)(x)))
         torch.testing.assert_close(parts, model(x))
+
+
+def test_format_arch_table_prints_latency_beside_flops(tmp_path, monkeypatch):
+    from mdsearch.mdconv import format_arch_table
+    from mdsearch.mdconv import latency as latency_module
+
+    monkeypatch.setenv("MDSEARCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(latency_module, "time_module", StubTimer())  # the table's default timer
+    spec = ArchSpec.default(BACKBONE, 2).with_stage(5, (3, 5), (1, 1))
+    text = format_arch_table(spec, SIZE, latency=True, threads=1)
+    table = latency_table(BACKBONE, SIZE, threads=1)
+    assert "latency_ms" in text and "flops_m" in text
+    assert f"table predicts (torch): {table.predict(spec):.2f} ms/image" in text
+    assert "measured (torch):" in text and "1 threads" in text
+    stage5 = next(line for line in text.splitlines() if line.lstrip().startswith("stage5"))
+    assert stage5.split()[-1] == f"{table.stages['stage5:k3.5s1:1']:.2f}"
+    assert "latency" not in format_arch_table(spec, SIZE)

@@ -143,6 +143,21 @@ def _add_run(sub) -> None:
     r.add_argument(
         "--cache-dir", default=None, help="decoded-image cache (default: user cache dir)"
     )
+    f = p.add_argument_group("faults")
+    f.add_argument(
+        "--trial-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop a trial running longer and record it FAILED (default: no limit)",
+    )
+    f.add_argument(
+        "--max-failures",
+        type=int,
+        default=None,
+        help="retries of a trial whose worker or node died (default 2; a trial that raises is "
+        "recorded FAILED, not retried)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.set_defaults(func=_cmd_run)
@@ -179,6 +194,8 @@ def _settings_from_args(args):
         address=args.address,
         cache_dir=args.cache_dir,
         val_fraction=args.val_fraction,
+        trial_timeout=args.trial_timeout,
+        max_failures=2 if args.max_failures is None else args.max_failures,
     )
 
 
@@ -192,11 +209,15 @@ def _cmd_run(args) -> int:
         folder = RunFolder(args.resume)
         folder.check_resumable()
         settings = SearchSettings.from_dict(folder.read_config()["settings"])
-        # On resume only the budget and the place to run may change.
+        # On resume only the budget, the place to run and the fault handling may change.
         if args.budget is not None:
             settings = replace(settings, budget=args.budget)
         if args.address is not None:
             settings = replace(settings, address=args.address)
+        if args.trial_timeout is not None:
+            settings = replace(settings, trial_timeout=args.trial_timeout)
+        if args.max_failures is not None:
+            settings = replace(settings, max_failures=args.max_failures)
         prepared = prepare(settings, folder.path, resume=True)
     else:
         out = args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"

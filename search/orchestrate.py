@@ -17,6 +17,19 @@ architecture's uncertainty, never an accidental copy. The results pool the seeds
 Early stopping (``--early-stop asha``) stops weak trials on AUC alone; such a trial keeps its row
 with status STOPPED and the fidelity it reached, and Optuna is told it was PRUNED, so a partial
 AUC never poses as a finished proxy.
+
+Faults:
+
+- a trial that raises, diverges, runs out of memory or passes ``--trial-timeout`` reports its
+  failure as its final result (status FAILED, the reason in ``error``); its worker is reused;
+- a trial whose worker or node dies is retried by Ray Tune (``--max-failures`` times, same trial
+  id, same seed) and gets one row when it finally ends, wherever it ran;
+- a hung trial is stopped by a watchdog thread that leaves ``faults/<trial id>.json`` and ends
+  the worker process; the retry (or the driver) reads the reason and records FAILED;
+- Ctrl-C stops every trial: interrupted trials write no row and stay RUNNING in the study
+  (marked ``interrupted``); ``--resume`` marks them FAIL and runs them again first, as after a
+  kill. The command exits with 130;
+- a run folder that cannot be written stops the search with one line naming the file.
 """
 
 from __future__ import annotations
@@ -26,8 +39,11 @@ import logging
 import math
 import os
 import platform
+import signal
 import socket
 import sys
+import threading
+import time
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -37,9 +53,23 @@ from typing import Any
 from mdsearch.space import SearchSpace, load_space
 
 from .proxy import ProxyConfig
-from .runfolder import RunError, RunFolder, label_column
+from .runfolder import RunError, RunFolder, RunFolderWriteError, label_column
 
-__all__ = ["SearchSettings", "SAMPLERS", "prepare", "run_search", "resolution_warnings"]
+__all__ = [
+    "SearchSettings",
+    "SAMPLERS",
+    "TEST_FAULT_ENV",
+    "prepare",
+    "run_search",
+    "resolution_warnings",
+]
+
+#: Test hook: ``MDSEARCH_TEST_FAULT=KIND:REGEX`` makes every trial whose canonical arch string
+#: matches REGEX (``re.search``) fail on purpose: ``hang`` (never returns, never checks a
+#: deadline), ``oom`` (asks the allocator for 1 PiB) or ``raise``. Read on the driver when the search starts and
+#: shipped to the trials, so it works on any cluster; unset, it costs nothing.
+TEST_FAULT_ENV = "MDSEARCH_TEST_FAULT"
+_FAULT_KINDS = ("hang", "oom", "raise")
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 EARLY_STOP = ("none", "asha")
@@ -66,6 +96,9 @@ class SearchSettings:
         address: Ray cluster address (None: a local Ray started and stopped by the command).
         cache_dir: decoded-image cache folder (None: the user cache dir).
         val_fraction: share of patients held out for validation when the source has no val split.
+        trial_timeout: seconds one trial may run before it is stopped and recorded FAILED
+            (None: no limit).
+        max_failures: retries of a trial whose worker or node died (not of a trial that raised).
     """
 
     data: str = "phantom"
@@ -83,6 +116,8 @@ class SearchSettings:
     address: str | None = None
     cache_dir: str | None = None
     val_fraction: float = 0.2
+    trial_timeout: float | None = None
+    max_failures: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json."""
@@ -146,6 +181,13 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
         _fail(f"--lr {p.lr}: must be positive")
     if settings.cpus_per_trial <= 0 or settings.gpus_per_trial < 0:
         _fail("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if settings.trial_timeout is not None and not settings.trial_timeout > 0:
+        _fail(f"--trial-timeout {settings.trial_timeout}: give a positive number of seconds")
+    if settings.max_failures < 0:
+        _fail(f"--max-failures {settings.max_failures}: give 0 or more retries")
+    fault = os.environ.get(TEST_FAULT_ENV, "")
+    if fault and fault.partition(":")[0] not in _FAULT_KINDS:
+        _fail(f"{TEST_FAULT_ENV}={fault!r}: use KIND:REGEX with KIND one of {_FAULT_KINDS}")
     if not 0 < settings.val_fraction < 1:
         _fail(f"--val-fraction {settings.val_fraction}: must be between 0 and 1")
     space = load_space(settings.space, settings.backbone)
@@ -249,6 +291,8 @@ class TrialContext:
     run_dir: str
     eval_every_epoch: bool
     use_gpu: bool
+    trial_timeout: float | None = None
+    test_fault: str = ""
 
 
 _WORKER_DATA: dict[tuple, Any] = {}
@@ -272,30 +316,119 @@ def _worker_dataset(ctx: TrialContext):
     return _WORKER_DATA[key]
 
 
+def _watchdog_grace(timeout: float) -> float:
+    """Seconds the cooperative deadline gets before the watchdog ends the worker: one slow
+    training step must fit in it."""
+    return min(60.0, max(5.0, 0.25 * timeout))
+
+
+def _timeout_reason(timeout: float) -> str:
+    return f"timeout after {timeout:g} s (--trial-timeout)"
+
+
+def _start_watchdog(folder: RunFolder, trial_id: str, timeout: float) -> threading.Event:
+    """A daemon thread that, unless the returned event is set first, leaves the timeout reason
+    in ``faults/`` and ends this worker process: a hung trial never reaches a deadline check."""
+    done = threading.Event()
+    reason = _timeout_reason(timeout)
+
+    def watch() -> None:
+        if done.wait(timeout + _watchdog_grace(timeout)):
+            return
+        try:
+            folder.write_fault(trial_id, reason, node_id=_node_id(), pid=os.getpid())
+        finally:
+            sys.stderr.write(f"mdsearch: trial {trial_id}: {reason}; ending its worker\n")
+            sys.stderr.flush()
+            os._exit(70)
+
+    threading.Thread(target=watch, name=f"mdsearch-watchdog-{trial_id}", daemon=True).start()
+    return done
+
+
+def _test_fault(ctx: TrialContext, arch: str) -> None:
+    """The :data:`TEST_FAULT_ENV` hook (a no-op unless the variable was set on the driver)."""
+    import re
+
+    kind, _, pattern = ctx.test_fault.partition(":")
+    if not kind or not re.search(pattern, arch):
+        return
+    if kind == "hang":
+        threading.Event().wait()
+    elif kind == "oom":
+        import torch
+
+        torch.empty(1 << 50, dtype=torch.uint8)  # the allocator refuses 1 PiB
+    raise RuntimeError(f"{TEST_FAULT_ENV}={ctx.test_fault}: failing {arch} on purpose")
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """One line for the table's error column (the exception type, its message, and a hint when
+    the cause is memory)."""
+    text = " ".join(str(exc).split())[:400]
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    low = text.lower()
+    if "out of memory" in low or "can't allocate memory" in low or "cannot allocate" in low:
+        line = (
+            f"out of memory: {line} (lower --batch-size or --resolution, or raise "
+            "--cpus-per-trial/--gpus-per-trial so fewer trials share a node)"
+        )
+    return line
+
+
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """Ray Tune function trainable: one proxy trial, reported to Tune.
 
     Reports after each epoch (``final: False``) when early stopping needs it, then once with
-    every metric and ``final: True``.
+    every metric and ``final: True``. A trial that fails in its own code (exception, NaN,
+    out of memory, ``--trial-timeout``) reports ``final: True`` with an ``error`` line instead
+    of raising, so Tune retries only trials whose worker died.
     """
     from ray import tune
 
     from mdsearch.mdconv import cost
 
-    from .proxy import proxy_train
+    from .proxy import TrialTimeout, proxy_train
 
+    started = time.monotonic()
+    trial_id = tune.get_context().get_trial_id()
+    folder = RunFolder(ctx.run_dir)
     params = {k: v for k, v in config.items() if not k.startswith("__")}
     spec = ctx.space.decode(params, ctx.num_classes)
-    seed = int(config.get("__seed", 0))
-    data = _worker_dataset(ctx)
     c = cost(spec, ctx.input_size)
     common = {
         "flops_m": c.flops_m,
         "params_m": c.params_m,
         "target_fidelity": float(ctx.proxy.epochs),
+        "node_id": _node_id(),
     }
 
+    def fail(error: str, fidelity: float = 0.0, folder_error: bool = False) -> None:
+        tune.report(
+            {
+                **common,
+                "auc": math.nan,
+                "fidelity": fidelity,
+                "epoch": ctx.proxy.epochs,
+                "error": error,
+                "run_folder_error": folder_error,
+                "final": True,
+            }
+        )
+
+    if not folder.exists():
+        return fail(
+            f"run folder {ctx.run_dir} is not visible on node {_node_id()} "
+            f"({socket.gethostname()}): put it on a filesystem every node mounts at that path"
+        )
+    earlier = folder.read_fault(trial_id)
+    if earlier is not None:  # a retry of a trial whose watchdog ended its worker
+        return fail(earlier)
+    done = _start_watchdog(folder, trial_id, ctx.trial_timeout) if ctx.trial_timeout else None
+    epochs_done = [0.0]
+
     def report(row: dict[str, float]) -> None:
+        epochs_done[0] = float(row["epoch"])
         if row["epoch"] < ctx.proxy.epochs:
             tune.report(
                 {
@@ -307,19 +440,32 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 }
             )
 
-    result = proxy_train(
-        spec,
-        data,
-        ctx.proxy,
-        seed,
-        device="cuda" if ctx.use_gpu else "cpu",
-        report=report,
-        eval_every_epoch=ctx.eval_every_epoch,
-    )
-    trial_id = tune.get_context().get_trial_id()
-    preds = RunFolder(ctx.run_dir).save_predictions(
-        trial_id, result.y_true, result.y_score, data.label_names
-    )
+    try:
+        _test_fault(ctx, spec.canonical)
+        data = _worker_dataset(ctx)
+        result = proxy_train(
+            spec,
+            data,
+            ctx.proxy,
+            int(config.get("__seed", 0)),
+            device="cuda" if ctx.use_gpu else "cpu",
+            report=report,
+            eval_every_epoch=ctx.eval_every_epoch,
+            deadline=None if ctx.trial_timeout is None else started + ctx.trial_timeout,
+        )
+        preds = folder.save_predictions(trial_id, result.y_true, result.y_score, data.label_names)
+    except RunFolderWriteError as exc:
+        return fail(str(exc), epochs_done[0], folder_error=True)
+    except TrialTimeout:
+        return fail(_timeout_reason(ctx.trial_timeout), epochs_done[0])
+    except Exception as exc:  # recorded as a failed trial; the search goes on
+        import gc
+
+        gc.collect()  # an out-of-memory failure leaves big tensors behind in the reused worker
+        return fail(_failure_reason(exc), epochs_done[0])
+    finally:
+        if done is not None:
+            done.set()
     tune.report(
         {
             **common,
@@ -330,7 +476,6 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             "train_seconds": result.train_seconds,
             "images_per_s": result.images_per_s,
             "predictions": preds,
-            "node_id": _node_id(),
             "final": True,
         }
     )
@@ -354,12 +499,13 @@ def _searcher_class():
         """OptunaSearch that (1) gives repeats of an arch the next seed and (2) tells Optuna
         only finished proxies as COMPLETE: failures are FAIL, early stops PRUNED."""
 
-        def __init__(self, *args, mdsearch_space, num_classes, seed, seen, **kwargs):
+        def __init__(self, *args, mdsearch_space, num_classes, seed, seen, interrupted, **kwargs):
             super().__init__(*args, **kwargs)
             self._md_space = mdsearch_space
             self._md_classes = num_classes
             self._md_seed = seed
             self._md_seen = Counter(seen)
+            self._md_interrupted = interrupted
 
         def suggest(self, trial_id: str):
             params = super().suggest(trial_id)
@@ -378,6 +524,11 @@ def _searcher_class():
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:
                 return
             ot_trial = self._ot_trials[trial_id]
+            if self._md_interrupted.is_set() and not (result or {}).get("final"):
+                # Ctrl-C: no row is written; --resume runs the trial again (see _recover_study).
+                ot_trial.set_user_attr("interrupted", True)
+                self._completed_trials.add(trial_id)
+                return
             finished = bool(result) and result.get("final") and not error
             auc = (result or {}).get("auc", math.nan)
             if finished and math.isfinite(auc):
@@ -389,20 +540,43 @@ def _searcher_class():
                 self._ot_study.tell(ot_trial, state=state)
             self._completed_trials.add(trial_id)
 
+        def mark_interrupted(self) -> None:
+            """Tag the trials still RUNNING in the study after Ctrl-C (they have no row)."""
+            for trial_id, ot_trial in self._ot_trials.items():
+                if trial_id not in self._completed_trials:
+                    ot_trial.set_user_attr("interrupted", True)
+
     return ProxySearch
 
 
-def _recover_study(folder: RunFolder, space: SearchSpace) -> list[dict[str, Any]]:
-    """After a kill: mark the study's RUNNING trials failed and return their parameters, so
-    the interrupted architectures run again first."""
+def _recover_study(folder: RunFolder, space: SearchSpace, table) -> list[dict[str, Any]]:
+    """After a kill or Ctrl-C: settle the study's RUNNING trials and return the parameters of
+    those to run again first.
+
+    A RUNNING trial whose architecture and seed already have a row (the driver died between
+    writing the row and telling Optuna) is told the row's outcome; every other one is marked
+    FAIL and its architecture runs again, so no trial is lost or counted twice.
+    """
     import optuna
     from optuna.trial import TrialState
 
     if not folder.study_path.exists():
         return []
+    rows = {}
+    for _, row in table.iterrows():
+        if row["seed"] == row["seed"]:  # not NaN
+            rows[(str(row["arch"]), int(row["seed"]))] = row
     study = optuna.load_study(study_name=_STUDY, storage=folder.study_url)
     again = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        row = rows.get((t.user_attrs.get("arch"), t.user_attrs.get("seed")))
+        if t.state == TrialState.RUNNING and row is not None:
+            auc = float(row["auc"]) if row["auc"] == row["auc"] else math.nan
+            if row["status"] == "COMPLETE" and math.isfinite(auc):
+                study.tell(t.number, [auc, float(row["flops_m"])])
+            else:
+                study.tell(t.number, state=TrialState.FAIL)
+            continue
         if t.state == TrialState.RUNNING:
             study.tell(t.number, state=TrialState.FAIL)
         if t.params:
@@ -446,7 +620,7 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
                 f"note: --budget {settings.budget} exceeds the {space.size} distinct architectures "
                 f"of space {space.name}: repeated proposals train further seeds of an architecture"
             )
-        again = _recover_study(folder, space) if prepared.resume else []
+        again = _recover_study(folder, space, table) if prepared.resume else []
         seen = Counter(table["arch"]) if done else Counter()
         refs = [
             space.encode(r) for r in space.reference_points(num_classes) if r.canonical not in seen
@@ -459,7 +633,7 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
 def _config(settings: SearchSettings, space: SearchSpace, dataset, name: str) -> dict[str, Any]:
     return {
         "name": name,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": settings.to_dict(),
         "data": {
             "source": dataset.source,
@@ -492,7 +666,7 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
     import ray
     from ray import tune
 
-    from .progress import LiveProgress, TrialRecorder
+    from .progress import InterruptFlag, LiveProgress, TrialRecorder
 
     settings, space = prepared.settings, prepared.space
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -502,14 +676,7 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(
-            address=settings.address or "local",
-            include_dashboard=False,
-            logging_level="ERROR",
-            log_to_driver=False,
-            configure_logging=True,
-            runtime_env=None,
-        )
+        _init_ray(settings.address)
     try:
         use_gpu = settings.gpus_per_trial > 0
         ctx = TrialContext(
@@ -524,7 +691,10 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
             run_dir=str(folder.path),
             eval_every_epoch=settings.early_stop == "asha",
             use_gpu=use_gpu,
+            trial_timeout=settings.trial_timeout,
+            test_fault=os.environ.get(TEST_FAULT_ENV, ""),
         )
+        interrupted = InterruptFlag()
         storage = optuna.storages.RDBStorage(folder.study_url)
         searcher = _searcher_class()(
             space=space.distributions(),
@@ -538,6 +708,7 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
             num_classes=num_classes,
             seed=settings.seed,
             seen=seen,
+            interrupted=interrupted,
         )
         scheduler = None
         if settings.early_stop == "asha":
@@ -552,7 +723,14 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
                 reduction_factor=2,
             )
         recorder = TrialRecorder(
-            folder, space, num_classes, dataset.label_names, settings, start=done, quiet=quiet
+            folder,
+            space,
+            num_classes,
+            dataset.label_names,
+            settings,
+            start=done,
+            quiet=quiet,
+            interrupted=interrupted,
         )
         callbacks = [recorder]
         if not quiet:
@@ -576,22 +754,101 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
                 storage_path=str(folder.path),
                 verbose=0,
                 callbacks=callbacks,
-                failure_config=tune.FailureConfig(max_failures=0),
+                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                stop=_interrupt_stopper(interrupted),
                 log_to_file=True,
             ),
         )
         # Failed trials are recorded in the table and reported in one line by the recorder;
         # Tune's own tracebacks would bury the progress display.
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-        try:
-            tuner.fit()
-        except KeyboardInterrupt:
+        with _SigintSetsEvent(interrupted):
+            try:
+                tuner.fit()
+            except KeyboardInterrupt:  # a second Ctrl-C: stop without waiting for Tune
+                interrupted.set()
+            except Exception:
+                if recorder.fatal is None:
+                    raise
+            if recorder.fatal is not None:  # the run folder could not be written
+                raise recorder.fatal
+        if interrupted.is_set():
+            searcher.mark_interrupted()
             print(
-                f"\ninterrupted: {recorder.count} trials are in {folder.table_path}; "
-                f"continue with `mdsearch run --resume {folder.path}`",
+                f"\ninterrupted: {recorder.count} trials are in {folder.table_path}; the "
+                f"running ones have no row and run again first with "
+                f"`mdsearch run --resume {folder.path}`",
                 file=sys.stderr,
             )
-            raise
+            raise KeyboardInterrupt
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _init_ray(address: str | None) -> None:
+    """Start a local Ray, or join the cluster at ``address`` (a user error when unreachable)."""
+    import ray
+
+    try:
+        ray.init(
+            address=address or "local",
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            configure_logging=True,
+            runtime_env=None,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        if address is None:
+            raise
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise RunError(
+            f"--address {address}: cannot join a Ray cluster there ({first}); start one with "
+            "`ray start --head` and, with token authentication, set RAY_AUTH_MODE=token and "
+            "RAY_AUTH_TOKEN (or ~/.ray/auth_token) as on the cluster"
+        ) from exc
+
+
+def _interrupt_stopper(interrupted):
+    """A Tune stopper that ends the experiment once ``interrupted`` is set."""
+    from ray.tune import Stopper
+
+    class StopOnInterrupt(Stopper):
+        """Ends the experiment (every trial, no further proposals) once Ctrl-C was pressed."""
+
+        def __init__(self, interrupted) -> None:
+            self.interrupted = interrupted
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return self.interrupted.is_set()
+
+    return StopOnInterrupt(interrupted)
+
+
+class _SigintSetsEvent:
+    """While active, the first SIGINT only sets ``event`` (Tune then stops every trial at its
+    next step); a second one raises KeyboardInterrupt at once. Outside the main thread (a
+    notebook worker thread) signals cannot be caught and nothing changes."""
+
+    def __init__(self, event) -> None:
+        self.event = event
+        self.previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.event.set()
+        signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            # Tune's own handler would end fit() quietly, without telling us.
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

@@ -18,9 +18,9 @@ from ray.tune import Callback
 
 from mdsearch.space import SearchSpace
 
-from .runfolder import RunFolder, label_column
+from .runfolder import RunError, RunFolder, RunFolderWriteError, label_column
 
-__all__ = ["TrialRecorder", "LiveProgress", "front_size"]
+__all__ = ["InterruptFlag", "TrialRecorder", "LiveProgress", "front_size"]
 
 
 def front_size(points: list[tuple[float, float]]) -> int:
@@ -32,6 +32,23 @@ def front_size(points: list[tuple[float, float]]) -> int:
             best = -auc
             n += 1
     return n
+
+
+class InterruptFlag:
+    """Set once Ctrl-C was pressed; read by the stopper, the searcher and the recorder.
+
+    A plain attribute rather than a threading.Event: Tune pickles its callbacks and searcher
+    with the experiment state, and an Event holds a lock.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 def _last_error_line(trial) -> str:
@@ -47,7 +64,14 @@ def _last_error_line(trial) -> str:
 
 
 class TrialRecorder(Callback):
-    """Appends one row to trials.csv per finished, stopped or failed trial (driver side)."""
+    """Appends one row to trials.csv per finished, stopped or failed trial (driver side).
+
+    One row per Ray trial id, whatever happened: a trial retried after its worker or node died
+    keeps its id and gets its row when it finally ends (a retry announces itself on stderr and
+    counts in :attr:`retries`). After Ctrl-C (``interrupted`` set) trials that did not finish
+    get no row. A row that cannot be written is kept in :attr:`fatal` and raised, which ends
+    the search.
+    """
 
     def __init__(
         self,
@@ -58,6 +82,7 @@ class TrialRecorder(Callback):
         settings,
         start: int = 0,
         quiet: bool = False,
+        interrupted: InterruptFlag | None = None,
     ) -> None:
         self.folder = folder
         self.space = space
@@ -67,6 +92,9 @@ class TrialRecorder(Callback):
         self.count = start
         self.quiet = quiet
         self.failed = 0
+        self.retries = 0
+        self.interrupted = interrupted if interrupted is not None else InterruptFlag()
+        self.fatal: RunError | None = None
         self.points: list[tuple[float, float]] = []
         self._written: set[str] = set()
         table = folder.read_table()
@@ -102,7 +130,7 @@ class TrialRecorder(Callback):
             "train_seconds": result.get("train_seconds"),
             "images_per_s": result.get("images_per_s"),
             "node_id": result.get("node_id", ""),
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "predictions": result.get("predictions", ""),
             "error": error,
         }
@@ -111,35 +139,58 @@ class TrialRecorder(Callback):
         return row
 
     def _write(self, trial, result: dict[str, Any] | None, status: str, error: str = "") -> None:
-        if trial.trial_id in self._written:
+        if trial.trial_id in self._written or self.fatal is not None:
             return
-        self._written.add(trial.trial_id)
         row = self._row(trial, result or {}, status, error)
-        self.folder.append_row(row, self.label_names)
+        try:
+            self.folder.append_row(row, self.label_names)
+        except RunFolderWriteError as exc:
+            self.fatal = exc
+            raise
+        self._written.add(trial.trial_id)
         self.count += 1
         if status == "FAILED":
             self.failed += 1
         elif status == "COMPLETE" and row["auc"] is not None and math.isfinite(row["auc"]):
             self.points.append((float(row["auc"]), float(row["flops_m"])))
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result.get("final"):
-            self._write(trial, result, "COMPLETE")
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        # Reached only without a final result when a scheduler stopped the trial early.
-        self._write(trial, trial.last_result, "STOPPED")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        error = _last_error_line(trial)
-        self._write(trial, trial.last_result, "FAILED", error)
+    def _say(self, message: str) -> None:
         if not self.quiet:
             from tqdm import tqdm
 
-            tqdm.write(
-                f"trial {trial.trial_id} failed (recorded, search goes on): {error}",
-                file=sys.stderr,
-            )
+            tqdm.write(message, file=sys.stderr)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not result.get("final"):
+            return
+        error = result.get("error") or ""
+        if result.get("run_folder_error") and self.fatal is None:
+            # The trial could not write its predictions: every other trial would fail the same.
+            self.fatal = RunError(error)
+            raise self.fatal
+        self._write(trial, result, "FAILED" if error else "COMPLETE", error)
+        if error:
+            self._say(f"trial {trial.trial_id} failed (recorded, search goes on): {error}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        # Reached only without a final result when a scheduler stopped the trial early.
+        if not self.interrupted.is_set():
+            self._write(trial, trial.last_result, "STOPPED")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.retries += 1
+        node = (trial.last_result or {}).get("node_id", "")
+        self._say(
+            f"trial {trial.trial_id} lost its worker{f' on node {node[:12]}' if node else ''} "
+            f"({_last_error_line(trial)}); retrying it (--max-failures)"
+        )
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if self.interrupted.is_set():  # e.g. Ctrl-C reached the worker too: it reruns on resume
+            return
+        error = self.folder.read_fault(trial.trial_id) or _last_error_line(trial)
+        self._write(trial, trial.last_result, "FAILED", error)
+        self._say(f"trial {trial.trial_id} failed (recorded, search goes on): {error}")
 
 
 class LiveProgress(Callback):
@@ -174,7 +225,11 @@ class LiveProgress(Callback):
         r = self.recorder
         running = sum(1 for t in trials if t.status == "RUNNING")
         best = f"{r.best_auc:.4f}" if math.isfinite(r.best_auc) else "-"
-        return f"running {running} | failed {r.failed} | best AUC {best} | front {front_size(r.points)}"
+        retried = f" | retried {r.retries}" if r.retries else ""
+        return (
+            f"running {running} | failed {r.failed}{retried} | best AUC {best} | "
+            f"front {front_size(r.points)}"
+        )
 
     def _eta(self) -> str:
         finished = self.recorder.count - self.start_done

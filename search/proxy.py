@@ -18,7 +18,8 @@ Default proxy (CPU-sane; why):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +27,19 @@ import numpy as np
 
 from mdsearch.space import ArchSpec
 
-__all__ = ["ProxyConfig", "ProxyResult", "proxy_train"]
+__all__ = ["ProxyConfig", "ProxyResult", "TrialTimeout", "proxy_train"]
+
+
+class TrialTimeout(RuntimeError):
+    """The proxy ran past its deadline (``--trial-timeout``); checked between batches."""
+
+
+def _until(items: Iterable, deadline: float | None) -> Iterator:
+    """``items``, raising :class:`TrialTimeout` before any item past ``deadline``."""
+    for item in items:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TrialTimeout("the proxy passed its deadline")
+        yield item
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,7 @@ def proxy_train(
     device: str = "cpu",
     report: Callable[[dict[str, float]], None] | None = None,
     eval_every_epoch: bool = False,
+    deadline: float | None = None,
 ) -> ProxyResult:
     """Train ``spec`` from scratch on ``dataset``'s train split, score its validation split.
 
@@ -121,9 +135,11 @@ def proxy_train(
         report: called after each epoch with ``{"epoch", "loss", "auc"?}`` (for schedulers).
         eval_every_epoch: score the validation split after every epoch (needed by early stopping),
             not only after the last.
+        deadline: ``time.monotonic()`` value after which the next batch raises (None: no limit).
 
     Raises:
         mdsearch.search.training.Diverged: the loss became NaN or infinite.
+        TrialTimeout: ``deadline`` passed (checked before every training and validation batch).
     """
     import torch
 
@@ -157,13 +173,16 @@ def proxy_train(
     gen = torch.Generator().manual_seed(seed)
 
     def val_batches():
-        return batches(
-            dataset,
-            "val",
-            batch_size=max(config.batch_size, 128),
-            shuffle=False,
-            augment=False,
-            subset=config.val_subset,
+        return _until(
+            batches(
+                dataset,
+                "val",
+                batch_size=max(config.batch_size, 128),
+                shuffle=False,
+                augment=False,
+                subset=config.val_subset,
+            ),
+            deadline,
         )
 
     history: list[dict[str, float]] = []
@@ -173,14 +192,17 @@ def proxy_train(
         # A fresh subset each epoch (the generator advances), so epochs see different images.
         stats = train_one_epoch(
             model,
-            batches(
-                dataset,
-                "train",
-                batch_size=config.batch_size,
-                shuffle=True,
-                augment=config.augment,
-                generator=gen,
-                subset=config.train_subset,
+            _until(
+                batches(
+                    dataset,
+                    "train",
+                    batch_size=config.batch_size,
+                    shuffle=True,
+                    augment=config.augment,
+                    generator=gen,
+                    subset=config.train_subset,
+                ),
+                deadline,
             ),
             optimizer,
             scheduler,

@@ -7,10 +7,16 @@ Layout of ``runs/<name>/``::
     predictions/       <ray trial id>.npz: validation y_true / y_score / label_names per trial
     study.db           the Optuna study (SQLite): optuna-dashboard sqlite:///runs/<name>/study.db
     tune-<k>/          Ray Tune's experiment folder of the k-th invocation (0 = first, 1.. = resumes)
+    faults/            <ray trial id>.json: why a trial's worker was stopped (--trial-timeout)
     .lock              held while a `mdsearch run` works on the folder
 
 The trial table is the source of truth: a trial that has a row is never run again, so a kill
-loses at most the trials that were running.
+loses at most the trials that were running. On a cluster the driver writes trials.csv and
+study.db, while trials write predictions/ and faults/ on their own node: the folder must be on
+a filesystem every node mounts at the same path.
+
+A write that fails (disk full, folder made read-only) raises :class:`RunFolderWriteError` and
+leaves every file as it was before the write: trials.csv never ends in a partial row.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunFolder", "RunError", "TABLE_COLUMNS", "label_column"]
+__all__ = ["RunFolder", "RunError", "RunFolderWriteError", "TABLE_COLUMNS", "label_column"]
 
 # Fixed columns of trials.csv, in order; per-label AUC columns (auc__<label>) follow them.
 TABLE_COLUMNS = (
@@ -56,6 +62,25 @@ TABLE_COLUMNS = (
 
 class RunError(ValueError):
     """A run folder that cannot be used as asked (the message says what to do)."""
+
+
+class RunFolderWriteError(RunError):
+    """A file of the run folder could not be written (disk full, read-only, gone)."""
+
+    def __init__(self, path: Path, exc: OSError, folder: Path) -> None:
+        reason = exc.strerror or str(exc)
+        super().__init__(
+            f"cannot write {path}: {reason}; what was written before is intact: free space or "
+            f"make the folder writable, then `mdsearch run --resume {folder}`"
+        )
+        self.errno = exc.errno
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out (a regular file may take a short write)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def label_column(label: str) -> str:
@@ -89,6 +114,7 @@ class RunFolder:
     config_path = property(lambda self: self.path / "config.json")
     table_path = property(lambda self: self.path / "trials.csv")
     predictions_dir = property(lambda self: self.path / "predictions")
+    faults_dir = property(lambda self: self.path / "faults")
     study_path = property(lambda self: self.path / "study.db")
 
     @property
@@ -120,8 +146,13 @@ class RunFolder:
 
     def create(self, config: Mapping[str, Any]) -> None:
         """Create the folder and write config.json (atomically)."""
-        self.predictions_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.config_path, json.dumps(config, indent=2, default=str).encode())
+        try:
+            self.predictions_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.config_path, json.dumps(config, indent=2, default=str).encode())
+        except OSError as exc:
+            raise RunError(
+                f"cannot create {self.config_path}: {exc.strerror or exc}; choose another --out"
+            ) from exc
 
     def read_config(self) -> dict[str, Any]:
         """The run's settings."""
@@ -151,16 +182,41 @@ class RunFolder:
 
     # -- trial table ------------------------------------------------------------------------
     def append_row(self, row: Mapping[str, Any], label_names: Sequence[str]) -> None:
-        """Append one trial's row to trials.csv and fsync it, so a kill cannot lose it."""
+        """Append one trial's row to trials.csv and fsync it, so a kill cannot lose it.
+
+        The row goes out in one write; if that fails part-way (disk full) the file is cut back
+        to its previous length, so the table never ends in a partial row.
+
+        Raises:
+            RunFolderWriteError: the table could not be written; it holds the earlier rows.
+        """
+        import io
+
         columns = list(TABLE_COLUMNS) + [label_column(name) for name in label_names]
-        new = not self.table_path.exists()
-        with open(self.table_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            if new:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        try:
+            fd = os.open(self.table_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunFolderWriteError(self.table_path, exc, self.path) from exc
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
                 writer.writeheader()
             writer.writerow({k: _cell(row.get(k)) for k in columns})
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                _write_all(fd, buf.getvalue().encode())
+                os.fsync(fd)
+            except BaseException as exc:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:  # the cut fails too: the reader skips a partial last row
+                    pass
+                if isinstance(exc, OSError):
+                    raise RunFolderWriteError(self.table_path, exc, self.path) from exc
+                raise
+        finally:
+            os.close(fd)
 
     def read_table(self):
         """trials.csv as a pandas DataFrame (empty, with the columns, when no trial ended yet)."""
@@ -187,8 +243,25 @@ class RunFolder:
             label_names=np.array(list(label_names)),
         )
         path = self.predictions_dir / f"{key}.npz"
-        _atomic_write(path, buf.getvalue())
+        try:
+            _atomic_write(path, buf.getvalue())
+        except OSError as exc:
+            raise RunFolderWriteError(path, exc, self.path) from exc
         return str(path.relative_to(self.path))
+
+    # -- faults ------------------------------------------------------------------------------
+    def write_fault(self, key: str, reason: str, **info: Any) -> None:
+        """Leave why trial ``key``'s worker is about to be stopped (read by the driver)."""
+        self.faults_dir.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"reason": reason, **info}, default=str).encode()
+        _atomic_write(self.faults_dir / f"{key}.json", data)
+
+    def read_fault(self, key: str) -> str | None:
+        """The reason :meth:`write_fault` left for trial ``key``, if any."""
+        try:
+            return json.loads((self.faults_dir / f"{key}.json").read_text())["reason"]
+        except (OSError, ValueError, KeyError):
+            return None
 
 
 def _cell(value: Any) -> Any:

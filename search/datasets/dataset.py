@@ -61,7 +61,7 @@ class Dataset:
         return len(self.labels)
 
     def summary(self) -> str:
-        """One line for the terminal, e.g. ``phantom (synthetic): 2,400 images at 64 px, ...``."""
+        """One line for the terminal, e.g. ``phantom (synthetic): 3,000 images at 64 px, ...``."""
         kind = " (synthetic)" if self.synthetic else ""
         parts = ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items())
         return (

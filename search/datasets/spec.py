@@ -4,7 +4,7 @@ Grammar::
 
     NAME[:SIZE][=PATH][,KEY=VALUE ...]
 
-    phantom                       the synthetic default (2,400 images; ``phantom,n=500,seed=1``)
+    phantom                       the synthetic default (3,000 images; ``phantom,n=500,seed=1``)
     chestxray14=/data/nih         NIH folder with Data_Entry_2017*.csv(.gz) and the PNGs
     chestmnist                    MedMNIST npz from ~/.medmnist (or downloaded with ``medmnist``)
     chestmnist:64                 ... at MedMNIST+ size 64 (28, 64, 128 or 224)

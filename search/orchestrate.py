@@ -66,10 +66,11 @@ __all__ = [
 
 #: Test hook: ``MDSEARCH_TEST_FAULT=KIND:REGEX`` makes every trial whose canonical arch string
 #: matches REGEX (``re.search``) fail on purpose: ``hang`` (never returns, never checks a
-#: deadline), ``oom`` (asks the allocator for 1 PiB) or ``raise``. Read on the driver when the search starts and
+#: deadline), ``oom`` (asks the allocator for 1 PiB) or ``raise``; ``slow`` only sleeps 5 s
+#: first (so a test can kill a node while it surely trains). Read on the driver when the search starts and
 #: shipped to the trials, so it works on any cluster; unset, it costs nothing.
 TEST_FAULT_ENV = "MDSEARCH_TEST_FAULT"
-_FAULT_KINDS = ("hang", "oom", "raise")
+_FAULT_KINDS = ("hang", "oom", "raise", "slow")
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 EARLY_STOP = ("none", "asha")
@@ -353,6 +354,9 @@ def _test_fault(ctx: TrialContext, arch: str) -> None:
     kind, _, pattern = ctx.test_fault.partition(":")
     if not kind or not re.search(pattern, arch):
         return
+    if kind == "slow":
+        time.sleep(5.0)
+        return
     if kind == "hang":
         threading.Event().wait()
     elif kind == "oom":
@@ -607,26 +611,37 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
             say(f"data: {note}")
         for w in resolution_warnings(space, settings.proxy.resolution):
             say(f"warning: {w}")
-        if not prepared.resume:
-            folder.create(_config(settings, space, dataset, folder.path.name))
         table = folder.read_table()
         done = len(table)
         remaining = settings.budget - done
         if remaining <= 0:
             say(f"{folder.path}: all {settings.budget} trials of the budget are done")
             return folder
-        if settings.budget > space.size:
-            say(
-                f"note: --budget {settings.budget} exceeds the {space.size} distinct architectures "
-                f"of space {space.name}: repeated proposals train further seeds of an architecture"
-            )
-        again = _recover_study(folder, space, table) if prepared.resume else []
-        seen = Counter(table["arch"]) if done else Counter()
-        refs = [
-            space.encode(r) for r in space.reference_points(num_classes) if r.canonical not in seen
-        ]
-        points = refs + [p for p in again if p not in refs]
-        _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done, quiet)
+        # Ray first: an unreachable --address then leaves no half-made run folder behind.
+        started_ray = _start_ray(settings.address)
+        try:
+            if not prepared.resume:
+                folder.create(_config(settings, space, dataset, folder.path.name))
+            if settings.budget > space.size:
+                say(
+                    f"note: --budget {settings.budget} exceeds the {space.size} distinct "
+                    f"architectures of space {space.name}: repeated proposals train further "
+                    "seeds of an architecture"
+                )
+            again = _recover_study(folder, space, table) if prepared.resume else []
+            seen = Counter(table["arch"]) if done else Counter()
+            refs = [
+                space.encode(r)
+                for r in space.reference_points(num_classes)
+                if r.canonical not in seen
+            ]
+            points = refs + [p for p in again if p not in refs]
+            _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done, quiet)
+        finally:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
     return folder
 
 
@@ -663,7 +678,6 @@ def _config(settings: SearchSettings, space: SearchSpace, dataset, name: str) ->
 
 def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done, quiet) -> None:
     import optuna
-    import ray
     from ray import tune
 
     from .progress import InterruptFlag, LiveProgress, TrialRecorder
@@ -671,125 +685,121 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
     settings, space = prepared.settings, prepared.space
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    use_gpu = settings.gpus_per_trial > 0
+    ctx = TrialContext(
+        space=space,
+        data=settings.data,
+        cache_dir=settings.cache_dir,
+        val_fraction=settings.val_fraction,
+        data_seed=settings.seed,
+        num_classes=num_classes,
+        input_size=settings.input_size,
+        proxy=replace(settings.proxy, threads=max(1, int(settings.cpus_per_trial))),
+        run_dir=str(folder.path),
+        eval_every_epoch=settings.early_stop == "asha",
+        use_gpu=use_gpu,
+        trial_timeout=settings.trial_timeout,
+        test_fault=os.environ.get(TEST_FAULT_ENV, ""),
+    )
+    interrupted = InterruptFlag()
+    storage = optuna.storages.RDBStorage(folder.study_url)
+    searcher = _searcher_class()(
+        space=space.distributions(),
+        metric=["auc", "flops_m"],
+        mode=["max", "min"],
+        sampler=make_sampler(settings.sampler, settings.seed, space, settings.budget),
+        study_name=_STUDY,
+        storage=storage,
+        points_to_evaluate=points or None,
+        mdsearch_space=space,
+        num_classes=num_classes,
+        seed=settings.seed,
+        seen=seen,
+        interrupted=interrupted,
+    )
+    scheduler = None
+    if settings.early_stop == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(
+            metric="auc",
+            mode="max",
+            time_attr="epoch",
+            max_t=settings.proxy.epochs,
+            grace_period=1,
+            reduction_factor=2,
+        )
+    recorder = TrialRecorder(
+        folder,
+        space,
+        num_classes,
+        dataset.label_names,
+        settings,
+        start=done,
+        quiet=quiet,
+        interrupted=interrupted,
+    )
+    callbacks = [recorder]
+    if not quiet:
+        callbacks.append(LiveProgress(recorder, total=settings.budget, done=done))
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, ctx=ctx),
+        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
+    )
+    invocation = len(list(folder.path.glob("tune-*")))
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=remaining,
+            reuse_actors=True,
+            max_concurrent_trials=settings.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{invocation}",
+            storage_path=str(folder.path),
+            verbose=0,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            stop=_interrupt_stopper(interrupted),
+            log_to_file=True,
+        ),
+    )
+    # Failed trials are recorded in the table and reported in one line by the recorder;
+    # Tune's own tracebacks would bury the progress display.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    with _SigintSetsEvent(interrupted):
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop without waiting for Tune
+            interrupted.set()
+        except Exception:
+            if recorder.fatal is None:
+                raise
+        if recorder.fatal is not None:  # the run folder could not be written
+            raise recorder.fatal
+    if interrupted.is_set():
+        searcher.mark_interrupted()
+        print(
+            f"\ninterrupted: {recorder.count} trials are in {folder.table_path}; the "
+            f"running ones have no row and run again first with "
+            f"`mdsearch run --resume {folder.path}`",
+            file=sys.stderr,
+        )
+        raise KeyboardInterrupt
+
+
+def _start_ray(address: str | None) -> bool:
+    """Start a local Ray, or join the cluster at ``address`` (a user error when unreachable);
+    False when Ray was already initialised by the caller (a notebook), which keeps it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        _init_ray(settings.address)
-    try:
-        use_gpu = settings.gpus_per_trial > 0
-        ctx = TrialContext(
-            space=space,
-            data=settings.data,
-            cache_dir=settings.cache_dir,
-            val_fraction=settings.val_fraction,
-            data_seed=settings.seed,
-            num_classes=num_classes,
-            input_size=settings.input_size,
-            proxy=replace(settings.proxy, threads=max(1, int(settings.cpus_per_trial))),
-            run_dir=str(folder.path),
-            eval_every_epoch=settings.early_stop == "asha",
-            use_gpu=use_gpu,
-            trial_timeout=settings.trial_timeout,
-            test_fault=os.environ.get(TEST_FAULT_ENV, ""),
-        )
-        interrupted = InterruptFlag()
-        storage = optuna.storages.RDBStorage(folder.study_url)
-        searcher = _searcher_class()(
-            space=space.distributions(),
-            metric=["auc", "flops_m"],
-            mode=["max", "min"],
-            sampler=make_sampler(settings.sampler, settings.seed, space, settings.budget),
-            study_name=_STUDY,
-            storage=storage,
-            points_to_evaluate=points or None,
-            mdsearch_space=space,
-            num_classes=num_classes,
-            seed=settings.seed,
-            seen=seen,
-            interrupted=interrupted,
-        )
-        scheduler = None
-        if settings.early_stop == "asha":
-            from ray.tune.schedulers import ASHAScheduler
-
-            scheduler = ASHAScheduler(
-                metric="auc",
-                mode="max",
-                time_attr="epoch",
-                max_t=settings.proxy.epochs,
-                grace_period=1,
-                reduction_factor=2,
-            )
-        recorder = TrialRecorder(
-            folder,
-            space,
-            num_classes,
-            dataset.label_names,
-            settings,
-            start=done,
-            quiet=quiet,
-            interrupted=interrupted,
-        )
-        callbacks = [recorder]
-        if not quiet:
-            callbacks.append(LiveProgress(recorder, total=settings.budget, done=done))
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, ctx=ctx),
-            {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
-        )
-        invocation = len(list(folder.path.glob("tune-*")))
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                scheduler=scheduler,
-                num_samples=remaining,
-                reuse_actors=True,
-                max_concurrent_trials=settings.max_concurrent,
-            ),
-            run_config=tune.RunConfig(
-                name=f"tune-{invocation}",
-                storage_path=str(folder.path),
-                verbose=0,
-                callbacks=callbacks,
-                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                stop=_interrupt_stopper(interrupted),
-                log_to_file=True,
-            ),
-        )
-        # Failed trials are recorded in the table and reported in one line by the recorder;
-        # Tune's own tracebacks would bury the progress display.
-        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-        with _SigintSetsEvent(interrupted):
-            try:
-                tuner.fit()
-            except KeyboardInterrupt:  # a second Ctrl-C: stop without waiting for Tune
-                interrupted.set()
-            except Exception:
-                if recorder.fatal is None:
-                    raise
-            if recorder.fatal is not None:  # the run folder could not be written
-                raise recorder.fatal
-        if interrupted.is_set():
-            searcher.mark_interrupted()
-            print(
-                f"\ninterrupted: {recorder.count} trials are in {folder.table_path}; the "
-                f"running ones have no row and run again first with "
-                f"`mdsearch run --resume {folder.path}`",
-                file=sys.stderr,
-            )
-            raise KeyboardInterrupt
-    finally:
-        if started_ray:
-            ray.shutdown()
-
-
-def _init_ray(address: str | None) -> None:
-    """Start a local Ray, or join the cluster at ``address`` (a user error when unreachable)."""
-    import ray
-
     try:
         ray.init(
             address=address or "local",
@@ -808,6 +818,7 @@ def _init_ray(address: str | None) -> None:
             "`ray start --head` and, with token authentication, set RAY_AUTH_MODE=token and "
             "RAY_AUTH_TOKEN (or ~/.ray/auth_token) as on the cluster"
         ) from exc
+    return True
 
 
 def _interrupt_stopper(interrupted):

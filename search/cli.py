@@ -52,6 +52,7 @@ def _optional_int(text: str) -> int | None:
 
 def _add_run(sub) -> None:
     from .orchestrate import EARLY_STOP, SAMPLERS
+    from .proxy import ProxyConfig
 
     p = sub.add_parser(
         "run",
@@ -91,28 +92,38 @@ def _add_run(sub) -> None:
         default=None,
         help="continue the run in this folder to its budget (its settings are reused)",
     )
-    g = p.add_argument_group("proxy training (one trial)")
-    g.add_argument(
-        "--resolution", type=int, default=64, help="training input size in px (default 64)"
+    g = p.add_argument_group(
+        "proxy training (one trial); defaults: mdsearch.search.proxy.ProxyConfig"
     )
-    g.add_argument("--epochs", type=int, default=2, help="proxy epochs (default 2)")
+    d = ProxyConfig()
+    g.add_argument(
+        "--resolution",
+        type=int,
+        default=d.resolution,
+        help=f"training input size in px (default {d.resolution})",
+    )
+    g.add_argument(
+        "--epochs", type=int, default=d.epochs, help=f"proxy epochs (default {d.epochs})"
+    )
     g.add_argument(
         "--train-subset",
         type=_optional_int,
-        default=2048,
-        help="training images per epoch (default 2048; 'all' for the whole split)",
+        default=d.train_subset,
+        help=f"training images per epoch (default {d.train_subset}; 'all' for the whole split)",
     )
     g.add_argument(
         "--val-subset",
         type=_optional_int,
-        default=None,
+        default=d.val_subset,
         help="validation images scored (default: all)",
     )
-    g.add_argument("--batch-size", type=int, default=64, help="default 64")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4")
-    g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    g.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
+    g.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay:g}"
+    )
+    g.add_argument("--optimizer", choices=("adamw", "sgd"), default=d.optimizer)
+    g.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
     g.add_argument(
         "--val-fraction",
         type=float,

@@ -705,31 +705,12 @@ def test_augmentation_is_mild_seeded_and_keeps_shape(tmp_path):
 
 @pytest.mark.slow
 def test_phantom_is_learnable_but_not_trivial(tmp_path):
-    """MobileNet-v2 from scratch, 2 epochs at 64 px: mean AUC well above 0.5, below 1."""
-    import timm
-    import torch
-    from sklearn.metrics import roc_auc_score
+    """The default proxy (MobileNet-v2 from scratch, 2 epochs at 64 px) lands well above chance
+    and well below perfect on the default phantom (measured 0.72-0.75 over seeds 0-2)."""
+    from mdsearch.search.proxy import ProxyConfig, proxy_train
+    from mdsearch.space import ArchSpec
 
-    torch.manual_seed(0)
-    torch.set_num_threads(2)
     ds = load_dataset("phantom", resolution=64, cache_dir=tmp_path, progress=False)
-    model = timm.create_model("mobilenetv2_100", pretrained=False, num_classes=len(ds.label_names))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        model.train()
-        for x, y in batches(ds, "train", batch_size=64, shuffle=True, augment=True, generator=gen):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        pairs = [
-            (model(x).sigmoid(), y)
-            for x, y in batches(ds, "val", batch_size=128, shuffle=False, augment=False)
-        ]
-    scores = torch.cat([p for p, _ in pairs]).numpy()
-    targets = torch.cat([t for _, t in pairs]).numpy()
-    auc = roc_auc_score(targets, scores, average="macro")
-    assert 0.6 < auc < 0.99
+    spec = ArchSpec.default("mobilenetv2_100", num_classes=len(ds.label_names))
+    result = proxy_train(spec, ds, ProxyConfig(epochs=2, threads=2), seed=0)
+    assert 0.6 < result.auc < 0.95

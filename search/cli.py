@@ -68,7 +68,7 @@ def _add_run(sub) -> None:
     p.add_argument(
         "--data",
         default="phantom",
-        help="phantom (default, synthetic) | chestxray14=PATH | chestmnist[=FILE.npz][:SIZE] | kermany=PATH",
+        help="phantom (default, synthetic) | chestxray14=PATH | chestmnist[:SIZE][=FILE.npz] | kermany=PATH",
     )
     p.add_argument(
         "--space", default="default", help="preset (default, paper) or a YAML/JSON space file"

@@ -423,7 +423,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if not folder.exists():
         return fail(
             f"run folder {ctx.run_dir} is not visible on node {_node_id()} "
-            f"({socket.gethostname()}): put it on a filesystem every node mounts at that path"
+            f"({socket.gethostname()}): put it on a filesystem every node mounts at that path",
+            folder_error=True,
         )
     earlier = folder.read_fault(trial_id)
     if earlier is not None:  # a retry of a trial whose watchdog ended its worker

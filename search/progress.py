@@ -165,7 +165,8 @@ class TrialRecorder(Callback):
             return
         error = result.get("error") or ""
         if result.get("run_folder_error") and self.fatal is None:
-            # The trial could not write its predictions: every other trial would fail the same.
+            # The trial could not write to (or see) the run folder: every other trial would fail
+            # the same way, so the search stops here instead of spending its budget on failures.
             self.fatal = RunError(error)
             raise self.fatal
         self._write(trial, result, "FAILED" if error else "COMPLETE", error)

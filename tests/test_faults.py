@@ -254,6 +254,7 @@ def immutable(tmp_path):
         subprocess.run(["chattr", "-i", str(path)], check=False)
 
 
+@pytest.mark.slow  # the disk-full test covers the same code path in the default suite
 def test_a_table_made_read_only_mid_run_stops_with_one_line_and_stays_readable(
     tmp_path, cache_dir, space_file, immutable
 ):

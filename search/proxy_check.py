@@ -477,9 +477,13 @@ class _Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total_epochs, unit="epoch", file=sys.stderr, desc="proxy-check",
-                dynamic_ncols=True, mininterval=0.5,
-            )  # fmt: skip
+                total=total_epochs,
+                unit="epoch",
+                file=sys.stderr,
+                desc="proxy-check",
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
 
     def epoch(self) -> None:
         self.done_epochs += 1

@@ -1,17 +1,17 @@
 # Two entry points for a fresh machine: `make run` (set up, then the main search on the embedded
-# synthetic default) and `make test` (set up, lint, then the test suite; what .ci/run calls).
+# synthetic default) and `make test` (set up, lint, then the default test suite; .ci/run calls it,
+# then `make test-slow`).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow lint bench clean
+.PHONY: setup run test test-slow lint clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,dashboard]'
 	touch $(STAMP)
 

@@ -82,6 +82,12 @@ def _add_run(sub) -> None:
         "--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler (default tpe)"
     )
     p.add_argument(
+        "--objectives",
+        default="auc,flops",
+        help="what to optimise: auc,flops (default) | auc,latency | auc,flops,latency "
+        "(latency: predicted CPU ms per image from a per-block table timed once and cached)",
+    )
+    p.add_argument(
         "--seed", type=int, default=0, help="seeds the sampler, the data split and the trials"
     )
     p.add_argument("--out", default=None, help="run folder (default runs/<date>-<time>)")
@@ -134,6 +140,13 @@ def _add_run(sub) -> None:
         type=int,
         default=448,
         help="input size at which FLOPs are counted (default 448, as in the paper)",
+    )
+    g.add_argument(
+        "--latency-size",
+        type=int,
+        default=224,
+        help="input size at which latency is predicted, batch 1, --cpus-per-trial threads "
+        "(default 224)",
     )
     g.add_argument(
         "--early-stop",
@@ -206,6 +219,8 @@ def _settings_from_args(args):
         val_fraction=args.val_fraction,
         trial_timeout=args.trial_timeout,
         max_failures=2 if args.max_failures is None else args.max_failures,
+        objectives=tuple(args.objectives.split(",")),
+        latency_size=args.latency_size,
     )
 
 

@@ -4,11 +4,20 @@ Flow of one ``mdsearch run``:
 
 1. everything the user typed is checked before Ray starts (space, data, sampler, folder);
 2. the driver loads the data once, so the decoded cache exists before any worker maps it;
-3. ``OptunaSearch`` (multi-objective: maximise validation AUC, minimise FLOPs) proposes
-   architectures; its study lives in ``study.db`` inside the run folder;
+3. ``OptunaSearch`` (multi-objective: maximise validation AUC, minimise FLOPs and/or latency, as
+   ``--objectives`` says) proposes architectures; its study lives in ``study.db`` inside the run
+   folder;
 4. each trial runs :func:`mdsearch.search.proxy.proxy_train` in a reused Ray actor (torch and timm
    are imported once per worker, not once per trial) and writes its validation predictions;
 5. the driver appends one row per finished trial to ``trials.csv`` and shows live progress.
+
+Latency as an objective (``--objectives auc,latency`` or ``auc,flops,latency``): the driver
+loads the per-stage latency table (:mod:`mdsearch.mdconv.latency`) for the space from the user
+cache dir before Ray starts, times the block variants it lacks (once per device and thread count),
+writes the table into config.json and ships it to the trials, which add its prediction
+(``latency_ms``, ms per image at ``--latency-size``, batch 1, ``--cpus-per-trial`` threads, on
+the driver's CPU) to their result. No trial times anything, so latency is cheap and the same
+number for the same architecture in every trial; a resume reuses the table config.json holds.
 
 Repeats: when the sampler proposes an architecture the run has already evaluated, it is trained
 again with the next seed (seed, seed+1, ...): a repeat is a further seed that narrows that
@@ -46,6 +55,7 @@ import threading
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +68,9 @@ from .runfolder import RunError, RunFolder, RunFolderWriteError, label_column
 __all__ = [
     "SearchSettings",
     "SAMPLERS",
+    "SEARCH_OBJECTIVES",
+    "parse_objectives",
+    "search_latency_table",
     "TEST_FAULT_ENV",
     "prepare",
     "run_search",
@@ -73,6 +86,15 @@ TEST_FAULT_ENV = "MDSEARCH_TEST_FAULT"
 _FAULT_KINDS = ("hang", "oom", "raise", "slow")
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
+#: ``--objectives`` names -> (trial result / table column, Optuna direction). AUC comes first:
+#: the proxy, early stopping and the report's y-axis are about it.
+SEARCH_OBJECTIVES: dict[str, tuple[str, str]] = {
+    "auc": ("auc", "max"),
+    "flops": ("flops_m", "min"),
+    "latency": ("latency_ms", "min"),
+}
+_OBJECTIVE_ALIASES = {col: name for name, (col, _) in SEARCH_OBJECTIVES.items()}
+_OBJECTIVES_HELP = "use auc,flops (default), auc,latency or auc,flops,latency"
 EARLY_STOP = ("none", "asha")
 _STUDY = "mdsearch"
 _GRID_LIMIT = 4096
@@ -100,6 +122,10 @@ class SearchSettings:
         trial_timeout: seconds one trial may run before it is stopped and recorded FAILED
             (None: no limit).
         max_failures: retries of a trial whose worker or node died (not of a trial that raised).
+        objectives: what the search optimises, names of :data:`SEARCH_OBJECTIVES` with ``auc``
+            first (``("auc", "flops")``, ``("auc", "latency")``, ``("auc", "flops", "latency")``).
+        latency_size: input side, pixels, at which latency is predicted (batch 1) when latency
+            is an objective.
     """
 
     data: str = "phantom"
@@ -119,11 +145,29 @@ class SearchSettings:
     val_fraction: float = 0.2
     trial_timeout: float | None = None
     max_failures: int = 2
+    objectives: tuple[str, ...] = ("auc", "flops")
+    latency_size: int = 224
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """Result keys / table columns of the objectives, in order (what Optuna is told)."""
+        return [SEARCH_OBJECTIVES[n][0] for n in self.objectives]
+
+    @property
+    def metric_modes(self) -> list[str]:
+        """``"max"`` / ``"min"`` per objective, in :attr:`metric_columns` order."""
+        return [SEARCH_OBJECTIVES[n][1] for n in self.objectives]
+
+    @property
+    def latency_threads(self) -> int:
+        """CPU threads the latency table is timed with: one trial's share (--cpus-per-trial)."""
+        return max(1, int(self.cpus_per_trial))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json."""
         d = asdict(self)
         d["proxy"] = self.proxy.to_dict()
+        d["objectives"] = list(self.objectives)
         return d
 
     @classmethod
@@ -131,6 +175,8 @@ class SearchSettings:
         """Inverse of :meth:`to_dict`."""
         data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         data["proxy"] = ProxyConfig.from_dict(data.get("proxy", {}))
+        if "objectives" in data:  # runs from before --objectives searched AUC and FLOPs
+            data["objectives"] = tuple(data["objectives"])
         return cls(**data)
 
 
@@ -148,6 +194,39 @@ def _fail(message: str) -> None:
     raise RunError(message)
 
 
+def parse_objectives(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The ``--objectives`` value as names of :data:`SEARCH_OBJECTIVES`, checked.
+
+    Args:
+        value: ``"auc,flops,latency"`` or a sequence of names; column names (``flops_m``,
+            ``latency_ms``) and case do not matter.
+
+    Returns:
+        The names, ``auc`` first, e.g. ``("auc", "flops", "latency")``.
+
+    Raises:
+        RunError: an unknown or repeated name, AUC missing or not first, or AUC alone.
+
+    Example:
+        >>> parse_objectives("AUC, latency_ms")
+        ('auc', 'latency')
+    """
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    text = ",".join(str(p).strip() for p in parts)
+    names = []
+    for part in parts:
+        key = str(part).strip().lower()
+        name = key if key in SEARCH_OBJECTIVES else _OBJECTIVE_ALIASES.get(key)
+        if name is None:
+            _fail(f"--objectives {text}: {part.strip()!r} is not an objective; {_OBJECTIVES_HELP}")
+        names.append(name)
+    if len(set(names)) != len(names):
+        _fail(f"--objectives {text}: an objective is named twice; {_OBJECTIVES_HELP}")
+    if len(names) < 2 or names[0] != "auc":
+        _fail(f"--objectives {text}: give auc first and at least one cost; {_OBJECTIVES_HELP}")
+    return tuple(names)
+
+
 def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) -> Prepared:
     """Check everything the user typed, before Ray starts or anything is written.
 
@@ -161,6 +240,7 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
         folder.check_resumable()
     else:
         folder.check_new()
+    settings = replace(settings, objectives=parse_objectives(settings.objectives))
     if settings.budget < 1:
         _fail(f"--budget {settings.budget}: give at least 1 trial")
     if settings.sampler not in SAMPLERS:
@@ -173,6 +253,7 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
         ("--epochs", p.epochs, 1),
         ("--batch-size", p.batch_size, 2),
         ("--input-size", settings.input_size, 32),
+        ("--latency-size", settings.latency_size, 32),
     ):
         if value < low:
             _fail(f"{flag} {value}: must be at least {low}")
@@ -294,6 +375,7 @@ class TrialContext:
     use_gpu: bool
     trial_timeout: float | None = None
     test_fault: str = ""
+    latency: Any = None  # the LatencyTable when latency is an objective (predict: a look-up)
 
 
 _WORKER_DATA: dict[tuple, Any] = {}
@@ -420,6 +502,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             }
         )
 
+    if ctx.latency is not None:
+        try:
+            common["latency_ms"] = ctx.latency.predict(spec)
+        except Exception as exc:  # a variant the driver did not time: recorded, search goes on
+            return fail(_failure_reason(exc))
+
     if not folder.exists():
         return fail(
             f"run folder {ctx.run_dir} is not visible on node {_node_id()} "
@@ -506,6 +594,7 @@ def _searcher_class():
 
         def __init__(self, *args, mdsearch_space, num_classes, seed, seen, interrupted, **kwargs):
             super().__init__(*args, **kwargs)
+            self._md_metrics = list(kwargs["metric"])
             self._md_space = mdsearch_space
             self._md_classes = num_classes
             self._md_seed = seed
@@ -535,9 +624,9 @@ def _searcher_class():
                 self._completed_trials.add(trial_id)
                 return
             finished = bool(result) and result.get("final") and not error
-            auc = (result or {}).get("auc", math.nan)
-            if finished and math.isfinite(auc):
-                self._ot_study.tell(ot_trial, [auc, result["flops_m"]])
+            values = _objective_values(result or {}, self._md_metrics)
+            if finished and values is not None:
+                self._ot_study.tell(ot_trial, values)
             else:
                 if result:
                     ot_trial.set_user_attr("fidelity", result.get("fidelity", 0.0))
@@ -554,7 +643,24 @@ def _searcher_class():
     return ProxySearch
 
 
-def _recover_study(folder: RunFolder, space: SearchSpace, table) -> list[dict[str, Any]]:
+def _objective_values(values: Any, metrics: Sequence[str]) -> list[float] | None:
+    """The objectives of a result or table row in ``metrics`` order; None unless all are finite
+    numbers (a failed or diverged trial is not told to Optuna as COMPLETE)."""
+    out = []
+    for m in metrics:
+        try:
+            v = float(values.get(m, math.nan))
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(v):
+            return None
+        out.append(v)
+    return out
+
+
+def _recover_study(
+    folder: RunFolder, space: SearchSpace, table, metrics: Sequence[str]
+) -> list[dict[str, Any]]:
     """After a kill or Ctrl-C: settle the study's RUNNING trials and return the parameters of
     those to run again first.
 
@@ -576,9 +682,9 @@ def _recover_study(folder: RunFolder, space: SearchSpace, table) -> list[dict[st
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         row = rows.get((t.user_attrs.get("arch"), t.user_attrs.get("seed")))
         if t.state == TrialState.RUNNING and row is not None:
-            auc = float(row["auc"]) if row["auc"] == row["auc"] else math.nan
-            if row["status"] == "COMPLETE" and math.isfinite(auc):
-                study.tell(t.number, [auc, float(row["flops_m"])])
+            values = _objective_values(row, metrics)
+            if row["status"] == "COMPLETE" and values is not None:
+                study.tell(t.number, values)
             else:
                 study.tell(t.number, state=TrialState.FAIL)
             continue
@@ -618,18 +724,22 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
         if remaining <= 0:
             say(f"{folder.path}: all {settings.budget} trials of the budget are done")
             return folder
+        latency = None
+        if "latency" in settings.objectives:  # before Ray: timing wants the CPU to itself
+            latency = _run_latency_table(prepared, say)
         # Ray first: an unreachable --address then leaves no half-made run folder behind.
         started_ray = _start_ray(settings.address)
         try:
             if not prepared.resume:
-                folder.create(_config(settings, space, dataset, folder.path.name))
+                folder.create(_config(settings, space, dataset, folder.path.name, latency))
             if settings.budget > space.size:
                 say(
                     f"note: --budget {settings.budget} exceeds the {space.size} distinct "
                     f"architectures of space {space.name}: repeated proposals train further "
                     "seeds of an architecture"
                 )
-            again = _recover_study(folder, space, table) if prepared.resume else []
+            metrics = settings.metric_columns
+            again = _recover_study(folder, space, table, metrics) if prepared.resume else []
             seen = Counter(table["arch"]) if done else Counter()
             refs = [
                 space.encode(r)
@@ -637,7 +747,8 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
                 if r.canonical not in seen
             ]
             points = refs + [p for p in again if p not in refs]
-            _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done, quiet)
+            args = (dataset, num_classes, remaining, seen, points, done, quiet, latency)
+            _tune(prepared, folder, *args)
         finally:
             if started_ray:
                 import ray
@@ -646,7 +757,86 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
     return folder
 
 
-def _config(settings: SearchSettings, space: SearchSpace, dataset, name: str) -> dict[str, Any]:
+def search_latency_table(
+    settings: SearchSettings,
+    space: SearchSpace,
+    *,
+    timer: Callable[[Any, Any], float] | None = None,
+    say: Callable[[str], None] = lambda message: None,
+):
+    """The latency table a search predicts ``latency_ms`` from, covering every stage variant of
+    ``space``: the cached one (user cache dir, or ``$MDSEARCH_CACHE_DIR/latency``, one file per
+    backbone, input size, device, thread count and torch version), with the variants it lacks
+    timed now on this CPU and saved.
+
+    Args:
+        settings: the search (``latency_size``, batch 1, ``latency_threads`` threads).
+        space: the search space whose stage choices must all be in the table.
+        timer: ms of one forward pass of a module on an input (default
+            :func:`mdsearch.mdconv.latency.time_module`).
+        say: receives one progress line before timing starts.
+
+    Returns:
+        A :class:`mdsearch.mdconv.latency.LatencyTable` with every variant of ``space``.
+    """
+    from mdsearch.mdconv.latency import LatencyTable, build_latency_table, latency_table
+
+    size, threads = settings.latency_size, settings.latency_threads
+    table = latency_table(space.backbone, size, threads=threads)
+    todo = {LatencyTable.entry(i, s) for i, options in enumerate(space.choices) for s in options}
+    todo -= set(table.stages)
+    todo |= {part for part in ("stem", "head") if getattr(table, f"{part}_ms") is None}
+    if todo:
+        stages = len(todo - {"stem", "head"})
+        say(
+            f"latency: timing {stages} block variants"
+            + (" (and stem/head)" if stages < len(todo) else "")
+            + f" of {space.backbone} at {size}x{size}, batch 1, {threads} thread(s) on this CPU "
+            f"(once; cached in {table.path})"
+        )
+        build_latency_table(
+            space.backbone,
+            size,
+            variants=dict(enumerate(space.choices)),
+            threads=threads,
+            timer=timer,
+            table=table,
+        )
+        table.save()
+    return table
+
+
+def _run_latency_table(prepared: Prepared, say: Callable[[str], None]):
+    """The table of a new search, or on resume the one its config.json recorded (so every trial
+    of a run is predicted from the same times, wherever it is resumed)."""
+    from mdsearch.mdconv.latency import LatencyTable
+
+    if prepared.resume:
+        saved = (prepared.folder.read_config().get("latency") or {}).get("table")
+        if saved:
+            return LatencyTable.from_dict(saved)
+    return search_latency_table(prepared.settings, prepared.space, say=say)
+
+
+def _latency_config(settings: SearchSettings, table) -> dict[str, Any] | None:
+    if table is None:
+        return None
+    return {
+        "unit": "ms per image, median, inference (eval, no autograd), predicted as the sum of "
+        "the per-stage table's stem, stage variants and head",
+        "input_size": settings.latency_size,
+        "batch_size": 1,
+        "threads": settings.latency_threads,
+        "device": table.key["device"],
+        "device_name": table.key["device_name"],
+        "path": str(table.path) if table.path else None,
+        "table": table.to_dict(),
+    }
+
+
+def _config(
+    settings: SearchSettings, space: SearchSpace, dataset, name: str, latency=None
+) -> dict[str, Any]:
     return {
         "name": name,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -668,7 +858,8 @@ def _config(settings: SearchSettings, space: SearchSpace, dataset, name: str) ->
         },
         "proxy": settings.proxy.to_dict(),
         "input_size": settings.input_size,
-        "objectives": ["auc", "flops"],
+        "objectives": list(settings.objectives),
+        "latency": _latency_config(settings, latency),
         "sampler": settings.sampler,
         "seed": settings.seed,
         "budget": settings.budget,
@@ -677,7 +868,9 @@ def _config(settings: SearchSettings, space: SearchSpace, dataset, name: str) ->
     }
 
 
-def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done, quiet) -> None:
+def _tune(
+    prepared, folder, dataset, num_classes, remaining, seen, points, done, quiet, latency
+) -> None:
     import optuna
     from ray import tune
 
@@ -701,13 +894,14 @@ def _tune(prepared, folder, dataset, num_classes, remaining, seen, points, done,
         use_gpu=use_gpu,
         trial_timeout=settings.trial_timeout,
         test_fault=os.environ.get(TEST_FAULT_ENV, ""),
+        latency=latency,
     )
     interrupted = InterruptFlag()
     storage = optuna.storages.RDBStorage(folder.study_url)
     searcher = _searcher_class()(
         space=space.distributions(),
-        metric=["auc", "flops_m"],
-        mode=["max", "min"],
+        metric=settings.metric_columns,
+        mode=settings.metric_modes,
         sampler=make_sampler(settings.sampler, settings.seed, space, settings.budget),
         study_name=_STUDY,
         storage=storage,

@@ -2,7 +2,8 @@
 
 :class:`TrialRecorder` is the single writer of ``trials.csv`` (trials on other nodes report
 through Ray, so the table stays consistent on a cluster). :class:`LiveProgress` draws one
-progress bar with ETA and a status line: done / budget, running, failed, best AUC, front size.
+progress bar with ETA and a status line: done / budget, running, failed, best AUC, front size
+(over the run's objectives).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +25,21 @@ from .runfolder import RunError, RunFolder, RunFolderWriteError, label_column
 __all__ = ["InterruptFlag", "TrialRecorder", "LiveProgress", "front_size"]
 
 
-def front_size(points: list[tuple[float, float]]) -> int:
-    """Number of non-dominated (AUC up, FLOPs down) points; O(n log n)."""
-    best = -math.inf
-    n = 0
-    for _flops, auc in sorted((f, -a) for a, f in points):
-        if -auc > best:
-            best = -auc
-            n += 1
-    return n
+def front_size(points: Sequence[Sequence[float]], modes: Sequence[str] = ("max", "min")) -> int:
+    """Number of non-dominated points (duplicates each count).
+
+    Args:
+        points: one tuple of objective values per trial, e.g. (AUC, FLOPs).
+        modes: ``"max"`` or ``"min"`` per objective (default: AUC up, FLOPs down).
+    """
+    if not points:
+        return 0
+    import numpy as np
+
+    from mdsearch.results.pareto import non_dominated
+
+    signs = np.array([-1.0 if m == "max" else 1.0 for m in modes])
+    return int(non_dominated(np.asarray(points, dtype=float) * signs).sum())
 
 
 class InterruptFlag:
@@ -95,17 +103,30 @@ class TrialRecorder(Callback):
         self.retries = 0
         self.interrupted = interrupted if interrupted is not None else InterruptFlag()
         self.fatal: RunError | None = None
-        self.points: list[tuple[float, float]] = []
+        #: the objective columns (``settings.metric_columns``) and their directions
+        self.metrics: list[str] = list(settings.metric_columns)
+        self.modes: list[str] = list(settings.metric_modes)
+        #: objective values of every COMPLETE trial, in ``metrics`` order (AUC first)
+        self.points: list[tuple[float, ...]] = []
         self._written: set[str] = set()
         table = folder.read_table()
         if len(table):
-            ok = table[(table["status"] == "COMPLETE") & table["auc"].notna()]
-            self.points = list(zip(ok["auc"].astype(float), ok["flops_m"].astype(float)))
+            ok = table[table["status"] == "COMPLETE"]
+            for _, row in ok.iterrows():
+                self._add_point(row)
             self.failed = int((table["status"] == "FAILED").sum())
+
+    def _add_point(self, row) -> None:
+        try:
+            values = tuple(float(row[m]) for m in self.metrics)
+        except (KeyError, TypeError, ValueError):
+            return
+        if all(math.isfinite(v) for v in values):
+            self.points.append(values)
 
     @property
     def best_auc(self) -> float:
-        return max((a for a, _ in self.points), default=math.nan)
+        return max((p[0] for p in self.points), default=math.nan)
 
     def _row(self, trial, result: dict[str, Any], status: str, error: str = "") -> dict[str, Any]:
         params = {k: v for k, v in trial.config.items() if not k.startswith("__")}
@@ -122,6 +143,7 @@ class TrialRecorder(Callback):
             "target_fidelity": float(proxy.epochs),
             "auc": result.get("auc") if status != "FAILED" else math.nan,
             "flops_m": result.get("flops_m"),
+            "latency_ms": result.get("latency_ms"),
             "input_size": self.settings.input_size,
             "params_m": result.get("params_m"),
             "resolution": proxy.resolution,
@@ -151,8 +173,8 @@ class TrialRecorder(Callback):
         self.count += 1
         if status == "FAILED":
             self.failed += 1
-        elif status == "COMPLETE" and row["auc"] is not None and math.isfinite(row["auc"]):
-            self.points.append((float(row["auc"]), float(row["flops_m"])))
+        elif status == "COMPLETE":
+            self._add_point(row)
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -229,7 +251,7 @@ class LiveProgress(Callback):
         retried = f" | retried {r.retries}" if r.retries else ""
         return (
             f"running {running} | failed {r.failed}{retried} | best AUC {best} | "
-            f"front {front_size(r.points)}"
+            f"front {front_size(r.points, r.modes)}"
         )
 
     def _eta(self) -> str:

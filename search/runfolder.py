@@ -35,6 +35,8 @@ import numpy as np
 __all__ = ["RunFolder", "RunError", "RunFolderWriteError", "TABLE_COLUMNS", "label_column"]
 
 # Fixed columns of trials.csv, in order; per-label AUC columns (auc__<label>) follow them.
+# latency_ms (predicted ms per image, see config.json "latency") is empty unless latency is an
+# objective of the run.
 TABLE_COLUMNS = (
     "trial",
     "ray_trial_id",
@@ -46,6 +48,7 @@ TABLE_COLUMNS = (
     "target_fidelity",
     "auc",
     "flops_m",
+    "latency_ms",
     "input_size",
     "params_m",
     "resolution",
@@ -185,7 +188,9 @@ class RunFolder:
         """Append one trial's row to trials.csv and fsync it, so a kill cannot lose it.
 
         The row goes out in one write; if that fails part-way (disk full) the file is cut back
-        to its previous length, so the table never ends in a partial row.
+        to its previous length, so the table never ends in a partial row. Rows follow the
+        header already in the file, so a table written by an older version (fewer columns)
+        stays aligned when its run is resumed.
 
         Raises:
             RunFolderWriteError: the table could not be written; it holds the earlier rows.
@@ -201,6 +206,11 @@ class RunFolder:
             raise RunFolderWriteError(self.table_path, exc, self.path) from exc
         try:
             size = os.fstat(fd).st_size
+            if size:
+                header = _header(self.table_path)
+                if header:
+                    writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
+                    columns = header
             if size == 0:
                 writer.writeheader()
             writer.writerow({k: _cell(row.get(k)) for k in columns})
@@ -262,6 +272,15 @@ class RunFolder:
             return json.loads((self.faults_dir / f"{key}.json").read_text())["reason"]
         except (OSError, ValueError, KeyError):
             return None
+
+
+def _header(path: Path) -> list[str]:
+    """The column names in the first line of a CSV file ([] when unreadable)."""
+    try:
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
+    except OSError:
+        return []
 
 
 def _cell(value: Any) -> Any:

@@ -4,10 +4,13 @@
 export --pick`` share. It reads the run folder (never Ray), keeps the trials that finished the
 proxy, pools repeated seeds per architecture, and computes:
 
-- the Pareto front of the run's objectives (``config.json`` ``objectives``, default AUC up and
-  FLOPs down), one row per architecture, sorted by FLOPs;
-- its hypervolume against the reference point (default: AUC 0.5, i.e. chance, and 1.1 x the
-  largest eligible FLOPs; or one the caller gives) and the hypervolume after every trial;
+- the Pareto front of the run's objectives (``config.json`` ``objectives``, which ``mdsearch
+  run --objectives`` writes: AUC up and FLOPs down by default, latency down too with
+  ``auc,flops,latency``), computed over all objectives at once (a 3-objective front is the 3-D
+  one), one row per architecture, sorted by FLOPs (else by the last objective);
+- its hypervolume in as many dimensions as objectives, against the reference point (default:
+  AUC 0.5, i.e. chance, and 1.1 x the largest eligible value of each minimised objective; or one
+  the caller gives) and the hypervolume after every trial;
 - the knee (:func:`mdsearch.results.pareto.knee_index`);
 - a bootstrap interval of every front member's AUC and of the baseline's and paper
   architecture's, and paired-bootstrap differences of each member against its cheaper
@@ -185,7 +188,9 @@ def analyse_run(
             f"{ineligible_reason(trials, eligible)}"
         )
     good = trials[eligible]
-    metrics = [*columns, "auc", "flops_m", "params_m", "train_seconds", "images_per_s"]
+    # latency_ms rides along when the table has it (an objective, or predicted anyway).
+    metrics = [*columns, "auc", "flops_m", "latency_ms", "params_m", "train_seconds"]
+    metrics += ["images_per_s"]
     metrics += label_columns(trials)
     archs = pool_by_arch(good, metrics)
     counts["archs"] = len(archs)

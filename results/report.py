@@ -20,7 +20,14 @@ import pandas as pd
 
 from .analysis import RunAnalysis, analyse_run
 
-__all__ = ["write_report", "format_pareto_table", "pareto_table", "pareto_csv_table"]
+__all__ = [
+    "write_report",
+    "format_pareto_table",
+    "pareto_table",
+    "pareto_csv_table",
+    "pareto_figure",
+    "projections",
+]
 
 _SYNTHETIC_NOTICE = (
     "Synthetic data: this run searched on generated phantom images, not chest X-rays. Its AUCs "
@@ -32,6 +39,22 @@ _SYNTHETIC_NOTICE = (
 def _flops_header(analysis: RunAnalysis) -> str:
     size = analysis.run.input_size
     return f"FLOPs M @{size}x{size}" if size else "FLOPs M"
+
+
+def _latency_info(analysis: RunAnalysis) -> dict[str, Any]:
+    """config.json's ``latency`` block (input size, batch, threads, device) or {}."""
+    return analysis.run.config.get("latency") or {}
+
+
+def _latency_header(analysis: RunAnalysis) -> str:
+    size = _latency_info(analysis).get("input_size")
+    return f"latency ms @{size}x{size}" if size else "latency ms"
+
+
+def _has_latency(analysis: RunAnalysis) -> bool:
+    """Whether the front has latency values (an objective, or a table that holds them)."""
+    front = analysis.front
+    return "latency_ms" in front and bool(pd.to_numeric(front["latency_ms"]).notna().any())
 
 
 def _tags(analysis: RunAnalysis, arch: str) -> str:
@@ -67,13 +90,15 @@ def _difference_text(diff: Any) -> str:
 def pareto_table(analysis: RunAnalysis, *, full_arch: bool = True) -> pd.DataFrame:
     """The front as a display table (strings), cheapest first.
 
-    Columns: tag (knee/baseline/paper), arch id, MD-Conv stages, FLOPs at the input size, params,
+    Columns: tag (knee/baseline/paper), arch id, MD-Conv stages, FLOPs at the input size,
+    predicted latency (ms per image at the latency input size; when the run has it), params,
     AUC with its interval, seeds, train seconds (mean per seed), the AUC difference to the cheaper
     front neighbour and to the baseline with their intervals ("distinct": the interval excludes 0),
     any further objective, and the canonical arch string.
     """
     pct = f"{analysis.level:.0%}"
-    extra = [o for o in analysis.objectives if o.column not in ("auc", "flops_m")]
+    latency = _has_latency(analysis)
+    extra = [o for o in analysis.objectives if o.column not in ("auc", "flops_m", "latency_ms")]
     rows = []
     for arch, row in analysis.front.iterrows():
         out = {
@@ -81,6 +106,11 @@ def pareto_table(analysis: RunAnalysis, *, full_arch: bool = True) -> pd.DataFra
             "arch id": row["arch_id"],
             "MD-Conv stages": _stages_text(row["mdconv_stages"]),
             _flops_header(analysis): f"{row['flops_m']:.1f}",
+        }
+        if latency:
+            value = row.get("latency_ms")
+            out[_latency_header(analysis)] = f"{value:.2f}" if pd.notna(value) else "-"
+        out |= {
             "params M": f"{row['params_m']:.2f}" if pd.notna(row.get("params_m")) else "-",
             f"AUC [{pct} CI]": _auc_text(row),
             "seeds": int(row["seeds"]),
@@ -109,7 +139,16 @@ def pareto_csv_table(analysis: RunAnalysis) -> pd.DataFrame:
             "paper": front.index == analysis.paper,
         }
     )
-    numeric = ["flops_m", "params_m", "auc", "auc_ci_low", "auc_ci_high", "auc_seed_sd", "seeds"]
+    numeric = [
+        "flops_m",
+        "latency_ms",
+        "params_m",
+        "auc",
+        "auc_ci_low",
+        "auc_ci_high",
+        "auc_seed_sd",
+        "seeds",
+    ]
     numeric += [o.column for o in analysis.objectives]
     numeric += ["train_seconds", "images_per_s"]
     numeric += [c for c in front.columns if c.startswith("auc__")]
@@ -200,8 +239,9 @@ def _reference_text(analysis: RunAnalysis) -> str:
 
 def _hypervolume_line(analysis: RunAnalysis) -> str:
     units = " x ".join(o.column for o in analysis.objectives)
+    k = len(analysis.objectives)
     return (
-        f"hypervolume {analysis.hypervolume:.4g} ({units}) against the reference point "
+        f"hypervolume ({k}-D) {analysis.hypervolume:.4g} ({units}) against the reference point "
         f"({_reference_text(analysis)})"
     )
 
@@ -213,9 +253,26 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _axis_labels(analysis: RunAnalysis) -> tuple[str, str]:
+def _axis_labels(analysis: RunAnalysis, x: str = "flops_m") -> tuple[str, str]:
+    """(x label, y label) of a projection onto AUC and the column ``x``."""
     size = analysis.run.input_size
-    flops = f"FLOPs (M multiply-adds at {size}x{size})" if size else "FLOPs (M multiply-adds)"
+    if x == "flops_m":
+        xlabel = f"FLOPs (M multiply-adds at {size}x{size})" if size else "FLOPs (M multiply-adds)"
+    elif x == "latency_ms":
+        info = _latency_info(analysis)
+        detail = []
+        if info.get("input_size"):
+            detail.append(f"{info['input_size']}x{info['input_size']}")
+        if info.get("batch_size"):
+            detail.append(f"batch {info['batch_size']}")
+        if info.get("threads"):
+            detail.append(f"{info['threads']} thread" + ("s" if info["threads"] != 1 else ""))
+        if info.get("device"):
+            detail.append(str(info["device"]))
+        xlabel = "predicted latency (ms per image" + (f", {', '.join(detail)})" if detail else ")")
+    else:
+        obj = next((o for o in analysis.objectives if o.column == x), None)
+        xlabel = obj.label if obj and obj.label else x
     proxy = analysis.run.config.get("proxy") or {}
     detail = []
     if proxy.get("epochs") is not None:
@@ -224,41 +281,74 @@ def _axis_labels(analysis: RunAnalysis) -> tuple[str, str]:
     if proxy.get("resolution"):
         detail.append(f"at {proxy['resolution']}x{proxy['resolution']}")
     auc = "mean validation AUC" + (f" (proxy: {' '.join(detail)})" if detail else "")
-    return flops, auc
+    return xlabel, auc
 
 
-def pareto_figure(analysis: RunAnalysis) -> bytes:
-    """AUC-vs-FLOPs scatter with the front, as PNG bytes."""
+_SHORT = {"flops_m": "FLOPs", "latency_ms": "latency", "params_m": "params", "auc": "AUC"}
+
+
+def projections(analysis: RunAnalysis) -> list[str]:
+    """The x columns of the report's scatter plots: every objective other than AUC, in order
+    (one plot for 2 objectives; for 3, e.g. AUC vs FLOPs and AUC vs latency)."""
+    xs = [o.column for o in analysis.objectives if o.column != "auc"]
+    return xs or ["flops_m"]
+
+
+def _projection_key(analysis: RunAnalysis, x: str) -> str:
+    """Report file key of the plot against ``x``: ``pareto_png`` for the first projection,
+    ``pareto_<name>_png`` (``pareto_latency_png``) for the others."""
+    if x == projections(analysis)[0]:
+        return "pareto_png"
+    return f"pareto_{_SHORT.get(x, x).lower()}_png"
+
+
+def pareto_figure(analysis: RunAnalysis, x: str | None = None) -> bytes:
+    """AUC-vs-``x`` scatter with the front, as PNG bytes.
+
+    Args:
+        analysis: the run's analysis.
+        x: the column on the x-axis (default the first non-AUC objective, FLOPs in a default
+            run). With more than two objectives the plot is a 2-D projection: the highlighted
+            members are the front over all objectives, so some look dominated here (they are
+            better in an objective not shown).
+    """
     from matplotlib.figure import Figure
 
+    x = x or projections(analysis)[0]
+    full = len(analysis.objectives) > 2 or x not in {o.column for o in analysis.objectives}
     trials = analysis.run.trials
     fig = Figure(figsize=(8, 5.5))
     ax = fig.add_subplot()
     good = trials[analysis.eligible]
-    ax.scatter(good["flops_m"], good["auc"], s=14, color="0.65", label="trials (each seed)")
+    ax.scatter(good[x], good["auc"], s=14, color="0.65", label="trials (each seed)")
     stopped = trials[(trials["status"] == "STOPPED") & trials["auc"].notna()]
-    if len(stopped):
+    if len(stopped) and x in stopped:
         ax.scatter(
-            stopped["flops_m"],
+            stopped[x],
             stopped["auc"],
             s=18,
             marker="x",
             color="0.75",
             label="stopped early (not eligible)",
         )
-    front = analysis.front
+    front = analysis.front.sort_values(x)
     low = (front["auc"] - front["auc_ci_low"]).clip(lower=0).fillna(0)
     high = (front["auc_ci_high"] - front["auc"]).clip(lower=0).fillna(0)
-    ax.step(front["flops_m"], front["auc"], where="post", color="tab:blue", lw=1, alpha=0.6)
+    names = ", ".join(_SHORT.get(o.column, o.column) for o in analysis.objectives)
+    if full:
+        label = f"Pareto front over {names} ({len(analysis.objectives)}-D; mean over seeds, "
+    else:
+        ax.step(front[x], front["auc"], where="post", color="tab:blue", lw=1, alpha=0.6)
+        label = "Pareto front (mean over seeds, "
     ax.errorbar(
-        front["flops_m"],
+        front[x],
         front["auc"],
         yerr=[low, high],
         fmt="o",
         color="tab:blue",
         ms=6,
         capsize=3,
-        label=f"Pareto front (mean over seeds, {analysis.level:.0%} CI)",
+        label=label + f"{analysis.level:.0%} CI)",
     )
     marks = (
         (analysis.baseline, "s", "black", "baseline (no MD-Conv)"),
@@ -268,7 +358,7 @@ def pareto_figure(analysis: RunAnalysis) -> bytes:
         if arch and arch in analysis.archs.index:
             row = analysis.archs.loc[arch]
             ax.scatter(
-                [row["flops_m"]],
+                [row[x]],
                 [row["auc"]],
                 s=110,
                 marker=marker,
@@ -290,18 +380,18 @@ def pareto_figure(analysis: RunAnalysis) -> bytes:
     knee = analysis.front.loc[analysis.knee]
     ax.annotate(
         f"knee {knee['arch_id']}",
-        (knee["flops_m"], knee["auc"]),
+        (knee[x], knee["auc"]),
         xytext=(12, -18),
         textcoords="offset points",
         arrowprops={"arrowstyle": "->", "color": "0.3"},
         fontsize=8,
     )
-    xlabel, ylabel = _axis_labels(analysis)
+    xlabel, ylabel = _axis_labels(analysis, x)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    title = f"Run {analysis.run.name}: AUC vs FLOPs"
-    if len(analysis.objectives) > 2:
-        title += " (front over all objectives)"
+    title = f"Run {analysis.run.name}: AUC vs {_SHORT.get(x, x)}"
+    if full:
+        title += f" (projection of the {len(analysis.objectives)}-D front)"
     ax.set_title(title + (" [SYNTHETIC DATA]" if analysis.run.synthetic else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -360,20 +450,41 @@ def _settings(config: Mapping[str, Any]) -> list[tuple[str, str]]:
             return [(prefix, ", ".join(str(v) for v in value))]
         return [(prefix, str(value))]
 
-    return walk("", dict(config))
+    rows = walk("", dict(config))
+    entries = [r for r in rows if r[0].startswith("latency.table.")]
+    if entries:  # the table's times are in config.json; one line here is enough
+        rows = [r for r in rows if not r[0].startswith("latency.table.")]
+        rows.append(("latency.table", f"{len(entries)} entries (times in config.json)"))
+    return rows
 
 
 def _methods_text(analysis: RunAnalysis) -> list[str]:
     objectives = ", ".join(f"{o.column} ({o.direction})" for o in analysis.objectives)
+    k = len(analysis.objectives)
     lines = [
-        f"Objectives: {objectives}. Eligible for the front: trials with status COMPLETE that "
-        "reached the proxy's epochs; repeated seeds of one architecture are pooled (mean).",
+        f"Objectives: {objectives}; the front is computed in all {k} at once. Eligible for the "
+        "front: trials with status COMPLETE that reached the proxy's epochs; repeated seeds of "
+        "one architecture are pooled (mean).",
         f"{_hypervolume_line(analysis)}. Default reference: AUC 0.5 (chance) and 1.1 x the "
-        "largest eligible FLOPs.",
-        "Knee: on axes normalised over the front, the member farthest from the line through the "
-        "two extremes (towards the ideal point); the member nearest the ideal when none lies "
-        "beyond that line.",
+        "largest eligible value of each minimised objective.",
+        "Knee: on axes normalised over the front, the member farthest from the "
+        + ("line through the two extremes" if k == 2 else f"plane through the {k} extremes")
+        + " (towards the ideal point); the member nearest the ideal when none lies beyond it.",
     ]
+    if k > 2:
+        lines.append(
+            "Plots: each shows AUC against one cost; the highlighted members are the front over "
+            f"all {k} objectives, so a member that looks dominated in one plot is better in a "
+            "cost that plot does not show."
+        )
+    info = _latency_info(analysis)
+    if info:
+        lines.append(
+            f"Latency: {info.get('unit', 'ms per image')}; {info.get('input_size')}x"
+            f"{info.get('input_size')}, batch {info.get('batch_size')}, {info.get('threads')} "
+            f"thread(s), {info.get('device')} [{info.get('device_name', '')}]; table "
+            f"{info.get('path') or '(in config.json)'}."
+        )
     if analysis.n_resamples:
         lines.append(
             f"AUC intervals: {analysis.level:.0%} percentile bootstrap, {analysis.n_resamples} "
@@ -422,7 +533,8 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
     if errors is not None:
         out += ["Failures:", "", _markdown_table(errors), ""]
     out += ["## Pareto front", "", _markdown_table(pareto_table(analysis)), ""]
-    out += [f"![AUC vs FLOPs]({files['pareto_png'].name})", ""]
+    for x in projections(analysis):
+        out += [f"![AUC vs {_SHORT.get(x, x)}]({files[_projection_key(analysis, x)].name})", ""]
     out += [f"- {line}" for line in _methods_text(analysis)] + [""]
     out += [
         "## Hypervolume over trials",
@@ -488,7 +600,9 @@ def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
     if errors is not None:
         parts += ["<p>Failures:</p>", _html_table(errors)]
     parts += ["<h2>Pareto front</h2>", _html_table(pareto_table(analysis))]
-    parts.append(_img(pngs["pareto_png"], "AUC vs FLOPs with the Pareto front"))
+    for x in projections(analysis):
+        alt = f"AUC vs {_SHORT.get(x, x)} with the Pareto front"
+        parts.append(_img(pngs[_projection_key(analysis, x)], alt))
     parts.append('<ul class="methods">')
     parts += [f"<li>{esc(line)}</li>" for line in _methods_text(analysis)]
     parts.append("</ul>")
@@ -521,7 +635,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
 
     Returns:
         ``dict[str, Path]`` with keys ``html`` (report.html, self-contained), ``markdown``
-        (report.md), ``pareto_png``, ``pareto_csv``, ``hypervolume_png``, ``stages_png``.
+        (report.md), ``pareto_png`` (AUC vs the first cost objective), ``pareto_csv``,
+        ``hypervolume_png``, ``stages_png``, and for each further cost objective
+        ``pareto_<name>_png`` (``pareto_latency_png``: pareto_latency.png).
 
     Raises:
         ResultsError: the run folder or trial table is missing or empty, or no trial finished
@@ -543,8 +659,11 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
         "hypervolume_png": out / "hypervolume.png",
         "stages_png": out / "mdconv_stages.png",
     }
+    for x in projections(analysis)[1:]:
+        key = _projection_key(analysis, x)
+        files[key] = out / f"{key[: -len('_png')]}.png"
     pngs = {
-        "pareto_png": pareto_figure(analysis),
+        **{_projection_key(analysis, x): pareto_figure(analysis, x) for x in projections(analysis)},
         "hypervolume_png": hypervolume_figure(analysis),
         "stages_png": stage_figure(analysis),
     }

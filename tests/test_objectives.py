@@ -109,6 +109,19 @@ def test_three_objective_search_takes_latency_from_the_table(searched):
         assert t.values == pytest.approx([row.auc, row.flops_m, row.latency_ms])
 
 
+def test_resume_reuses_the_table_in_config_json(searched, tmp_path, monkeypatch):
+    from mdsearch.search.orchestrate import _run_latency_table, prepare
+
+    monkeypatch.setenv("MDSEARCH_CACHE_DIR", str(tmp_path))  # an empty cache: nothing to reuse
+    timer = NoTiming()
+    monkeypatch.setattr("mdsearch.mdconv.latency.time_module", timer)
+    folder = RunFolder(searched["out"])
+    settings = SearchSettings.from_dict(folder.read_config()["settings"])
+    assert settings.objectives == ("auc", "flops", "latency")
+    table = _run_latency_table(prepare(settings, folder.path, resume=True), print)
+    assert timer.calls == 0 and table.stages == searched["table"].stages
+
+
 def _brute_force_front(archs: pd.DataFrame, columns: list[str], signs: list[float]) -> set[str]:
     values = archs[columns].to_numpy(dtype=float) * np.array(signs)
     front = set()

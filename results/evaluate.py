@@ -44,7 +44,6 @@ __all__ = [
     "PAPER_TABLE6_MEAN",
     "PAPER_TABLE8",
     "Evaluation",
-    "describe_data",
     "evaluate_model",
     "evaluate_weights",
     "evaluate_predictions",
@@ -381,7 +380,7 @@ def evaluate_model(
         val_score,
         dataset.label_names,
         split=split,
-        data=describe_data(dataset),
+        data=dataset.describe(),
         n_resamples=n_resamples,
         seed=seed,
     )
@@ -445,20 +444,6 @@ def evaluate_weights(
             f"the weights were trained at {res} px, evaluated at {dataset.resolution} px"
         )
     return ev
-
-
-def describe_data(dataset: Any) -> dict[str, Any]:
-    """What the report says about the data: name, ``--data`` value, synthetic, sizes, notes."""
-    return {
-        "name": dataset.name,
-        "source": dataset.source,
-        "synthetic": bool(dataset.synthetic),
-        "resolution": int(dataset.resolution),
-        "label_names": list(dataset.label_names),
-        "splits": {k: int(len(v)) for k, v in dataset.splits.items()},
-        "fingerprint": dataset.fingerprint,
-        "notes": list(dataset.notes),
-    }
 
 
 # -- the paper's reference numbers -----------------------------------------------------------

@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any
 from mdsearch.space import ArchSpec
 
 from .errors import ResultsError
-from .evaluate import describe_data
 from .weights import atomic_write_bytes, save_weights
 
 if TYPE_CHECKING:
@@ -334,7 +333,7 @@ def train_architecture(
     settings = {
         "arch": spec.canonical,
         "config": config.to_dict(),
-        "data": describe_data(dataset),
+        "data": dataset.describe(),
         "device": device,
         "threads": torch.get_num_threads() if device == "cpu" else None,
         "weights": "best-on-validation (highest mean validation AUC; ties keep the earlier epoch)",

@@ -841,15 +841,7 @@ def _config(
         "name": name,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": settings.to_dict(),
-        "data": {
-            "source": dataset.source,
-            "name": dataset.name,
-            "synthetic": bool(dataset.synthetic),
-            "label_names": list(dataset.label_names),
-            "fingerprint": dataset.fingerprint,
-            "notes": list(dataset.notes),
-            "sizes": {k: int(len(v)) for k, v in dataset.splits.items()},
-        },
+        "data": dataset.describe(),
         "space": {
             "name": space.name,
             "backbone": space.backbone,

@@ -611,14 +611,7 @@ def run_proxy_check(
         "schema": PROXY_CHECK_SCHEMA,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "parameters": settings.to_dict(),
-        "data": {
-            "source": dataset.source,
-            "name": dataset.name,
-            "synthetic": bool(dataset.synthetic),
-            "label_names": list(dataset.label_names),
-            "fingerprint": dataset.fingerprint,
-            "sizes": {name: int(len(idx)) for name, idx in dataset.splits.items()},
-        },
+        "data": dataset.describe(),
         "space": {"name": space.name, "backbone": space.backbone, "size": space.size},
         "archs": [
             {

@@ -32,7 +32,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunFolder", "RunError", "RunFolderWriteError", "TABLE_COLUMNS", "label_column"]
+__all__ = [
+    "RunFolder",
+    "RunError",
+    "RunFolderWriteError",
+    "TABLE_COLUMNS",
+    "atomic_write_bytes",
+    "label_column",
+]
 
 # Fixed columns of trials.csv, in order; per-label AUC columns (auc__<label>) follow them.
 # latency_ms (predicted ms per image, see config.json "latency") is empty unless latency is an
@@ -91,7 +98,8 @@ def label_column(label: str) -> str:
     return f"auc__{label}"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and a rename (never half-written)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -151,7 +159,7 @@ class RunFolder:
         """Create the folder and write config.json (atomically)."""
         try:
             self.predictions_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.config_path, json.dumps(config, indent=2, default=str).encode())
+            atomic_write_bytes(self.config_path, json.dumps(config, indent=2, default=str).encode())
         except OSError as exc:
             raise RunError(
                 f"cannot create {self.config_path}: {exc.strerror or exc}; choose another --out"
@@ -254,7 +262,7 @@ class RunFolder:
         )
         path = self.predictions_dir / f"{key}.npz"
         try:
-            _atomic_write(path, buf.getvalue())
+            atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:
             raise RunFolderWriteError(path, exc, self.path) from exc
         return str(path.relative_to(self.path))
@@ -264,7 +272,7 @@ class RunFolder:
         """Leave why trial ``key``'s worker is about to be stopped (read by the driver)."""
         self.faults_dir.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"reason": reason, **info}, default=str).encode()
-        _atomic_write(self.faults_dir / f"{key}.json", data)
+        atomic_write_bytes(self.faults_dir / f"{key}.json", data)
 
     def read_fault(self, key: str) -> str | None:
         """The reason :meth:`write_fault` left for trial ``key``, if any."""

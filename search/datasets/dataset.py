@@ -60,6 +60,20 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def describe(self) -> dict:
+        """What run folders and reports record about the data (JSON-ready): name, ``--data``
+        value, synthetic, resolution, label names, split sizes, fingerprint, notes."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "synthetic": bool(self.synthetic),
+            "resolution": int(self.resolution),
+            "label_names": list(self.label_names),
+            "splits": {k: int(len(v)) for k, v in self.splits.items()},
+            "fingerprint": self.fingerprint,
+            "notes": list(self.notes),
+        }
+
     def summary(self) -> str:
         """One line for the terminal, e.g. ``phantom (synthetic): 3,000 images at 64 px, ...``."""
         kind = " (synthetic)" if self.synthetic else ""

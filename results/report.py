@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import RunAnalysis, analyse_run
+from .fidelity import format_fidelity_html, format_fidelity_markdown
 
 __all__ = [
     "write_report",
@@ -556,6 +557,9 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
         _markdown_table(_label_table(analysis)),
         "",
     ]
+    fidelity = format_fidelity_markdown(run.path)
+    if fidelity:
+        out += [fidelity, ""]
     if analysis.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in analysis.notes] + [""]
     settings = pd.DataFrame(_settings(run.config), columns=["setting", "value"])
@@ -616,6 +620,9 @@ def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
         "<h2>Per-label validation AUC of the front (mean over seeds)</h2>",
         _html_table(_label_table(analysis).round(3)),
     ]
+    fidelity = format_fidelity_html(run.path)
+    if fidelity:
+        parts.append(fidelity)
     if analysis.notes:
         parts += ["<h2>Notes</h2>", "<ul>"] + [f"<li>{esc(n)}</li>" for n in analysis.notes]
         parts.append("</ul>")

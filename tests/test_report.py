@@ -159,3 +159,29 @@ def test_a_row_cut_off_by_a_crash_is_ignored(tmp_path):
         f.write("4,mobilenetv2_100:c3:k3")  # no newline, most columns missing
     trials = analyse_run(run, n_resamples=0).run.trials
     assert trials["trial"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_proxy_check_in_the_run_folder_goes_into_the_report(tmp_path):
+    import json
+
+    import numpy as np
+
+    from mdsearch.search.proxy_check import PROXY_CHECK_SCHEMA, summarise_proxy_check
+
+    run = make_run_folder(tmp_path)
+    auc = {1: np.array([[0.70, 0.72], [0.75, 0.74]]), 4: np.array([[0.80, 0.81], [0.85, 0.84]])}
+    check = {
+        "schema": PROXY_CHECK_SCHEMA,
+        "archs": [
+            {"label": "baseline", "arch": arch_string(), "id": "b", "flops_m": 1198.0},
+            {"label": "paper", "arch": arch_string((5,)), "id": "p", "flops_m": 1201.9},
+        ],
+        **summarise_proxy_check(auc, 4, n_resamples=50),
+    }
+    (run / "proxy_check.json").write_text(json.dumps(check))
+    files = write_report(run)
+    assert "## Proxy fidelity" in files["markdown"].read_text()
+    assert "Proxy fidelity" in files["html"].read_text()
+    # Without a check, no such section.
+    (run / "proxy_check.json").unlink()
+    assert "Proxy fidelity" not in write_report(run)["markdown"].read_text()

@@ -24,7 +24,7 @@ from .pareto import (
     select_pick,
 )
 from .report import format_pareto_table, write_report
-from .trials import RunFolder, eligible_mask, load_run, pool_by_arch
+from .trials import LoadedRun, eligible_mask, load_run, pool_by_arch
 from .uncertainty import (
     AUCDifference,
     PredictionBootstrap,
@@ -44,7 +44,7 @@ __all__ = [
     "PredictionBootstrap",
     "ResultsError",
     "RunAnalysis",
-    "RunFolder",
+    "LoadedRun",
     "analyse_run",
     "auc_from_counts",
     "bootstrap_counts",

@@ -42,7 +42,7 @@ from .pareto import (
     select_pick,
 )
 from .trials import (
-    RunFolder,
+    LoadedRun,
     eligible_mask,
     ineligible_reason,
     label_columns,
@@ -83,7 +83,7 @@ class RunAnalysis:
         notes: remarks for the report (missing predictions and the like).
     """
 
-    run: RunFolder
+    run: LoadedRun
     objectives: tuple[Objective, ...]
     eligible: pd.Series
     archs: pd.DataFrame
@@ -106,7 +106,7 @@ class RunAnalysis:
         return self.front.loc[select_pick(self.front, pick, self.objectives)]
 
 
-def _objectives_for(run: RunFolder, objectives: Sequence[str | Objective] | None):
+def _objectives_for(run: LoadedRun, objectives: Sequence[str | Objective] | None):
     names = objectives or run.config.get("objectives") or ("auc", "flops")
     return resolve_objectives(names)
 
@@ -135,7 +135,7 @@ def _reference_for(
 
 
 def analyse_run(
-    run_dir: str | Path | RunFolder,
+    run_dir: str | Path | LoadedRun,
     *,
     objectives: Sequence[str | Objective] | None = None,
     reference: Mapping[str, float] | Sequence[float] | None = None,
@@ -164,7 +164,7 @@ def analyse_run(
         >>> result.front[["arch_id", "auc", "flops_m"]]  # doctest: +SKIP
         >>> result.pick("flops<=1250")["arch"]  # doctest: +SKIP
     """
-    run = run_dir if isinstance(run_dir, RunFolder) else load_run(run_dir)
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     objs = _objectives_for(run, objectives)
     trials = run.trials
     columns = [o.column for o in objs]

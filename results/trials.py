@@ -22,7 +22,7 @@ from mdsearch.space import ArchSpec, ArchSpecError
 from .errors import ResultsError
 
 __all__ = [
-    "RunFolder",
+    "LoadedRun",
     "load_run",
     "eligible_mask",
     "pool_by_arch",
@@ -37,8 +37,9 @@ _TEXT_COLUMNS = ("arch", "arch_id", "status", "error", "node_id", "finished_at",
 
 
 @dataclass
-class RunFolder:
-    """A run folder as read from disk.
+class LoadedRun:
+    """A run folder as read from disk: a snapshot for analysis (the search writes the folder
+    through :class:`mdsearch.search.runfolder.RunFolder`).
 
     Attributes:
         path: the run folder.
@@ -82,7 +83,7 @@ class RunFolder:
         return path if path.is_file() else None
 
 
-def load_run(run_dir: str | Path) -> RunFolder:
+def load_run(run_dir: str | Path) -> LoadedRun:
     """Read a run folder's ``config.json`` and ``trials.csv``.
 
     Args:
@@ -137,7 +138,7 @@ def load_run(run_dir: str | Path) -> RunFolder:
     if trials.empty:
         raise ResultsError(f"{table_path} has no complete row (trial, arch and status)")
     trials = trials.sort_values("trial", kind="stable").reset_index(drop=True)
-    return RunFolder(path, config, trials)
+    return LoadedRun(path, config, trials)
 
 
 def label_columns(trials: pd.DataFrame) -> list[str]:
@@ -228,7 +229,7 @@ def _mdconv_stages(arch: str) -> tuple[int, ...]:
         return ()
 
 
-def reference_archs(run: RunFolder) -> dict[str, str]:
+def reference_archs(run: LoadedRun) -> dict[str, str]:
     """Canonical strings of the baseline (no MD-Conv) and the paper's architecture for this run.
 
     The backbone and number of classes come from the table's architectures (else the config);

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .trials import RunFolder, load_run
+from .trials import LoadedRun, load_run
 
 __all__ = [
     "bootstrap_counts",
@@ -243,7 +243,7 @@ class PredictionBootstrap:
     file give ``None`` (and a line in :attr:`notes`).
 
     Args:
-        run: a run folder (path or :class:`~mdsearch.results.trials.RunFolder`).
+        run: a run folder (path or :class:`~mdsearch.results.trials.LoadedRun`).
         n_resamples: bootstrap resamples.
         level: interval coverage.
         seed: seed of all resampling (results are reproducible).
@@ -257,14 +257,14 @@ class PredictionBootstrap:
 
     def __init__(
         self,
-        run: RunFolder | str | Path,
+        run: LoadedRun | str | Path,
         *,
         n_resamples: int = 1000,
         level: float = 0.95,
         seed: int = 0,
         resample_seeds: bool = True,
     ) -> None:
-        self.run = run if isinstance(run, RunFolder) else load_run(run)
+        self.run = run if isinstance(run, LoadedRun) else load_run(run)
         self.n_resamples = int(n_resamples)
         self.level = float(level)
         self.seed = int(seed)

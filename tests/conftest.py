@@ -16,3 +16,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent (only in CI / the team machine)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> str:
+    """One decoded-image cache for every search test (the phantom set is decoded once)."""
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture()
+def space_file(tmp_path: Path) -> str:
+    """A YAML file of the two-stage search space (tests/search_fixtures.py)."""
+    from search_fixtures import TWO_STAGE_SPACE
+
+    path = tmp_path / "space.yaml"
+    path.write_text(TWO_STAGE_SPACE)
+    return str(path)

@@ -20,20 +20,12 @@ import optuna
 import pandas as pd
 import pytest
 from ray_cluster import LocalRayCluster  # tests/ is on sys.path (rootdir-relative import)
+from search_fixtures import TINY_PROXY
 
 from mdsearch.search.orchestrate import TEST_FAULT_ENV
 
-TINY = [
-    "--data", "phantom,n=300", "--resolution", "32", "--epochs", "1", "--train-subset", "64",
-    "--batch-size", "32", "--no-report",
-]  # fmt: skip
+TINY = [*TINY_PROXY, "--no-report"]
 
-SPACE = """
-backbone: mobilenetv2_100
-stages:
-  1: [base, k3.5s1:1]
-  5: [base, k3.5s1:1]
-"""
 
 FAST_HEALTH_CHECKS = {
     "RAY_health_check_initial_delay_ms": "1000",
@@ -54,19 +46,7 @@ def cluster():
         c.stop()
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture()
-def space_file(tmp_path: Path) -> str:
-    path = tmp_path / "space.yaml"
-    path.write_text(SPACE)
-    return str(path)
-
-
-def _rows(path: Path) -> pd.DataFrame:
+def table_rows(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=str)
     except (FileNotFoundError, pd.errors.EmptyDataError):
@@ -138,7 +118,7 @@ def test_a_worker_node_killed_mid_search_loses_and_repeats_no_trial(
                     *TINY, env={TEST_FAULT_ENV: "slow:."})  # fmt: skip
     extra_id = cluster.node_id(extra)
     deadline = time.time() + 240
-    while not (_rows(out / "trials.csv")["node_id"] == extra_id).any():
+    while not (table_rows(out / "trials.csv")["node_id"] == extra_id).any():
         assert time.time() < deadline and driver.proc.poll() is None, driver.stderr
         time.sleep(0.05)
     # Its actor is reused for the next trial at once; kill the node while that one trains.
@@ -162,7 +142,7 @@ def test_a_killed_driver_resumes_on_the_cluster_to_the_budget(
     driver = Driver(cluster, "--address", cluster.address, "--out", str(out), "--space",
                     space_file, "--budget", "6", "--cache-dir", cache_dir, *TINY)  # fmt: skip
     deadline = time.time() + 240
-    while len(_rows(out / "trials.csv")) < 2:
+    while len(table_rows(out / "trials.csv")) < 2:
         assert time.time() < deadline and driver.proc.poll() is None, driver.stderr
         time.sleep(0.05)
     os.kill(driver.proc.pid, signal.SIGKILL)

@@ -22,45 +22,18 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from search_fixtures import TINY_PROXY, table_rows
 
 from mdsearch.search import runfolder
 from mdsearch.search.cli import main
 from mdsearch.search.orchestrate import TEST_FAULT_ENV
 
-TINY = [
-    "--data", "phantom,n=300", "--resolution", "32", "--epochs", "1", "--train-subset", "64",
-    "--batch-size", "32", "--quiet", "--no-report",
-]  # fmt: skip
+TINY = [*TINY_PROXY, "--quiet", "--no-report"]
 
-SPACE = """
-backbone: mobilenetv2_100
-stages:
-  1: [base, k3.5s1:1]
-  5: [base, k3.5s1:1]
-"""
 
-#: Canonical strings of SPACE end in "k3.5s1:1,k3" exactly when stage 5 has MD-Conv (as the
+#: Canonical strings of TWO_STAGE_SPACE end in "k3.5s1:1,k3" exactly when stage 5 has MD-Conv (as the
 #: paper's network, a reference point evaluated first, does).
 STAGE5_MD = "k3.5s1:1,k3"
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture()
-def space_file(tmp_path: Path) -> str:
-    path = tmp_path / "space.yaml"
-    path.write_text(SPACE)
-    return str(path)
-
-
-def _rows(path: Path) -> int:
-    try:
-        return len(pd.read_csv(path))
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return 0
 
 
 def _cli(*args: str) -> list[str]:
@@ -170,7 +143,7 @@ def test_ctrl_c_stops_cleanly_exit_130_and_resume_reaches_the_budget(
     # as Ctrl-C in a terminal reaches the foreground process group.
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 240
-    while _rows(out / "trials.csv") < 2 and time.time() < deadline and proc.poll() is None:
+    while table_rows(out / "trials.csv") < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -204,7 +177,7 @@ def test_disk_full_stops_the_search_with_one_line_and_keeps_what_was_written(
     def fills_up(fd: int, data: bytes) -> None:
         # The table's header and first rows go out; the next row gets half-way, as on a
         # disk that fills during the write.
-        if _rows(out / "trials.csv") >= rows_before_full:
+        if table_rows(out / "trials.csv") >= rows_before_full:
             os.write(fd, data[: len(data) // 2])
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fd, data)
@@ -263,7 +236,7 @@ def test_a_table_made_read_only_mid_run_stops_with_one_line_and_stays_readable(
                cache_dir, "--max-concurrent", "1", *TINY)  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while _rows(out / "trials.csv") < 1 and time.time() < deadline and proc.poll() is None:
+    while table_rows(out / "trials.csv") < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     immutable(out / "trials.csv")
     _, err = proc.communicate(timeout=240)

@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from search_fixtures import TINY_PROXY, TWO_STAGE_SPACE
 
 from mdsearch.search.cli import main
 from mdsearch.search.orchestrate import (
@@ -25,17 +26,8 @@ from mdsearch.search.orchestrate import (
 from mdsearch.search.runfolder import RunError, RunFolder
 from mdsearch.space import ArchSpec, load_space
 
-TINY = [
-    "--data", "phantom,n=300", "--resolution", "32", "--epochs", "1", "--train-subset", "64",
-    "--batch-size", "32", "--quiet",
-]  # fmt: skip
+TINY = [*TINY_PROXY, "--quiet"]
 
-SPACE = """
-backbone: mobilenetv2_100
-stages:
-  1: [base, k3.5s1:1]
-  5: [base, k3.5s1:1]
-"""
 
 LATENCY_SIZE = 64  # small: building the table's shapes and variants stays cheap
 
@@ -58,7 +50,7 @@ class NoTiming:
 
 def _write_space(folder: Path) -> str:
     path = folder / "space.yaml"
-    path.write_text(SPACE)
+    path.write_text(TWO_STAGE_SPACE)
     return str(path)
 
 

@@ -12,38 +12,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
+from search_fixtures import TINY_PROXY, table_rows
 
 from mdsearch.search.cli import main
 from mdsearch.space import ArchSpec
 
-TINY = [
-    "--data", "phantom,n=300", "--resolution", "32", "--epochs", "1", "--train-subset", "64",
-    "--batch-size", "32", "--quiet", "--no-report",
-]  # fmt: skip
-
-SPACE = """
-backbone: mobilenetv2_100
-stages:
-  1: [base, k3.5s1:1]
-  5: [base, k3.5s1:1]
-"""
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture()
-def space_file(tmp_path: Path) -> str:
-    path = tmp_path / "space.yaml"
-    path.write_text(SPACE)
-    return str(path)
+TINY = [*TINY_PROXY, "--quiet", "--no-report"]
 
 
 def run_cli(*args: str) -> int:
@@ -125,13 +103,6 @@ def test_second_run_on_the_same_folder_refuses(tmp_path, space_file):
     assert code == 2
 
 
-def _rows(path: Path) -> int:
-    try:
-        return len(pd.read_csv(path))
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return 0
-
-
 def test_resume_after_kill_keeps_completed_trials_and_reaches_the_budget(
     tmp_path, cache_dir, space_file
 ):
@@ -140,7 +111,7 @@ def test_resume_after_kill_keeps_completed_trials_and_reaches_the_budget(
            space_file, "--budget", "6", "--cache-dir", cache_dir, "--max-concurrent", "1", *TINY]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    while _rows(out / "trials.csv") < 2 and time.time() < deadline and proc.poll() is None:
+    while table_rows(out / "trials.csv") < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

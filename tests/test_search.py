@@ -124,3 +124,52 @@ def test_resume_after_kill_keeps_completed_trials_and_reaches_the_budget(
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
     assert after["ray_trial_id"].is_unique
     assert set(after["status"]) == {"COMPLETE"}
+
+
+def test_early_stopped_trials_keep_their_fidelity_and_are_pruned_for_optuna(
+    tmp_path, cache_dir, space_file
+):
+    out = tmp_path / "run"
+    # One trial at a time on one CPU thread: ASHA's decisions are deterministic (seed 1 stops
+    # two of the six trials early); the PRUNED path is also checked directly below.
+    code = run_cli(*TINY, "--out", str(out), "--space", space_file, "--budget", "6",
+                   "--epochs", "3", "--early-stop", "asha", "--sampler", "random",
+                   "--max-concurrent", "1", "--seed", "1", "--cache-dir", cache_dir)  # fmt: skip
+    assert code == 0
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == 6 and set(table["status"]) <= {"COMPLETE", "STOPPED"}
+    stopped = table[table["status"] == "STOPPED"]
+    assert len(stopped) >= 1
+    assert (stopped["fidelity"] < stopped["target_fidelity"]).all()
+    assert (table.loc[table["status"] == "COMPLETE", "fidelity"] == 3).all()
+    study = optuna.load_study(study_name="mdsearch", storage=f"sqlite:///{out / 'study.db'}")
+    states = [t.state for t in study.trials]
+    # A partial AUC never reaches Optuna as a finished proxy.
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped)
+    assert states.count(optuna.trial.TrialState.COMPLETE) == len(table) - len(stopped)
+
+
+def test_optuna_is_told_complete_only_for_finished_proxies(space_file):
+    import threading
+
+    from mdsearch.search.orchestrate import _searcher_class
+    from mdsearch.space import load_space
+
+    space = load_space(space_file)
+    searcher = _searcher_class()(
+        space=space.distributions(), metric=["auc", "flops_m"], mode=["max", "min"],
+        sampler=optuna.samplers.RandomSampler(seed=0), mdsearch_space=space, num_classes=5,
+        seed=0, seen={}, interrupted=threading.Event(),
+    )  # fmt: skip
+    results = {
+        "done": {"auc": 0.7, "flops_m": 1200.0, "fidelity": 2.0, "final": True},
+        "stopped": {"auc": 0.6, "flops_m": 1200.0, "fidelity": 1.0, "final": False},
+        "failed": {"auc": float("nan"), "flops_m": 1200.0, "final": True, "error": "x"},
+    }
+    for trial_id, result in results.items():
+        assert searcher.suggest(trial_id)["__seed"] >= 0
+        searcher.on_trial_complete(trial_id, result)
+    study = searcher._ot_study
+    states = [t.state.name for t in sorted(study.trials, key=lambda t: t.number)]
+    assert states == ["COMPLETE", "PRUNED", "FAIL"]
+    assert study.trials[0].values == [0.7, 1200.0]

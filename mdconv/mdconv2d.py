@@ -178,6 +178,17 @@ def _fused_forward(x, meta, weights, biases):
     return F.conv2d(x, weight, bias, stride, kmax // 2 * dilation, dilation, sum(groups))
 
 
+def _group_backward(grad, x, weight, k, channels, stride, dilation, *, want_input):
+    """One kernel group's input gradient (``want_input``) or weight gradient, as a depthwise conv
+    with same padding."""
+    mask = [want_input, not want_input, False]
+    out = _conv_backward(
+        grad, x, weight, None, [stride] * 2, [k // 2 * dilation] * 2, [dilation] * 2, False,
+        [0, 0], channels, mask,
+    )  # fmt: skip
+    return out[0] if want_input else out[1]
+
+
 class _FusedMDConv(torch.autograd.Function):
     """Fused forward; per-group backward with fast weight gradients (see module docstring)."""
 
@@ -202,19 +213,7 @@ class _FusedMDConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = torch.cat(
                 [
-                    _conv_backward(
-                        g,
-                        xi,
-                        w,
-                        None,
-                        [stride] * 2,
-                        [k // 2 * dilation] * 2,
-                        [dilation] * 2,
-                        False,
-                        [0, 0],
-                        c,
-                        [True, False, False],
-                    )[0]
+                    _group_backward(g, xi, w, k, c, stride, dilation, want_input=True)
                     for g, xi, w, k, c in zip(gs, xs, weights, kernels, groups)
                 ],
                 1,
@@ -226,21 +225,7 @@ class _FusedMDConv(torch.autograd.Function):
             elif k > 3 and stride == 1:
                 grad_w.append(_weight_grad_by_3x3(g, xi, k, dilation))
             else:
-                grad_w.append(
-                    _conv_backward(
-                        g,
-                        xi,
-                        w,
-                        None,
-                        [stride] * 2,
-                        [k // 2 * dilation] * 2,
-                        [dilation] * 2,
-                        False,
-                        [0, 0],
-                        c,
-                        [False, True, False],
-                    )[1]
-                )
+                grad_w.append(_group_backward(g, xi, w, k, c, stride, dilation, want_input=False))
         grad_b = [g.sum((0, 2, 3)) for g in gs] if ctx.has_bias else []
         return (grad_x, None, None, *grad_w, *grad_b)
 

@@ -4,8 +4,9 @@ and whole-network training images/s of MobileNet-v2 with MD-Conv in stages 1,2,3
 One run, side by side, same input (default 8 x 192 x 56 x 56, channels_last; the output gradient
 is a channels_last tensor, as a following BatchNorm hands back), reported as milliseconds per
 fwd+bwd and as ratios to the plain 3x3 conv; layers are interleaved over rounds, best and median
-round shown. MDConv2d runs both implementations: ``fused`` (the CPU default) and ``split`` (the
-split/convolve/concatenate reference, what timm's MixedConv2d does). Why it matters: FLOPs are not
+round shown. MDConv2d runs both implementations: ``fused`` (what ``auto``, the default, picks on
+CPU) and ``split`` (the split/convolve/concatenate reference, what timm's MixedConv2d does).
+``--compile`` adds torch.compile'd rows (inductor; the first call compiles, excluded). Why it matters: FLOPs are not
 speed (DESIGN.md: MD-Conv in all stride-2 stages trained at 0.72-0.79x the baseline's images/s
 although its FLOPs are only 4% higher).
 
@@ -39,9 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=56, help="feature map side, pixels")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
-    parser.add_argument("--number", type=int, default=5, help="fwd+bwd steps per round")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
+    parser.add_argument("--number", type=int, default=3, help="fwd+bwd steps per round")
     parser.add_argument("--no-network", action="store_true", help="skip the whole-network part")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile'd layers")
     parser.add_argument("--net-sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--net-batch", type=int, default=32)
     parser.add_argument("--net-rounds", type=int, default=5)
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
         "MDConv2d 3+5 1:3 fused": MDConv2d(c, (3, 5), (1, 3), impl="fused"),
         "timm MixedConv2d 3+5": create_conv2d(c, c, [3, 5], depthwise=True),
     }
+    if args.compile:
+        layers["dw 3x3 compiled"] = torch.compile(_plain(c, 3))
+        layers["MDConv2d split compiled"] = torch.compile(MDConv2d(c, (3, 5), (1, 1), impl="split"))
     x = torch.randn(args.batch, c, args.size, args.size, device=args.device)
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
     grad = torch.randn_like(x)  # stride 1: the output has the input's shape and memory format

@@ -5,22 +5,27 @@ convolved with ``k_i x k_i`` depthwise kernels, and the outputs are concatenated
 order. Same padding, stride and dilation for every group. This is MixConv (timm's
 ``timm.layers.MixedConv2d``) generalised to any integer channel split, not only equal parts.
 
-Speed on CPU (oneDNN, torch 2.x; benchmarks/bench_mdconv.py): a 5x5 depthwise conv's forward and
-input gradient cost about what a 3x3's do, but oneDNN's depthwise *weight* gradient is fast only
-for 3x3 kernels (for 5x5 it is 8-30x slower), and that one call dominates MD-Conv training. Two
-implementations compute the same numbers (up to float summation order):
+Speed on CPU (oneDNN, torch 2.14, 2 threads; benchmarks/bench_mdconv.py). Splitting a
+channels_last tensor along channels hands oneDNN strided slices, and a depthwise conv on them
+took 6x as long as on the whole tensor (35 ms vs 6 ms forward at 8x192x56x56); and oneDNN's
+depthwise *weight* gradient is fast only while the kernel is at most 3 wide (5x5: 8-15x a 3x3's
+time on 56x56 maps; 5x3: as fast as 3x3). Two implementations compute the same numbers (up to float summation
+order), and ``auto`` chooses between them:
 
-* ``impl="split"`` (the default, ``"auto"``): split the channels, one conv per group, concatenate;
-  autograd does the backward. This is what timm's MixedConv2d does.
-* ``impl="fused"`` (opt-in, experimental): forward as one depthwise conv over all channels with
-  every kernel zero-padded to the largest; backward per group, the weight gradient of a kernel
-  larger than 3 at stride 1 as several 3x3 weight gradients over shifted windows of the padded
-  input. Its forward alone is faster, but in fwd+bwd on this 2-core CPU it measured 1.0-1.4x
-  *slower* than ``split`` (window copies and separate input/weight-gradient calls cost more
-  than the slow 5x5 weight gradient saves), so it is not the default.
+* ``impl="fused"``: forward as one depthwise conv over all channels, every group's kernel
+  zero-padded (centred) to the largest; the input gradient likewise in one call; each group's
+  weight gradient from its own channels, a ``k x k`` kernel's (stride 1 or 2, no dilation, maps
+  at least 8 wide) assembled from ``k x 3`` column blocks over shifted windows of the input.
+  fwd+bwd 1.8-1.9x a 3x3 depthwise conv at 8x192x56x56 (the FLOPs ratio is 1.89x), where
+  ``split`` and timm's MixedConv2d take 2.6-3.1x.
+* ``impl="split"``: split the channels, one conv per group, concatenate; autograd does the
+  backward. This is what timm's MixedConv2d does.
+* ``impl="auto"`` (default): ``fused`` on CPU tensors, ``split`` elsewhere (on CUDA, cuDNN has
+  its own depthwise kernels and the fused path has not been measured there).
 
 ``split`` is always used while tracing (fvcore FLOP counts: the padded taps must not count) and
-during ONNX export.
+during ONNX export. ``torch.compile`` (inductor, CPU) was tried and made both a plain depthwise
+conv and ``split`` slower (16 s first-call compile), so nothing here relies on it.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from .errors import BuildError
 
 __all__ = ["IMPLS", "MDConv2d"]
 
-#: ``auto`` is ``split`` (the fastest measured here); see the module docstring.
+#: ``auto`` is ``fused`` on CPU and ``split`` on other devices; see the module docstring.
 IMPLS = ("auto", "fused", "split")
 
 
@@ -142,7 +147,10 @@ class MDConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.convs) == 1:
             return self.convs[0](x)
-        if self.impl != "fused" or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        impl = self.impl
+        if impl == "auto":
+            impl = "fused" if x.device.type == "cpu" else "split"
+        if impl != "fused" or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             parts = torch.split(x, self.group_channels, dim=1)
             return torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
         weights = [c.weight for c in self.convs]
@@ -171,11 +179,17 @@ def _fused_forward(x, meta, weights, biases):
     """One depthwise conv, every group's kernel zero-padded to the largest."""
     kernels, groups, stride, dilation = meta
     kmax = max(kernels)
-    weight = torch.cat(
-        [F.pad(w, ((kmax - k) // 2,) * 4) if k < kmax else w for w, k in zip(weights, kernels)]
-    )
+    weight = _padded_weight(weights, kernels)
     bias = torch.cat(biases) if biases else None
     return F.conv2d(x, weight, bias, stride, kmax // 2 * dilation, dilation, sum(groups))
+
+
+def _padded_weight(weights, kernels):
+    """All groups' depthwise kernels, each zero-padded (centred) to the largest size."""
+    kmax = max(kernels)
+    return torch.cat(
+        [F.pad(w, ((kmax - k) // 2,) * 4) if k < kmax else w for w, k in zip(weights, kernels)]
+    )
 
 
 def _group_backward(grad, x, weight, k, channels, stride, dilation, *, want_input):
@@ -190,7 +204,7 @@ def _group_backward(grad, x, weight, k, channels, stride, dilation, *, want_inpu
 
 
 class _FusedMDConv(torch.autograd.Function):
-    """Fused forward; per-group backward with fast weight gradients (see module docstring)."""
+    """Fused forward; backward with fast weight gradients (see module docstring)."""
 
     @staticmethod
     def forward(ctx, x, meta, has_bias, *params):
@@ -207,27 +221,37 @@ class _FusedMDConv(torch.autograd.Function):
         # oneDNN's fast depthwise kernels want dense inputs in one memory format; a channel slice
         # of a channels_last tensor is neither format, and left alone it is converted to NCHW.
         memory_format = _memory_format(grad)
-        xs = [t.contiguous(memory_format=memory_format) for t in x.split(groups, 1)]
-        gs = [t.contiguous(memory_format=memory_format) for t in grad.split(groups, 1)]
+        grad = grad.contiguous(memory_format=memory_format)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.cat(
-                [
-                    _group_backward(g, xi, w, k, c, stride, dilation, want_input=True)
-                    for g, xi, w, k, c in zip(gs, xs, weights, kernels, groups)
-                ],
-                1,
-            )
+            # One depthwise input gradient over all channels, every kernel zero-padded to the
+            # largest (as in the forward); the padded taps add exact zeros.
+            kmax = max(kernels)
+            weight = _padded_weight(weights, kernels)
+            grad_x = _conv_backward(
+                grad, x, weight, None, [stride] * 2, [kmax // 2 * dilation] * 2, [dilation] * 2,
+                False, [0, 0], sum(groups), [True, False, False],
+            )[0]  # fmt: skip
         grad_w = []
-        for i, (g, xi, w, k, c) in enumerate(zip(gs, xs, weights, kernels, groups)):
+        starts = [sum(groups[:i]) for i in range(len(groups))]
+        for i, (w, k, c, c0) in enumerate(zip(weights, kernels, groups, starts)):
             if not ctx.needs_input_grad[3 + i]:
                 grad_w.append(None)
-            elif k > 3 and stride == 1:
-                grad_w.append(_weight_grad_by_3x3(g, xi, k, dilation))
+                continue
+            gi = grad[:, c0 : c0 + c].contiguous(memory_format=memory_format)
+            if k > 3 and dilation == 1:
+                grad_w.append(_weight_grad_by_blocks(gi, x[:, c0 : c0 + c], k, stride))
             else:
-                grad_w.append(_group_backward(g, xi, w, k, c, stride, dilation, want_input=False))
-        grad_b = [g.sum((0, 2, 3)) for g in gs] if ctx.has_bias else []
+                xi = x[:, c0 : c0 + c].contiguous(memory_format=memory_format)
+                grad_w.append(_group_backward(gi, xi, w, k, c, stride, dilation, want_input=False))
+        grad_b = [g.sum((0, 2, 3)) for g in grad.split(groups, 1)] if ctx.has_bias else []
         return (grad_x, None, None, *grad_w, *grad_b)
+
+
+#: Output maps at least this large (both sides) take ``k x 3`` blocks, smaller ones ``3 x 3``
+#: blocks: oneDNN's ``5 x 3`` weight gradient is fast on 8x8 maps and larger but as slow as its
+#: ``5 x 5`` on 4x4 and 2x2 maps, where ``3 x 3`` blocks stay fast (2 CPU threads, batch 32).
+_TALL_BLOCKS_MIN_SIZE = 8
 
 
 def _memory_format(t: torch.Tensor) -> torch.memory_format:
@@ -237,42 +261,58 @@ def _memory_format(t: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _weight_grad_by_3x3(grad, x, k, dilation):
-    """Weight gradient of a stride-1 ``k x k`` depthwise conv (padding ``k // 2 * dilation``)
-    from 3x3 weight gradients; ``grad`` and ``x`` dense in the same memory format.
+def _weight_grad_by_blocks(grad, x, k, stride):
+    """Weight gradient of a ``k x k`` depthwise conv (padding ``k // 2``, dilation 1) from
+    weight gradients of kernels at most 3 wide; ``grad`` dense, ``x`` any view (e.g. a channel
+    slice).
 
-    Tap ``d`` (offset from the centre) of the large kernel gets ``sum_p grad(p) x(p + d)``. The
-    3x3 conv without padding over the window of the padded input that starts at offset
-    ``(r + a - 1) * dilation`` sees taps ``a - 1 .. a + 1``, so windows centred at
-    ``a in {-r+1, ..., r-1}`` (every third, plus the last) cover all taps; overlaps agree.
+    oneDNN's depthwise weight gradient is fast only for kernels at most 3 wide (``5 x 3`` and
+    ``3 x 3`` as fast as each other; ``5 x 5`` 8-20x slower). Tap ``(d, e)`` (offsets from the
+    centre) gets ``sum_p grad(p) x(stride * p + (d, e))``. A ``k x 3`` gradient with row padding
+    ``k // 2`` and no column padding, over a window of ``x`` that starts at column ``b - 1``
+    (zeros outside ``x``), computes kernel columns ``b - 1 .. b + 1``; windows centred at
+    ``b in {-r+1, ..., r-1}`` (every third, plus the last) cover all ``k`` columns. On small maps
+    (see ``_TALL_BLOCKS_MIN_SIZE``) the blocks are ``3 x 3`` without padding, over windows
+    shifted in rows too. Where two blocks overlap they compute the same numbers.
     """
     r = k // 2
-    n, c, h, w = grad.shape
-    memory_format = _memory_format(grad)
-    padded = F.pad(x, (r * dilation,) * 4)
+    n, c, h_out, w_out = grad.shape
+    tall = min(h_out, w_out) >= _TALL_BLOCKS_MIN_SIZE
     centres = list(range(-r + 1, r, 3))
     if centres[-1] != r - 1:
         centres.append(r - 1)
-    win_h, win_w = h + 2 * dilation, w + 2 * dilation
-    out = grad.new_zeros(c, 1, k, k)
-    kernel3 = grad.new_empty(c, 1, 3, 3)
-    for a in centres:
+    height = x.shape[-2] if tall else stride * (h_out - 1) + 3
+    window = torch.empty(
+        (n, c, height, stride * (w_out - 1) + 3), dtype=x.dtype, device=x.device,
+        memory_format=_memory_format(grad),
+    )  # fmt: skip
+    kernel = grad.new_empty(c, 1, k if tall else 3, 3)
+    out = grad.new_empty(c, 1, k, k)
+    for a in [0] if tall else centres:
         for b in centres:
-            top, left = (r + a - 1) * dilation, (r + b - 1) * dilation
-            window = padded[:, :, top : top + win_h, left : left + win_w]
-            window = window.contiguous(memory_format=memory_format)
+            _cut(window, x, 0 if tall else a - 1, b - 1)
             block = _conv_backward(
-                grad,
-                window,
-                kernel3,
-                None,
-                [1, 1],
-                [0, 0],
-                [dilation] * 2,
-                False,
-                [0, 0],
-                c,
-                [False, True, False],
-            )[1]
-            out[:, :, r + a - 1 : r + a + 2, r + b - 1 : r + b + 2] = block
+                grad, window, kernel, None, [stride] * 2, [r if tall else 0, 0], [1, 1], False,
+                [0, 0], c, [False, True, False],
+            )[1]  # fmt: skip
+            rows = slice(0, k) if tall else slice(r + a - 1, r + a + 2)
+            out[..., rows, r + b - 1 : r + b + 2] = block
     return out
+
+
+def _cut(window, x, top, left):
+    """Fill ``window`` with ``x[..., top + i, left + j]``, zeros where that is outside ``x``
+    (only the border strips are zeroed: F.pad would zero the whole window first)."""
+    height, width = window.shape[-2:]
+    r0, r1 = max(top, 0), min(top + height, x.shape[-2])
+    c0, c1 = max(left, 0), min(left + width, x.shape[-1])
+    i0, i1, j0, j1 = r0 - top, r1 - top, c0 - left, c1 - left
+    window[..., i0:i1, j0:j1].copy_(x[..., r0:r1, c0:c1])
+    for strip in (
+        window[..., :i0, :],
+        window[..., i1:, :],
+        window[..., i0:i1, :j0],
+        window[..., i0:i1, j1:],
+    ):
+        if strip.numel():
+            strip.zero_()

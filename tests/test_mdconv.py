@@ -83,21 +83,24 @@ def test_mdconv_equals_timm_mixedconv_for_equal_split(channels, stride, kernels)
 
 
 @pytest.mark.parametrize(
-    "channels,kernels,split,stride,dilation,bias,channels_last",
+    "channels,kernels,split,stride,dilation,bias,channels_last,size",
     [
-        (13, (3, 5), (1, 3), 1, 1, True, True),
-        (13, (3, 5), (1, 1), 2, 1, False, True),
-        (11, (3, 5, 7), (2, 1, 1), 1, 2, True, False),
-        (9, (5, 3), (1, 2), 1, 1, False, False),
-        (8, (3, 7), (), 1, 1, False, True),
-        (10, (3, 5, 7), (), 2, 1, True, False),
+        (13, (3, 5), (1, 3), 1, 1, True, True, (14, 15)),
+        (13, (3, 5), (1, 1), 2, 1, False, True, (14, 15)),
+        (11, (3, 5, 7), (2, 1, 1), 1, 2, True, False, (14, 15)),
+        (9, (5, 3), (1, 2), 1, 1, False, False, (14, 15)),
+        (8, (3, 7), (), 1, 1, False, True, (14, 15)),
+        (10, (3, 5, 7), (), 2, 1, True, False, (17, 16)),
+        (12, (3, 5), (1, 1), 1, 1, False, True, (5, 4)),  # small maps: 3x3 blocks
+        (10, (3, 5, 7), (2, 1, 1), 2, 1, False, True, (7, 6)),
     ],
 )
 def test_fused_mdconv_equals_split_reference_with_gradients(
-    channels, kernels, split, stride, dilation, bias, channels_last
+    channels, kernels, split, stride, dilation, bias, channels_last, size
 ):
-    """The fast CPU path (one padded conv forward, per-group backward with 3x3-decomposed weight
-    gradients) computes the reference's outputs and gradients (up to float summation order)."""
+    """The fast CPU path (one padded conv forward and input gradient, weight gradients of large
+    kernels from k x 3 column blocks) computes the reference's outputs and gradients (up to float
+    summation order)."""
     torch.manual_seed(0)
     fused = MDConv2d(channels, kernels, split, stride, dilation, bias, impl="fused")
     ref = MDConv2d(channels, kernels, split, stride, dilation, bias, impl="split")
@@ -105,7 +108,7 @@ def test_fused_mdconv_equals_split_reference_with_gradients(
         if c.bias is not None:
             nn.init.normal_(c.bias)
     ref.load_state_dict(fused.state_dict())  # same layout whatever the impl
-    x = torch.randn(3, channels, 14, 15)
+    x = torch.randn(3, channels, *size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
@@ -131,7 +134,13 @@ def test_fused_mdconv_equals_split_reference_with_gradients(
 
 
 def test_mdconv_impl_is_checked_and_auto_is_default():
-    assert MDConv2d(8, (3, 5)).impl == "auto"
+    conv = MDConv2d(8, (3, 5))
+    assert conv.impl == "auto"
+    x = torch.randn(2, 8, 10, 10, requires_grad=True)
+    # auto takes the fast fused path on CPU (the benchmarked one); FLOP counts trace the split
+    # path (tests/test_cost.py checks that padded taps are not counted).
+    assert type(conv(x).grad_fn).__name__ == "_FusedMDConvBackward"
+    assert type(MDConv2d(8, (3, 5), impl="split")(x).grad_fn).__name__ == "CatBackward0"
     with pytest.raises(BuildError, match="impl"):
         MDConv2d(8, (3, 5), impl="winograd")
 

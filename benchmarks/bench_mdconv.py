@@ -13,6 +13,7 @@ although its FLOPs are only 4% higher).
     python benchmarks/bench_mdconv.py                # CPU
     python benchmarks/bench_mdconv.py --device cuda  # GPU, if present
     python benchmarks/bench_mdconv.py --no-network   # layer ratios only (about 1 minute)
+    python benchmarks/bench_mdconv.py --blocks       # + each MD-Conv block of the network
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from mdsearch.mdconv import MDConv2d, build
-from mdsearch.space import ArchSpec
+from mdsearch.space import ArchSpec, get_backbone
 
 
 def _plain(channels: int, k: int) -> nn.Module:
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--number", type=int, default=3, help="fwd+bwd steps per round")
     parser.add_argument("--no-network", action="store_true", help="skip the whole-network part")
     parser.add_argument("--compile", action="store_true", help="add torch.compile'd layers")
+    parser.add_argument(
+        "--blocks", action="store_true", help="time each MD-Conv block's layer at the net sizes"
+    )
     parser.add_argument("--net-sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--net-batch", type=int, default=32)
     parser.add_argument("--net-rounds", type=int, default=5)
@@ -94,8 +98,70 @@ def main(argv: list[str] | None = None) -> None:
     for name, ts in times.items():
         ts = sorted(ts)
         print(f"{name:26s} {ts[0]:9.3f} {ts[len(ts) // 2]:10.3f} {ts[0] / base:8.2f}")
+    if args.blocks:
+        _blocks(args)
     if not args.no_network:
         _network(args)
+
+
+def _blocks(args: argparse.Namespace) -> None:
+    """fwd+bwd of the depthwise layer of every block of stages 1, 2, 3, 5 of mobilenetv2_100 at
+    the network's batch and input sizes: where the whole-network difference comes from."""
+    layout = get_backbone("mobilenetv2_100")
+    strides = layout.output_strides()
+    print(
+        f"\nper block, fwd+bwd of the depthwise layer, batch {args.net_batch}, channels_last; "
+        f"best of {args.rounds} interleaved rounds of {args.number}"
+    )
+    print(f"{'input':>5s} {'stage':>5s} {'ch':>4s} {'map':>5s} {'s':>2s} "
+          f"{'dw3x3 ms':>9s} {'fused ms':>9s} {'split ms':>9s} {'fused/dw3':>9s}")  # fmt: skip
+    for size in args.net_sizes:
+        totals = {"dw3x3": 0.0, "fused": 0.0, "split": 0.0}
+        for stage in (1, 2, 3, 5):
+            lay = layout.stages[stage]
+            side = -(-size // (strides[stage] // lay.stride))  # the block's input map
+            for i, c in enumerate(lay.dw_channels):
+                stride = lay.stride if i == 0 else 1
+                side_in = side if i == 0 else -(-side // lay.stride)
+                layers = {
+                    "dw3x3": nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False),
+                    "fused": MDConv2d(c, (3, 5), (1, 1), stride, impl="fused"),
+                    "split": MDConv2d(c, (3, 5), (1, 1), stride, impl="split"),
+                }
+                x = torch.randn(args.net_batch, c, side_in, side_in, device=args.device)
+                x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+                best = {}
+                for name, ms in _interleaved(layers, x, args).items():
+                    best[name] = min(ms)
+                    totals[name] += best[name]
+                print(
+                    f"{size:5d} {stage:5d} {c:4d} {side_in:5d} {stride:2d} {best['dw3x3']:9.3f} "
+                    f"{best['fused']:9.3f} {best['split']:9.3f} {best['fused'] / best['dw3x3']:9.2f}"
+                )
+        print(
+            f"{size:5d} {'all':>5s} {'':4s} {'':5s} {'':2s} {totals['dw3x3']:9.3f} "
+            f"{totals['fused']:9.3f} {totals['split']:9.3f} "
+            f"{totals['fused'] / totals['dw3x3']:9.2f}"
+        )
+
+
+def _interleaved(layers: dict, x: torch.Tensor, args: argparse.Namespace) -> dict:
+    """ms per fwd+bwd of each layer over interleaved rounds (a list per layer)."""
+    timers = {}
+    for name, layer in layers.items():
+        layer = layer.to(args.device).to(memory_format=torch.channels_last)
+        grad = torch.randn_like(layer(x))
+
+        def step(layer=layer, grad=grad) -> None:
+            layer(x).backward(grad)
+
+        step()  # warm-up
+        timers[name] = benchmark.Timer("step()", globals={"step": step})
+    times: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(args.rounds):
+        for name, timer in timers.items():
+            times[name].append(timer.timeit(args.number).median * 1e3)
+    return times
 
 
 def _network(args: argparse.Namespace) -> None:

@@ -156,9 +156,10 @@ def test_table_prediction_is_the_sum_of_stubbed_parts():
     spec = base.with_stage(1, (3, 5), (1, 1)).with_stage(5, (3, 5), (1, 3))
     timer = StubTimer()
     table = build_latency_table(BACKBONE, SIZE, variants=[base, spec], batch_size=2, timer=timer)
-    # stem + head + 7 default stages + 2 MD-Conv variants, each timed once.
-    assert len(timer.calls) == 2 + 7 + 2
+    # stem + head + 7 default stages + 2 MD-Conv variants + the default network whole, once each.
+    assert len(timer.calls) == 2 + 7 + 2 + 1
     assert all(shape[0] == 2 for _, shape in timer.calls)  # the stated batch
+    assert timer.calls[-1] == (type(build(base)).__name__, (2, 3, SIZE, SIZE))
     model = build(spec)
     sides = [SIZE // 2, SIZE // 2, SIZE // 4, SIZE // 8, SIZE // 16, SIZE // 16, SIZE // 32]
     expected_stages = [(_params(model.blocks[i]) + sides[i]) / 2 for i in range(7)]
@@ -168,7 +169,13 @@ def test_table_prediction_is_the_sum_of_stubbed_parts():
     parts = table.parts(spec)
     assert [name for name, _ in parts] == ["stem", *[f"stage{i}" for i in range(7)], "head"]
     assert [ms for _, ms in parts] == [stem, *expected_stages, head]
-    assert table.predict(spec) == sum([stem, *expected_stages, head])
+    # The overhead term: the default network timed whole minus the sum of its parts.
+    whole = (_params(build(base)) + SIZE) / 2
+    assert table.overhead_ms == pytest.approx(whole - sum(ms for _, ms in table.parts(base)))
+    assert table.predict(spec) == pytest.approx(
+        sum([stem, *expected_stages, head]) + table.overhead_ms
+    )
+    assert table.predict(base) == pytest.approx(whole)  # exact for the network it was measured on
     assert table.stages["stage5:k3.5s1:3"] == expected_stages[5]
     assert table.predict(base) < table.predict(spec)  # 5x5 taps add parameters in the stub
 
@@ -190,7 +197,10 @@ def test_table_accepts_a_stage_mapping_and_extends_in_place():
     timer = StubTimer()
     choices = {5: [StageSpec.parse("k3"), StageSpec.parse("k3.5s1:1"), "k3.5s3:1"]}
     table = build_latency_table(BACKBONE, SIZE, variants=choices, timer=timer)
-    assert sorted(table.stages) == ["stage5:k3", "stage5:k3.5s1:1", "stage5:k3.5s3:1"]
+    # The asked variants, and the default network's stages (its whole time calibrates the table).
+    assert sorted(table.stages) == sorted(
+        [*(f"stage{i}:k3" for i in range(7)), "stage5:k3.5s1:1", "stage5:k3.5s3:1"]
+    )
     n = len(timer.calls)
     build_latency_table(BACKBONE, SIZE, variants=choices, timer=timer, table=table)
     assert len(timer.calls) == n  # nothing re-timed
@@ -201,7 +211,9 @@ def test_predict_latency_fills_and_caches_the_table(tmp_path, monkeypatch):
     spec = ArchSpec.default(BACKBONE, 2).with_stage(5, (3, 5), (1, 1))
     timer = StubTimer()
     ms = predict_latency(spec, SIZE, timer=timer, threads=1)
-    assert len(timer.calls) == 2 + 7  # stem, head, the spec's 7 stages
+    assert (
+        len(timer.calls) == 2 + 7 + 1 + 1
+    )  # stem, head, the spec's 7 stages, default stage5, whole
     files = list((tmp_path / "latency").glob("*.json"))
     assert len(files) == 1 and f"{BACKBONE}-{SIZE}px-b1-cpu-t1" in files[0].name
     data = json.loads(files[0].read_text())
@@ -210,7 +222,7 @@ def test_predict_latency_fills_and_caches_the_table(tmp_path, monkeypatch):
     table = latency_table(BACKBONE, SIZE, threads=1)
     assert table.path == files[0] and table.predict(spec) == ms
     assert predict_latency(spec, SIZE, table, timer=timer) == ms
-    assert len(timer.calls) == 2 + 7
+    assert len(timer.calls) == 2 + 7 + 1 + 1
     # Another thread count is another table.
     assert latency_table(BACKBONE, SIZE, threads=2).stem_ms is None
 

@@ -361,18 +361,22 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path | None = None) -> LatencyTable:
-        """Inverse of :meth:`to_dict`."""
-        if data.get("version") != _TABLE_VERSION:
+        """Inverse of :meth:`to_dict`. A version-1 table (no overhead term, predictions were
+        the plain sum of parts, e.g. in an older run's config.json) loads with overhead 0, so a
+        resumed run keeps predicting what it predicted before."""
+        version = data.get("version")
+        if version not in (1, _TABLE_VERSION):
             raise LatencyError(
-                f"latency table {path or ''} has version {data.get('version')!r}, expected "
+                f"latency table {path or ''} has version {version!r}, expected "
                 f"{_TABLE_VERSION}: delete the file to re-time"
             )
+        overhead = data.get("overhead_ms") if version == _TABLE_VERSION else 0.0
         return cls(
             key=dict(data["key"]),
             stem_ms=data.get("stem_ms"),
             head_ms=data.get("head_ms"),
             stages={str(k): float(v) for k, v in data.get("stages", {}).items()},
-            overhead_ms=data.get("overhead_ms"),
+            overhead_ms=overhead,
             path=path,
         )
 

@@ -553,12 +553,13 @@ def search_latency_table(
     table = latency_table(space.backbone, size, threads=threads)
     todo = {LatencyTable.entry(i, s) for i, options in enumerate(space.choices) for s in options}
     todo -= set(table.stages)
-    todo |= {part for part in ("stem", "head") if getattr(table, f"{part}_ms") is None}
+    whole = {"stem", "head", "overhead"}
+    todo |= {part for part in whole if getattr(table, f"{part}_ms") is None}
     if todo:
-        stages = len(todo - {"stem", "head"})
+        stages = len(todo - whole)
         say(
             f"latency: timing {stages} block variants"
-            + (" (and stem/head)" if stages < len(todo) else "")
+            + (" (and stem, head, whole network)" if stages < len(todo) else "")
             + f" of {space.backbone} at {size}x{size}, batch 1, {threads} thread(s) on this CPU "
             f"(once; cached in {table.path})"
         )
@@ -591,7 +592,7 @@ def _latency_config(settings: SearchSettings, table) -> dict[str, Any] | None:
         return None
     return {
         "unit": "ms per image, median, inference (eval, no autograd), predicted as the sum of "
-        "the per-stage table's stem, stage variants and head",
+        "the per-stage table's stem, stage variants and head plus its whole-network overhead",
         "input_size": settings.latency_size,
         "batch_size": 1,
         "threads": settings.latency_threads,

@@ -239,6 +239,13 @@ def test_table_save_merges_entries_of_parallel_writers(tmp_path):
     assert {"stage5:k3.5s1:1", "stage1:k3.5s1:1"} <= set(merged.stages)
     with pytest.raises(LatencyError, match="version"):
         LatencyTable.from_dict({**a.to_dict(), "version": 0})
+    # A version-1 table (an older run's config.json) predicted the plain sum of parts: resuming
+    # that run keeps its numbers.
+    old = {k: v for k, v in a.to_dict().items() if k != "overhead_ms"}
+    v1 = LatencyTable.from_dict({**old, "version": 1})
+    base = ArchSpec.default(BACKBONE)
+    assert v1.overhead_ms == 0.0
+    assert v1.predict(base) == pytest.approx(sum(ms for _, ms in a.parts(base)))
 
 
 @pytest.mark.parametrize("backbone", [BACKBONE, "mobilenetv3_large_100"])

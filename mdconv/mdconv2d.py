@@ -281,24 +281,18 @@ def _weight_grad_by_blocks(grad, x, k, stride):
     centres = list(range(-r + 1, r, 3))
     if centres[-1] != r - 1:
         centres.append(r - 1)
-    memory_format = _memory_format(grad)
-    height, width = (x.shape[-2] if tall else stride * (h_out - 1) + 3), stride * (w_out - 1) + 3
-    if tall:  # one buffer, refilled per window (large maps: only its border strips are zeroed)
-        window = torch.empty(
-            (n, c, height, width), dtype=x.dtype, device=x.device, memory_format=memory_format
-        )
-    else:  # small maps: fewest operations (each costs more than its arithmetic here)
-        padded = F.pad(x, (r,) * 4)
+    height = x.shape[-2] if tall else stride * (h_out - 1) + 3
+    # One buffer, refilled per window; only its border strips are zeroed (F.pad would write the
+    # whole window twice, and a fresh tensor per window costs page faults on large maps).
+    window = torch.empty(
+        (n, c, height, stride * (w_out - 1) + 3), dtype=x.dtype, device=x.device,
+        memory_format=_memory_format(grad),
+    )  # fmt: skip
     kernel = grad.new_empty(c, 1, k if tall else 3, 3)
     out = grad.new_empty(c, 1, k, k)
     for a in [0] if tall else centres:
         for b in centres:
-            if tall:
-                _cut(window, x, 0, b - 1)
-            else:
-                top, left = r + a - 1, r + b - 1
-                window = padded[..., top : top + height, left : left + width]
-                window = window.contiguous(memory_format=memory_format)
+            _cut(window, x, 0 if tall else a - 1, b - 1)
             block = _conv_backward(
                 grad, window, kernel, None, [stride] * 2, [r if tall else 0, 0], [1, 1], False,
                 [0, 0], c, [False, True, False],

@@ -26,7 +26,7 @@ from timm.layers import create_conv2d
 from torch import nn
 from torch.utils import benchmark
 
-from mdsearch.mdconv import MDConv2d, build
+from mdsearch.mdconv import MDConv2d, build, settle_allocator
 from mdsearch.space import ArchSpec, get_backbone
 
 
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--net-rounds", type=int, default=5)
     parser.add_argument("--net-steps", type=int, default=2, help="training steps per round")
     args = parser.parse_args(argv)
+    settle_allocator()  # else glibc's adaptive thresholds make repeated runs bimodal (see there)
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -25,6 +25,7 @@ from .latency import (
     latency_table,
     measure_latency,
     predict_latency,
+    settle_allocator,
 )
 from .mdconv2d import IMPLS, MDConv2d
 
@@ -50,4 +51,5 @@ __all__ = [
     "latency_table",
     "measure_latency",
     "predict_latency",
+    "settle_allocator",
 ]

@@ -60,6 +60,7 @@ __all__ = [
     "latency_table",
     "measure_latency",
     "predict_latency",
+    "settle_allocator",
     "time_module",
 ]
 
@@ -187,7 +188,7 @@ def measure_latency(
         )
     dev = _device(device)
     arch = model_or_spec.canonical if isinstance(model_or_spec, ArchSpec) else None
-    _settle_allocator()
+    settle_allocator()
     with _num_threads(threads):
         used_threads = torch.get_num_threads()
         if isinstance(model_or_spec, ArchSpec):
@@ -269,6 +270,21 @@ def time_module(
         clock=time.perf_counter,
     )
     return statistics.median(seconds) * 1e3
+
+
+def settle_allocator() -> None:
+    """Put the C allocator in the state a long-running process reaches, before timing.
+
+    glibc's malloc adapts its mmap and trim thresholds to the largest block freed so far (up to
+    32 MiB). Until a large block has been freed, a forward pass can hand its multi-megabyte
+    activations back to the OS and page-fault them in again on every call: measured here, one
+    MobileNet-v2 stage at 224 px took 11 ms instead of 4 ms depending only on what the process
+    had run before (the same stage, in the same process, after a larger block was freed: 4 ms).
+    Allocating and freeing one block just under 32 MiB raises both thresholds for good; with
+    other allocators this is one harmless allocation.
+    """
+    block = torch.empty(32 * 2**20 - 2 * 4096, dtype=torch.uint8)  # malloc'd with mmap
+    del block  # freed: glibc raises its thresholds to this size
 
 
 # -- the per-stage table --------------------------------------------------------------------
@@ -519,7 +535,7 @@ def build_latency_table(
     if not todo and not table.missing(base):
         return table
     dev = _device(device)
-    _settle_allocator()
+    settle_allocator()
     with _num_threads(threads), torch.no_grad(), torch.random.fork_rng(devices=[]):
         model = build(base).eval().to(dev)
         inputs = _stage_inputs(model, input_size, batch_size, dev)
@@ -827,21 +843,6 @@ def device_name(device: str | torch.device = "cpu") -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "cpu"
-
-
-def _settle_allocator() -> None:
-    """Put the C allocator in the state a long-running process reaches, before timing.
-
-    glibc's malloc adapts its mmap and trim thresholds to the largest block freed so far (up to
-    32 MiB). Until a large block has been freed, a forward pass can hand its multi-megabyte
-    activations back to the OS and page-fault them in again on every call: measured here, one
-    MobileNet-v2 stage at 224 px took 11 ms instead of 4 ms depending only on what the process
-    had run before (the same stage, in the same process, after a larger block was freed: 4 ms).
-    Allocating and freeing one block just under 32 MiB raises both thresholds for good; with
-    other allocators this is one harmless allocation.
-    """
-    block = torch.empty(32 * 2**20 - 2 * 4096, dtype=torch.uint8)  # malloc'd with mmap
-    del block  # freed: glibc raises its thresholds to this size
 
 
 @contextlib.contextmanager

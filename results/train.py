@@ -38,6 +38,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -235,7 +236,8 @@ def train_architecture(
         resume: continue from ``out_dir/checkpoint.pt`` (required when it exists).
         device: ``cpu`` or ``cuda``.
         threads: torch intra-op threads on CPU (None: torch's default).
-        progress: draw a tqdm bar (stderr) over all steps, with epoch, loss and val AUC.
+        progress: on a terminal, a tqdm bar (stderr) over all steps with epoch, loss and val
+            AUC; otherwise (a log file, a pipe) one line per epoch with the same and an ETA.
         on_epoch: called after each epoch's checkpoint is written, with the history row.
         record: more entries for train.json (the CLI stores the ``--data`` value and split
             settings there, so ``--resume`` can reload the same data).
@@ -354,13 +356,15 @@ def train_architecture(
 
     write_train_json({"status": "training", "epochs_done": start_epoch})
     eval_batch = max(config.batch_size, 128)
+    interactive = progress and sys.stderr.isatty()  # no carriage-return updates in log files
+    started, epochs_this_run = time.monotonic(), 0
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
         initial=start_epoch * steps_per_epoch,
         desc=f"train {spec.arch_id}",
         unit="step",
         file=sys.stderr,
-        disable=not progress,
+        disable=not interactive,
         dynamic_ncols=True,
     )
     if history:
@@ -443,6 +447,18 @@ def train_architecture(
             _write_history(files["history"], history)
             write_train_json({"status": "training", "epochs_done": epoch})
             bar.set_postfix(_postfix(row, config.epochs))
+            epochs_this_run += 1
+            if progress and not interactive:
+                per_epoch = (time.monotonic() - started) / epochs_this_run
+                print(
+                    f"train {spec.arch_id}: "
+                    + ", ".join(f"{k} {v}" for k, v in _postfix(row, config.epochs).items())
+                    + (" (best)" if improved else "")
+                    + f", {row['images_per_s']:.0f} img/s, ETA "
+                    + _duration(per_epoch * (config.epochs - epoch)),
+                    file=sys.stderr,
+                    flush=True,
+                )
             if on_epoch is not None:
                 on_epoch(dict(row))
     finally:
@@ -481,6 +497,15 @@ def train_architecture(
         resumed_from=start_epoch,
         files=files,
     )
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _postfix(row: Mapping[str, Any], epochs: int) -> dict[str, str]:

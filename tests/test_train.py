@@ -143,6 +143,17 @@ def test_resume_continues_at_next_epoch_with_the_same_final_weights(trained, pha
     assert all(torch.equal(ca[k], cb[k]) for k in ca)
 
 
+def test_progress_in_a_log_is_one_line_per_epoch(phantom, tmp_path, capsys):
+    """stderr that is not a terminal (a log file, CI) gets a line per epoch, no bar redraws."""
+    train_architecture(SPEC, phantom, CONFIG, tmp_path, progress=True, threads=1)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"train {SPEC.arch_id}:")]
+    assert len(lines) == CONFIG.epochs and "\r" not in err
+    assert lines[0].startswith(f"train {SPEC.arch_id}: epoch 1/{CONFIG.epochs}, loss ")
+    assert "val_auc" in lines[0] and "img/s, ETA " in lines[0]
+    assert lines[-1].endswith("ETA 0 s")
+
+
 def test_resume_without_checkpoint_is_refused(phantom, tmp_path):
     with pytest.raises(ResultsError, match="no checkpoint.pt"):
         train_architecture(SPEC, phantom, CONFIG, tmp_path, resume=True, progress=False)

@@ -123,7 +123,7 @@ def format_arch_table(
     formatters = {"flops_m": "{:.1f}".format, "params_m": "{:.3f}".format}
     if latency:
         parts = dict(latency_table_parts(spec, input_size, threads=threads, device=device))
-        parts["total"] = sum(parts.values())
+        parts["total"] = sum(parts.values())  # stem + stages + head + overhead: the prediction
         table["latency_ms"] = [parts.get(layer, float("nan")) for layer in table["layer"]]
         formatters["latency_ms"] = lambda v: "-" if v != v else f"{v:.2f}"
     mdconv = ", ".join(f"stage{i}" for i in spec.mdconv_stages) or "none"
@@ -133,7 +133,7 @@ def format_arch_table(
         f"input {input_size}x{input_size}x3; FLOPs = multiply-adds (conv+linear), millions, "
         f"at {input_size}x{input_size}; params in millions",
     ]
-    body = table.to_string(index=False, formatters=formatters)
+    body = table.to_string(index=False, formatters=formatters, na_rep="-")
     lines = header + ["", body]
     if latency:
         from .latency import format_latency
@@ -145,12 +145,13 @@ def format_arch_table(
 def latency_table_parts(
     spec: ArchSpec, input_size: int, *, threads: int | None = None, device: str = "cpu"
 ) -> list[tuple[str, float]]:
-    """``(row, ms per image)`` for stem, each stage and head from the cached latency table."""
+    """``(row, ms per image)`` for stem, each stage, head and ``overhead`` (the whole-network
+    term, see :class:`~mdsearch.mdconv.LatencyTable`) from the cached latency table."""
     from .latency import latency_table, predict_latency
 
     table = latency_table(spec.backbone, input_size, threads=threads, device=device)
     predict_latency(spec, input_size, table)  # times and saves what is missing
-    return table.parts(spec)
+    return [*table.parts(spec), ("overhead", table.overhead_ms)]
 
 
 def _kernels_text(stage: StageSpec) -> str:

@@ -644,7 +644,10 @@ def format_latency(
         f"latency = median ms per image, inference, {input_size}x{input_size}, batch "
         f"{batch_size}, {dev} [{device_name(dev)}], {n} threads, torch {torch.__version__}"
     ]
-    lines.append(f"  per-stage table predicts (torch): {predicted:.2f} ms/image")
+    lines.append(
+        f"  per-stage table predicts (torch): {predicted:.2f} ms/image (stem + stages + head + "
+        "whole-network overhead)"
+    )
     if measure:
         lat = measure_latency(
             spec,

@@ -276,4 +276,9 @@ def test_format_arch_table_prints_latency_beside_flops(tmp_path, monkeypatch):
     assert "measured (torch):" in text and "1 threads" in text
     stage5 = next(line for line in text.splitlines() if line.lstrip().startswith("stage5"))
     assert stage5.split()[-1] == f"{table.stages['stage5:k3.5s1:1']:.2f}"
+    # The total row is the prediction (parts + overhead); rows without a time show "-".
+    total = next(line for line in text.splitlines() if line.lstrip().startswith("total"))
+    assert total.split()[-1] == f"{table.predict(spec):.2f}"
+    classifier = next(line for line in text.splitlines() if line.lstrip().startswith("classif"))
+    assert classifier.split()[-1] == "-" and "NaN" not in text
     assert "latency" not in format_arch_table(spec, SIZE)

@@ -628,7 +628,10 @@ def test_progress_bar_only_when_asked(tmp_path, capsys):
     load_dataset("phantom,n=60", resolution=16, cache_dir=tmp_path / "a", progress=False)
     assert capsys.readouterr().err == ""
     load_dataset("phantom,n=60", resolution=16, cache_dir=tmp_path / "b", progress=True)
-    assert "caching phantom at 16px" in capsys.readouterr().err
+    err = capsys.readouterr().err  # not a terminal: two plain lines, no bar redraws
+    assert err.splitlines()[0] == "mdsearch: caching phantom at 16px: 60 images ..."
+    assert err.splitlines()[1].startswith("mdsearch: caching phantom at 16px: done in ")
+    assert len(err.splitlines()) == 2 and "\r" not in err
 
 
 # --------------------------------------------------------------------------------------------

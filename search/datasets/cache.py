@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -204,12 +205,17 @@ def _build(
         tmp, mode="w+", dtype=np.uint8, shape=(n, resolution, resolution)
     )
     failed: dict[int, str] = {}
+    desc = f"mdsearch: caching {catalog.name} at {resolution}px"
+    log = progress and not sys.stderr.isatty()  # a log file gets two lines, not bar redraws
+    if log:
+        print(f"{desc}: {n:,} images ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
     bar = tqdm(
         total=n,
-        desc=f"mdsearch: caching {catalog.name} at {resolution}px",
+        desc=desc,
         unit="img",
         file=sys.stderr,
-        disable=not progress,
+        disable=not progress or log,
         dynamic_ncols=True,
     )
     try:
@@ -224,6 +230,13 @@ def _build(
         raise
     finally:
         bar.close()
+    if log:
+        seconds = time.monotonic() - started
+        print(
+            f"{desc}: done in {seconds:.1f} s ({n / max(seconds, 1e-9):,.0f} img/s)",
+            file=sys.stderr,
+            flush=True,
+        )
     if len(failed) == n:
         del out
         tmp.unlink(missing_ok=True)

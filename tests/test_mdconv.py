@@ -93,6 +93,7 @@ def test_mdconv_equals_timm_mixedconv_for_equal_split(channels, stride, kernels)
         (10, (3, 5, 7), (), 2, 1, True, False, (17, 16)),
         (12, (3, 5), (1, 1), 1, 1, False, True, (5, 4)),  # small maps: 3x3 blocks
         (10, (3, 5, 7), (2, 1, 1), 2, 1, False, True, (7, 6)),
+        (6, (3, 5), (1, 1), 1, 1, True, True, (2, 1)),  # maps smaller than the kernels
     ],
 )
 def test_fused_mdconv_equals_split_reference_with_gradients(

@@ -8,16 +8,16 @@ order. Same padding, stride and dilation for every group. This is MixConv (timm'
 Speed on CPU (oneDNN, torch 2.14, 2 threads; benchmarks/bench_mdconv.py). Splitting a
 channels_last tensor along channels hands oneDNN strided slices, and a depthwise conv on them
 took 6x as long as on the whole tensor (35 ms vs 6 ms forward at 8x192x56x56); and oneDNN's
-depthwise *weight* gradient is fast only while the kernel is at most 3 wide (5x5: 8-15x a 3x3's
-time on 56x56 maps; 5x3: as fast as 3x3). Two implementations compute the same numbers (up to float summation
-order), and ``auto`` chooses between them:
+depthwise *weight* gradient is fast only while the kernel is at most 3 wide (5x5: 8-20x a 3x3's
+time; 5x3: as fast as 3x3 on maps of 8x8 and more). Two implementations compute the same numbers
+(up to float summation order), and ``auto`` chooses between them:
 
 * ``impl="fused"``: forward as one depthwise conv over all channels, every group's kernel
   zero-padded (centred) to the largest; the input gradient likewise in one call; each group's
-  weight gradient from its own channels, a ``k x k`` kernel's (stride 1 or 2, no dilation, maps
-  at least 8 wide) assembled from ``k x 3`` column blocks over shifted windows of the input.
-  fwd+bwd 1.8-1.9x a 3x3 depthwise conv at 8x192x56x56 (the FLOPs ratio is 1.89x), where
-  ``split`` and timm's MixedConv2d take 2.6-3.1x.
+  weight gradient from its own channels, a larger-than-3 kernel's (no dilation) assembled from
+  ``k x 3`` blocks (``3 x 3`` on maps under 8x8) over shifted windows of the input. fwd+bwd
+  1.6-1.8x a 3x3 depthwise conv at 8x192x56x56 (the FLOPs ratio is 1.89x), where ``split`` and
+  timm's MixedConv2d take 2.4-3.4x.
 * ``impl="split"``: split the channels, one conv per group, concatenate; autograd does the
   backward. This is what timm's MixedConv2d does.
 * ``impl="auto"`` (default): ``fused`` on CPU tensors, ``split`` elsewhere (on CUDA, cuDNN has

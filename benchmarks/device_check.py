@@ -1,0 +1,112 @@
+"""The checks to run when a GPU is at hand, as one script: is MD-Conv exact there, how fast is it,
+and how well does the latency table predict whole networks on that device.
+
+1. ``MDConv2d`` fused vs split on the device: outputs, input and weight gradients (the fused path
+   was built and measured on CPU only; ``auto`` uses ``split`` off CPU until this says otherwise).
+2. ``bench_mdconv.py`` on the device: layer ratios, per-block times, whole-network images/s.
+3. ``bench_latency.py`` on the device: the table's prediction error over sampled architectures.
+4. One proxy training of the paper's network on phantom data on the device (the search's path).
+
+    python benchmarks/device_check.py --device cuda          # about 5 minutes on one GPU
+    python benchmarks/device_check.py --device cpu --quick   # the same plumbing on CPU
+
+Prints as it goes; exits 1 if the exactness check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+
+import bench_latency  # noqa: E402
+import bench_mdconv  # noqa: E402
+
+from mdsearch.mdconv import MDConv2d  # noqa: E402
+from mdsearch.search.datasets import load_dataset  # noqa: E402
+from mdsearch.search.proxy import ProxyConfig, proxy_train  # noqa: E402
+from mdsearch.space import ArchSpec  # noqa: E402
+
+
+def exactness(device: str) -> bool:
+    """Fused and split MD-Conv agree on ``device`` (float32, both memory formats, strides 1, 2)."""
+    ok = True
+    for channels, kernels, split, stride, size in [
+        (96, (3, 5), (1, 1), 1, 56),
+        (144, (3, 5), (1, 3), 2, 28),
+        (60, (3, 5, 7), (1, 1, 1), 1, 7),
+    ]:
+        for channels_last in (True, False):
+            torch.manual_seed(0)
+            fused = MDConv2d(channels, kernels, split, stride, impl="fused").to(device)
+            ref = MDConv2d(channels, kernels, split, stride, impl="split").to(device)
+            ref.load_state_dict(fused.state_dict())
+            x = torch.randn(4, channels, size, size, device=device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+            out1, out2 = fused(x1), ref(x2)
+            grad = torch.randn_like(out1)
+            out1.backward(grad)
+            out2.backward(grad)
+            pairs = [("output", out1, out2), ("input grad", x1.grad, x2.grad)]
+            pairs += [
+                (f"weight grad {k}x{k}", a.weight.grad, b.weight.grad)
+                for k, a, b in zip(kernels, fused.convs, ref.convs)
+            ]
+            for name, a, b in pairs:
+                err = (a - b).abs().max().item() / max(b.abs().max().item(), 1e-12)
+                good = err < 1e-4
+                ok &= good
+                print(
+                    f"  {channels}ch {kernels} {':'.join(map(str, split))} s{stride} {size}px "
+                    f"{'NHWC' if channels_last else 'NCHW'} {name}: max rel. difference "
+                    f"{err:.1e} {'ok' if good else 'MISMATCH'}"
+                )
+    return ok
+
+
+def proxy(device: str, quick: bool) -> None:
+    data = load_dataset("phantom,n=600" if quick else "phantom", resolution=64, progress=False)
+    config = ProxyConfig(epochs=1, train_subset=256 if quick else 1024)
+    spec = ArchSpec.default("mobilenetv2_100", len(data.label_names)).with_stage(5, (3, 5), (1, 1))
+    start = time.perf_counter()
+    result = proxy_train(spec, data, config, seed=0, device=device)
+    print(
+        f"  {spec.canonical}: AUC {result.auc:.3f}, {result.images_per_s:.0f} training img/s, "
+        f"{time.perf_counter() - start:.1f} s for 1 epoch of {config.train_subset} images"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"no CUDA device here (torch {torch.__version__}): nothing to check", file=sys.stderr)
+        return 2
+    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
+    print(f"device {args.device} [{name}], torch {torch.__version__}")
+    print("1. MD-Conv fused vs split")
+    ok = exactness(args.device)
+    print("2. bench_mdconv")
+    rounds = ["--rounds", "3", "--number", "2", "--net-rounds", "2"] if args.quick else []
+    sizes = ["--net-sizes", "64"] if args.quick else ["--net-sizes", "64", "128", "224"]
+    bench_mdconv.main(["--device", args.device, "--blocks", *rounds, *sizes])
+    print("3. bench_latency")
+    latency = ["--n", "3", "--rounds", "1"] if args.quick else ["--n", "8", "--rounds", "3"]
+    bench_latency.main(["--device", args.device, *latency])
+    print("4. one proxy training")
+    proxy(args.device, args.quick)
+    print("exactness: " + ("ok" if ok else "MISMATCH (see above)"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,7 @@ and how well does the latency table predict whole networks on that device.
 3. ``bench_latency.py`` on the device: the table's prediction error over sampled architectures.
 4. One proxy training of the paper's network on phantom data on the device (the search's path).
 
-    python benchmarks/device_check.py --device cuda          # about 5 minutes on one GPU
+    python benchmarks/device_check.py --device cuda          # one GPU (not yet run on one)
     python benchmarks/device_check.py --device cpu --quick   # the same plumbing on CPU
 
 Prints as it goes; exits 1 if the exactness check fails.

@@ -23,8 +23,8 @@ time; 5x3: as fast as 3x3 on maps of 8x8 and more). Two implementations compute 
 * ``impl="auto"`` (default): ``fused`` on CPU tensors, ``split`` elsewhere (on CUDA, cuDNN has
   its own depthwise kernels and the fused path has not been measured there).
 
-``split`` is always used while tracing (fvcore FLOP counts: the padded taps must not count) and
-during ONNX export. ``torch.compile`` (inductor, CPU) was tried and made both a plain depthwise
+``split`` is always used while tracing (fvcore FLOP counts: the padded taps must not count),
+during ONNX export and under autocast. ``torch.compile`` (inductor, CPU) was tried and made both a plain depthwise
 conv and ``split`` slower (16 s first-call compile), so nothing here relies on it.
 """
 
@@ -150,7 +150,14 @@ class MDConv2d(nn.Module):
         impl = self.impl
         if impl == "auto":
             impl = "fused" if x.device.type == "cpu" else "split"
-        if impl != "fused" or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        # Autocast hands the fused backward mixed dtypes (a bf16 gradient, the fp32 input it
+        # saved), which aten's convolution_backward rejects: under autocast, the reference path.
+        if (
+            impl != "fused"
+            or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export()
+            or torch.is_autocast_enabled(x.device.type)
+        ):
             parts = torch.split(x, self.group_channels, dim=1)
             return torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
         weights = [c.weight for c in self.convs]

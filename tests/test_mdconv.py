@@ -134,6 +134,17 @@ def test_fused_mdconv_equals_split_reference_with_gradients(
     torch.testing.assert_close(x3.grad, x2.grad, rtol=1e-5, atol=1e-5)
 
 
+def test_mdconv_trains_under_cpu_autocast():
+    """Mixed precision (bf16 autocast on CPU) takes the reference path and trains."""
+    conv = MDConv2d(16, (3, 5), (1, 1))
+    x = torch.randn(2, 16, 12, 12, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert x.grad is not None and all(c.weight.grad is not None for c in conv.convs)
+
+
 def test_mdconv_impl_is_checked_and_auto_is_default():
     conv = MDConv2d(8, (3, 5))
     assert conv.impl == "auto"

@@ -276,6 +276,36 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
     return Prepared(settings, space, folder, resume)
 
 
+def load_proxy_data(
+    settings: Any, space: SearchSpace, say: Callable[[str], None], *, progress: bool
+):
+    """The dataset a search (or a proxy check) trains on, at its proxy resolution; its notes and
+    the resolution warnings for ``space`` go to ``say``.
+
+    Args:
+        settings: :class:`SearchSettings` or the proxy check's settings (``data``, ``proxy``,
+            ``cache_dir``, ``seed``, ``val_fraction``).
+        space: the searched space (for :func:`resolution_warnings`).
+        say: receives one line per note or warning.
+        progress: show the image-cache progress while a cache is built.
+    """
+    from .datasets import load_dataset
+
+    dataset = load_dataset(
+        settings.data,
+        resolution=settings.proxy.resolution,
+        cache_dir=settings.cache_dir,
+        seed=settings.seed,
+        val_fraction=settings.val_fraction,
+        progress=progress,
+    )
+    for note in dataset.notes:
+        say(f"data: {note}")
+    for w in resolution_warnings(space, settings.proxy.resolution):
+        say(f"warning: {w}")
+    return dataset
+
+
 def resolution_warnings(space: SearchSpace, resolution: int) -> list[str]:
     """Warnings for searched stages whose feature maps are not larger than their kernels.
 
@@ -468,24 +498,11 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
 
     Ray is started locally and stopped again unless ``settings.address`` names a cluster.
     """
-    from .datasets import load_dataset
-
     settings, space, folder = prepared.settings, prepared.space, prepared.folder
     with folder.lock():
-        dataset = load_dataset(
-            settings.data,
-            resolution=settings.proxy.resolution,
-            cache_dir=settings.cache_dir,
-            seed=settings.seed,
-            val_fraction=settings.val_fraction,
-            progress=not quiet,
-        )
-        num_classes = len(dataset.label_names)
         say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
-        for note in dataset.notes:
-            say(f"data: {note}")
-        for w in resolution_warnings(space, settings.proxy.resolution):
-            say(f"warning: {w}")
+        dataset = load_proxy_data(settings, space, say, progress=not quiet)
+        num_classes = len(dataset.label_names)
         table = folder.read_table()
         done = len(table)
         remaining = settings.budget - done

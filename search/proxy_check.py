@@ -535,8 +535,7 @@ def run_proxy_check(
     """
     from mdsearch.mdconv import cost
 
-    from .datasets import load_dataset
-    from .orchestrate import resolution_warnings
+    from .orchestrate import load_proxy_data
     from .proxy import proxy_train
     from .training import Diverged
 
@@ -544,18 +543,7 @@ def run_proxy_check(
     if say is None:
         say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     space = load_space(settings.space, settings.backbone)
-    dataset = load_dataset(
-        settings.data,
-        resolution=settings.proxy.resolution,
-        cache_dir=settings.cache_dir,
-        seed=settings.seed,
-        val_fraction=settings.val_fraction,
-        progress=not quiet,
-    )
-    for note in dataset.notes:
-        say(f"data: {note}")
-    for w in resolution_warnings(space, settings.proxy.resolution):
-        say(f"warning: {w}")
+    dataset = load_proxy_data(settings, space, say, progress=not quiet)
     num_classes = len(dataset.label_names)
     archs = sample_architectures(space, settings.archs, settings.seed, num_classes)
     epochs = settings.epochs

@@ -52,17 +52,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--net-batch", type=int, default=32)
     parser.add_argument("--net-rounds", type=int, default=5)
     parser.add_argument("--net-steps", type=int, default=2, help="training steps per round")
+    parser.add_argument(
+        "--amp", action="store_true", help="network part under bf16 autocast (mixed precision)"
+    )
+    parser.add_argument("--nchw", action="store_true", help="NCHW tensors instead of channels_last")
+    parser.add_argument("--no-layers", action="store_true", help="skip the single-layer table")
+    parser.add_argument(
+        "--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms (CUDA)"
+    )
     args = parser.parse_args(argv)
+    args.memory_format = torch.contiguous_format if args.nchw else torch.channels_last
+    args.format_name = "NCHW" if args.nchw else "channels_last"
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     settle_allocator()  # else glibc's adaptive thresholds make repeated runs bimodal (see there)
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    if not args.no_layers:
+        _layers(args)
+    if args.blocks:
+        _blocks(args)
+    if not args.no_network:
+        _network(args)
+
+
+def _layers(args: argparse.Namespace) -> None:
+    """fwd+bwd of one layer of each kind on the same input, interleaved rounds."""
     c = args.channels
     layers = {
         "dw 3x3 (nn.Conv2d)": _plain(c, 3),
         "dw 5x5 (nn.Conv2d)": _plain(c, 5),
         "MDConv2d 3+5 1:1 fused": MDConv2d(c, (3, 5), (1, 1), impl="fused"),
         "MDConv2d 3+5 1:1 split": MDConv2d(c, (3, 5), (1, 1), impl="split"),
+        "MDConv2d 3+5 1:1 padded": MDConv2d(c, (3, 5), (1, 1), impl="padded"),
         "MDConv2d 3+5 1:3 fused": MDConv2d(c, (3, 5), (1, 3), impl="fused"),
         "timm MixedConv2d 3+5": create_conv2d(c, c, [3, 5], depthwise=True),
     }
@@ -70,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         layers["dw 3x3 compiled"] = torch.compile(_plain(c, 3))
         layers["MDConv2d split compiled"] = torch.compile(MDConv2d(c, (3, 5), (1, 1), impl="split"))
     x = torch.randn(args.batch, c, args.size, args.size, device=args.device)
-    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    x = x.contiguous(memory_format=args.memory_format).requires_grad_(True)
     grad = torch.randn_like(x)  # stride 1: the output has the input's shape and memory format
 
     def step(layer: nn.Module) -> None:
@@ -78,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 
     prepared = {}
     for name, layer in layers.items():
-        layer = layer.to(args.device).to(memory_format=torch.channels_last)
+        layer = layer.to(args.device).to(memory_format=args.memory_format)
         step(layer)  # warm-up (cuDNN algorithm choice, allocator)
         prepared[name] = benchmark.Timer("step(layer)", globals={"step": step, "layer": layer})
     # Interleave the layers over several rounds and keep each layer's best round: on a shared
@@ -90,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     base = min(times["dw 3x3 (nn.Conv2d)"])
     print(
-        f"fwd+bwd, input {args.batch}x{c}x{args.size}x{args.size} channels_last, "
+        f"fwd+bwd, input {args.batch}x{c}x{args.size}x{args.size} {args.format_name}, "
         f"device {args.device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
         f"best of {args.rounds} interleaved rounds of {args.number}"
     )
@@ -99,10 +121,6 @@ def main(argv: list[str] | None = None) -> None:
     for name, ts in times.items():
         ts = sorted(ts)
         print(f"{name:26s} {ts[0]:9.3f} {ts[len(ts) // 2]:10.3f} {ts[0] / base:8.2f}")
-    if args.blocks:
-        _blocks(args)
-    if not args.no_network:
-        _network(args)
 
 
 def _blocks(args: argparse.Namespace) -> None:
@@ -111,13 +129,14 @@ def _blocks(args: argparse.Namespace) -> None:
     layout = get_backbone("mobilenetv2_100")
     strides = layout.output_strides()
     print(
-        f"\nper block, fwd+bwd of the depthwise layer, batch {args.net_batch}, channels_last; "
+        f"\nper block, fwd+bwd of the depthwise layer, batch {args.net_batch}, {args.format_name}; "
         f"best of {args.rounds} interleaved rounds of {args.number}"
     )
     print(f"{'input':>5s} {'stage':>5s} {'ch':>4s} {'map':>5s} {'s':>2s} "
-          f"{'dw3x3 ms':>9s} {'fused ms':>9s} {'split ms':>9s} {'fused/dw3':>9s}")  # fmt: skip
+          f"{'dw3x3 ms':>9s} {'fused ms':>9s} {'split ms':>9s} {'padded ms':>9s} "
+          f"{'fused/dw3':>9s}")  # fmt: skip
     for size in args.net_sizes:
-        totals = {"dw3x3": 0.0, "fused": 0.0, "split": 0.0}
+        totals = {"dw3x3": 0.0, "fused": 0.0, "split": 0.0, "padded": 0.0}
         for stage in (1, 2, 3, 5):
             lay = layout.stages[stage]
             side = -(-size // (strides[stage] // lay.stride))  # the block's input map
@@ -128,20 +147,22 @@ def _blocks(args: argparse.Namespace) -> None:
                     "dw3x3": nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False),
                     "fused": MDConv2d(c, (3, 5), (1, 1), stride, impl="fused"),
                     "split": MDConv2d(c, (3, 5), (1, 1), stride, impl="split"),
+                    "padded": MDConv2d(c, (3, 5), (1, 1), stride, impl="padded"),
                 }
                 x = torch.randn(args.net_batch, c, side_in, side_in, device=args.device)
-                x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+                x = x.contiguous(memory_format=args.memory_format).requires_grad_(True)
                 best = {}
                 for name, ms in _interleaved(layers, x, args).items():
                     best[name] = min(ms)
                     totals[name] += best[name]
                 print(
                     f"{size:5d} {stage:5d} {c:4d} {side_in:5d} {stride:2d} {best['dw3x3']:9.3f} "
-                    f"{best['fused']:9.3f} {best['split']:9.3f} {best['fused'] / best['dw3x3']:9.2f}"
+                    f"{best['fused']:9.3f} {best['split']:9.3f} {best['padded']:9.3f} "
+                    f"{best['fused'] / best['dw3x3']:9.2f}"
                 )
         print(
             f"{size:5d} {'all':>5s} {'':4s} {'':5s} {'':2s} {totals['dw3x3']:9.3f} "
-            f"{totals['fused']:9.3f} {totals['split']:9.3f} "
+            f"{totals['fused']:9.3f} {totals['split']:9.3f} {totals['padded']:9.3f} "
             f"{totals['fused'] / totals['dw3x3']:9.2f}"
         )
 
@@ -150,7 +171,7 @@ def _interleaved(layers: dict, x: torch.Tensor, args: argparse.Namespace) -> dic
     """ms per fwd+bwd of each layer over interleaved rounds (a list per layer)."""
     timers = {}
     for name, layer in layers.items():
-        layer = layer.to(args.device).to(memory_format=torch.channels_last)
+        layer = layer.to(args.device).to(memory_format=args.memory_format)
         grad = torch.randn_like(layer(x))
 
         def step(layer=layer, grad=grad) -> None:
@@ -173,31 +194,34 @@ def _network(args: argparse.Namespace) -> None:
         md = md.with_stage(i, (3, 5), (1, 1))
     variants = {"baseline": (base, "auto"), "MD-Conv fused": (md, "fused")}
     variants["MD-Conv split"] = (md, "split")
+    variants["MD-Conv padded"] = (md, "padded")
     print(
         f"\ntraining images/s (SGD step: fwd+bwd+update), mobilenetv2_100, batch "
-        f"{args.net_batch}, channels_last, device {args.device}, threads "
-        f"{torch.get_num_threads()}; MD-Conv 1:1 in stages 1,2,3,5 ({md.canonical}); best of "
+        f"{args.net_batch}, {args.format_name}, device {args.device}, threads "
+        f"{torch.get_num_threads()}{', bf16 autocast' if args.amp else ''}"
+        f"{', cudnn.benchmark' if args.cudnn_benchmark else ''}; "
+        f"MD-Conv 1:1 in stages 1,2,3,5 ({md.canonical}); best of "
         f"{args.net_rounds} interleaved rounds of {args.net_steps} steps"
     )
     print(f"{'input':>5s} {'network':16s} {'best img/s':>11s} {'median img/s':>13s} {'x base':>7s}")
     for size in args.net_sizes:
         x = torch.randn(args.net_batch, 3, size, size, device=args.device)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=args.memory_format)
         y = torch.randint(0, 14, (args.net_batch,), device=args.device)
         runs = {}
         for name, (spec, impl) in variants.items():
             torch.manual_seed(0)
-            model = build(spec).to(args.device, memory_format=torch.channels_last).train()
+            model = build(spec).to(args.device, memory_format=args.memory_format).train()
             for m in model.modules():
                 if isinstance(m, MDConv2d):
                     m.impl = impl
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             runs[name] = (model, opt)
-            _train_steps(model, opt, x, y, 1)  # warm-up
+            _train_steps(model, opt, x, y, 1, args.amp)  # warm-up
         rates: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.net_rounds):
             for name, (model, opt) in runs.items():
-                seconds = _train_steps(model, opt, x, y, args.net_steps)
+                seconds = _train_steps(model, opt, x, y, args.net_steps, args.amp)
                 rates[name].append(args.net_batch * args.net_steps / seconds)
         best_base = max(rates["baseline"])
         for name, rs in rates.items():
@@ -208,13 +232,17 @@ def _network(args: argparse.Namespace) -> None:
             )
 
 
-def _train_steps(model: nn.Module, opt, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+def _train_steps(
+    model: nn.Module, opt, x: torch.Tensor, y: torch.Tensor, steps: int, amp: bool = False
+) -> float:
     if x.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        torch.nn.functional.cross_entropy(logits.float(), y).backward()
         opt.step()
     if x.device.type == "cuda":
         torch.cuda.synchronize()

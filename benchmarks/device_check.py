@@ -16,10 +16,12 @@ Prints as it goes; exits 1 if the exactness check fails.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
 
+import timm
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
@@ -34,16 +36,17 @@ from mdsearch.space import ArchSpec  # noqa: E402
 
 
 def exactness(device: str) -> bool:
-    """Fused and split MD-Conv agree on ``device`` (float32, both memory formats, strides 1, 2)."""
+    """Fused and padded MD-Conv agree with split on ``device`` (float32, both memory formats,
+    strides 1, 2)."""
     ok = True
     for channels, kernels, split, stride, size in [
         (96, (3, 5), (1, 1), 1, 56),
         (144, (3, 5), (1, 3), 2, 28),
         (60, (3, 5, 7), (1, 1, 1), 1, 7),
     ]:
-        for channels_last in (True, False):
+        for channels_last, impl in itertools.product((True, False), ("fused", "padded")):
             torch.manual_seed(0)
-            fused = MDConv2d(channels, kernels, split, stride, impl="fused").to(device)
+            fused = MDConv2d(channels, kernels, split, stride, impl=impl).to(device)
             ref = MDConv2d(channels, kernels, split, stride, impl="split").to(device)
             ref.load_state_dict(fused.state_dict())
             x = torch.randn(4, channels, size, size, device=device)
@@ -65,7 +68,7 @@ def exactness(device: str) -> bool:
                 ok &= good
                 print(
                     f"  {channels}ch {kernels} {':'.join(map(str, split))} s{stride} {size}px "
-                    f"{'NHWC' if channels_last else 'NCHW'} {name}: max rel. difference "
+                    f"{'NHWC' if channels_last else 'NCHW'} {impl} {name}: max rel. difference "
                     f"{err:.1e} {'ok' if good else 'MISMATCH'}"
                 )
     return ok
@@ -92,13 +95,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no CUDA device here (torch {torch.__version__}): nothing to check", file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
-    print(f"device {args.device} [{name}], torch {torch.__version__}")
-    print("1. MD-Conv fused vs split")
+    cuda = args.device.startswith("cuda")
+    cudnn = torch.backends.cudnn.version() if cuda else None
+    print(
+        f"device {args.device} [{name}], torch {torch.__version__}, timm {timm.__version__}, "
+        f"cuDNN {cudnn}, Python {sys.version.split()[0]}"
+    )
+    print("1. MD-Conv fused and padded vs split")
     ok = exactness(args.device)
     print("2. bench_mdconv")
     rounds = ["--rounds", "3", "--number", "2", "--net-rounds", "2"] if args.quick else []
     sizes = ["--net-sizes", "64"] if args.quick else ["--net-sizes", "64", "128", "224"]
-    bench_mdconv.main(["--device", args.device, "--blocks", *rounds, *sizes])
+    # A GPU needs larger batches than the CPU defaults to be measured at work, not at launch.
+    batches = ["--batch", "64", "--net-batch", "128"] if cuda else []
+    bench_mdconv.main(["--device", args.device, "--blocks", *batches, *rounds, *sizes])
+    if cuda:  # the settings a GPU user would try: cuDNN autotuning, NCHW, bf16 mixed precision
+        for extra in (["--cudnn-benchmark"], ["--cudnn-benchmark", "--nchw"],
+                      ["--cudnn-benchmark", "--amp"]):  # fmt: skip
+            bench_mdconv.main(
+                ["--device", args.device, "--no-layers", *batches, *rounds, *sizes, *extra]
+            )
     print("3. bench_latency")
     latency = ["--n", "3", "--rounds", "1"] if args.quick else ["--n", "8", "--rounds", "3"]
     bench_latency.main(["--device", args.device, *latency])

@@ -18,13 +18,18 @@ time; 5x3: as fast as 3x3 on maps of 8x8 and more). Two implementations compute 
   ``k x 3`` blocks (``3 x 3`` on maps under 8x8) over shifted windows of the input. fwd+bwd
   1.6-1.8x a 3x3 depthwise conv at 8x192x56x56 (the FLOPs ratio is 1.89x), where ``split`` and
   timm's MixedConv2d take 2.4-3.4x.
+* ``impl="padded"``: the same one-conv forward, and autograd does the backward (one depthwise
+  weight gradient of the largest kernel over all channels, cut back to each group's size). On
+  CPU the slow 5x5 weight gradient makes this the slowest; it is there for devices whose library
+  computes large depthwise gradients well (cuDNN).
 * ``impl="split"``: split the channels, one conv per group, concatenate; autograd does the
   backward. This is what timm's MixedConv2d does.
 * ``impl="auto"`` (default): ``fused`` on CPU tensors, ``split`` elsewhere (on CUDA, cuDNN has
   its own depthwise kernels and the fused path has not been measured there).
 
-``split`` is always used while tracing (fvcore FLOP counts: the padded taps must not count),
-during ONNX export and under autocast. ``torch.compile`` (inductor, CPU) was tried and made both a plain depthwise
+``split`` is always used while tracing (fvcore FLOP counts: the padded taps must not count) and
+during ONNX export; under autocast ``fused`` falls back to ``split`` (its custom backward would
+see mixed dtypes), ``padded`` does not need to. ``torch.compile`` (inductor, CPU) was tried and made both a plain depthwise
 conv and ``split`` slower (16 s first-call compile), so nothing here relies on it.
 """
 
@@ -44,7 +49,7 @@ from .errors import BuildError
 __all__ = ["IMPLS", "MDConv2d"]
 
 #: ``auto`` is ``fused`` on CPU and ``split`` on other devices; see the module docstring.
-IMPLS = ("auto", "fused", "split")
+IMPLS = ("auto", "fused", "padded", "split")
 
 
 class MDConv2d(nn.Module):
@@ -67,7 +72,7 @@ class MDConv2d(nn.Module):
         stride: stride of every group.
         dilation: dilation of every group.
         bias: whether each group carries a bias.
-        impl: ``"auto"``, ``"fused"`` or ``"split"`` (same numbers up to float rounding; see
+        impl: ``"auto"``, ``"fused"``, ``"padded"`` or ``"split"`` (same numbers up to float rounding; see
             the module docstring). Settable later as the attribute ``impl``; not in the
             state dict, whose layout (``convs.{i}.weight``) is the same for all.
 
@@ -153,17 +158,17 @@ class MDConv2d(nn.Module):
         # Autocast hands the fused backward mixed dtypes (a bf16 gradient, the fp32 input it
         # saved), which aten's convolution_backward rejects: under autocast, the reference path.
         if (
-            impl != "fused"
+            impl == "split"
             or torch.jit.is_tracing()
             or torch.onnx.is_in_onnx_export()
-            or torch.is_autocast_enabled(x.device.type)
+            or (impl == "fused" and torch.is_autocast_enabled(x.device.type))
         ):
             parts = torch.split(x, self.group_channels, dim=1)
             return torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
         weights = [c.weight for c in self.convs]
         biases = [c.bias for c in self.convs] if self.convs[0].bias is not None else []
         meta = (self.kernels, tuple(self.group_channels), self.stride, self.dilation)
-        if not torch.is_grad_enabled() or not (
+        if impl == "padded" or not torch.is_grad_enabled() or not (
             x.requires_grad or any(w.requires_grad for w in weights + biases)
         ):
             return _fused_forward(x, meta, weights, biases)

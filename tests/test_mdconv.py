@@ -96,14 +96,15 @@ def test_mdconv_equals_timm_mixedconv_for_equal_split(channels, stride, kernels)
         (6, (3, 5), (1, 1), 1, 1, True, True, (2, 1)),  # maps smaller than the kernels
     ],
 )
+@pytest.mark.parametrize("impl", ["fused", "padded"])
 def test_fused_mdconv_equals_split_reference_with_gradients(
-    channels, kernels, split, stride, dilation, bias, channels_last, size
+    channels, kernels, split, stride, dilation, bias, channels_last, size, impl
 ):
     """The fast CPU path (one padded conv forward and input gradient, weight gradients of large
-    kernels from k x 3 column blocks) computes the reference's outputs and gradients (up to float
-    summation order)."""
+    kernels from k x 3 column blocks), and the padded conv through autograd, compute the
+    reference's outputs and gradients (up to float summation order)."""
     torch.manual_seed(0)
-    fused = MDConv2d(channels, kernels, split, stride, dilation, bias, impl="fused")
+    fused = MDConv2d(channels, kernels, split, stride, dilation, bias, impl=impl)
     ref = MDConv2d(channels, kernels, split, stride, dilation, bias, impl="split")
     for c in fused.convs:
         if c.bias is not None:
@@ -134,9 +135,11 @@ def test_fused_mdconv_equals_split_reference_with_gradients(
     torch.testing.assert_close(x3.grad, x2.grad, rtol=1e-5, atol=1e-5)
 
 
-def test_mdconv_trains_under_cpu_autocast():
-    """Mixed precision (bf16 autocast on CPU) takes the reference path and trains."""
-    conv = MDConv2d(16, (3, 5), (1, 1))
+@pytest.mark.parametrize("impl", ["auto", "padded"])
+def test_mdconv_trains_under_cpu_autocast(impl):
+    """Mixed precision (bf16 autocast on CPU): auto/fused takes the reference path, padded its
+    own (plain autograd); both train."""
+    conv = MDConv2d(16, (3, 5), (1, 1), impl=impl)
     x = torch.randn(2, 16, 12, 12, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = conv(x)
@@ -153,6 +156,8 @@ def test_mdconv_impl_is_checked_and_auto_is_default():
     # path (tests/test_cost.py checks that padded taps are not counted).
     assert type(conv(x).grad_fn).__name__ == "_FusedMDConvBackward"
     assert type(MDConv2d(8, (3, 5), impl="split")(x).grad_fn).__name__ == "CatBackward0"
+    padded = MDConv2d(8, (3, 5), impl="padded")(x).grad_fn
+    assert type(padded).__name__ == "ConvolutionBackward0"
     with pytest.raises(BuildError, match="impl"):
         MDConv2d(8, (3, 5), impl="winograd")
 

@@ -9,8 +9,8 @@ Speed on CPU (oneDNN, torch 2.14, 2 threads; benchmarks/bench_mdconv.py). Splitt
 channels_last tensor along channels hands oneDNN strided slices, and a depthwise conv on them
 took 6x as long as on the whole tensor (35 ms vs 6 ms forward at 8x192x56x56); and oneDNN's
 depthwise *weight* gradient is fast only while the kernel is at most 3 wide (5x5: 8-20x a 3x3's
-time; 5x3: as fast as 3x3 on maps of 8x8 and more). Two implementations compute the same numbers
-(up to float summation order), and ``auto`` chooses between them:
+time; 5x3: as fast as 3x3 on maps of 8x8 and more). Three implementations compute the same
+numbers (up to float summation order), and ``auto`` chooses between them per device:
 
 * ``impl="fused"``: forward as one depthwise conv over all channels, every group's kernel
   zero-padded (centred) to the largest; the input gradient likewise in one call; each group's
@@ -20,17 +20,20 @@ time; 5x3: as fast as 3x3 on maps of 8x8 and more). Two implementations compute 
   timm's MixedConv2d take 2.4-3.4x.
 * ``impl="padded"``: the same one-conv forward, and autograd does the backward (one depthwise
   weight gradient of the largest kernel over all channels, cut back to each group's size). On
-  CPU the slow 5x5 weight gradient makes this the slowest; it is there for devices whose library
-  computes large depthwise gradients well (cuDNN).
+  CPU oneDNN's slow 5x5 weight gradient makes this as slow as ``split``; on CUDA (H100, cuDNN,
+  torch 2.11, benchmarks/device_check.py) it is the fastest: fwd+bwd 1.77x a 3x3 depthwise conv
+  at 64x192x56x56 (``split`` 2.79x, ``fused`` 2.55x: its many small weight-gradient calls cost
+  more than they save there).
 * ``impl="split"``: split the channels, one conv per group, concatenate; autograd does the
   backward. This is what timm's MixedConv2d does.
-* ``impl="auto"`` (default): ``fused`` on CPU tensors, ``split`` elsewhere (on CUDA, cuDNN has
-  its own depthwise kernels and the fused path has not been measured there).
+* ``impl="auto"`` (default): ``fused`` on CPU tensors, ``padded`` on CUDA, ``split`` on any other
+  device (unmeasured there).
 
 ``split`` is always used while tracing (fvcore FLOP counts: the padded taps must not count) and
 during ONNX export; under autocast ``fused`` falls back to ``split`` (its custom backward would
-see mixed dtypes), ``padded`` does not need to. ``torch.compile`` (inductor, CPU) was tried and made both a plain depthwise
-conv and ``split`` slower (16 s first-call compile), so nothing here relies on it.
+see mixed dtypes), ``padded`` does not need to. ``torch.compile`` (inductor, CPU) was tried and
+made both a plain depthwise conv and ``split`` slower (16 s first-call compile), so nothing here
+relies on it.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ from .errors import BuildError
 
 __all__ = ["IMPLS", "MDConv2d"]
 
-#: ``auto`` is ``fused`` on CPU and ``split`` on other devices; see the module docstring.
+#: ``auto`` is ``fused`` on CPU, ``padded`` on CUDA and ``split`` elsewhere; see the module docstring.
 IMPLS = ("auto", "fused", "padded", "split")
+_AUTO = {"cpu": "fused", "cuda": "padded"}
 
 
 class MDConv2d(nn.Module):
@@ -72,9 +76,9 @@ class MDConv2d(nn.Module):
         stride: stride of every group.
         dilation: dilation of every group.
         bias: whether each group carries a bias.
-        impl: ``"auto"``, ``"fused"``, ``"padded"`` or ``"split"`` (same numbers up to float rounding; see
-            the module docstring). Settable later as the attribute ``impl``; not in the
-            state dict, whose layout (``convs.{i}.weight``) is the same for all.
+        impl: ``"auto"``, ``"fused"``, ``"padded"`` or ``"split"`` (same numbers up to float
+            rounding; see the module docstring). Settable later as the attribute ``impl``; not in
+            the state dict, whose layout (``convs.{i}.weight``) is the same for all.
 
     Attributes:
         kernels: the kernel sizes, as given.
@@ -154,7 +158,7 @@ class MDConv2d(nn.Module):
             return self.convs[0](x)
         impl = self.impl
         if impl == "auto":
-            impl = "fused" if x.device.type == "cpu" else "split"
+            impl = _AUTO.get(x.device.type, "split")
         # Autocast hands the fused backward mixed dtypes (a bf16 gradient, the fp32 input it
         # saved), which aten's convolution_backward rejects: under autocast, the reference path.
         if (
@@ -168,8 +172,10 @@ class MDConv2d(nn.Module):
         weights = [c.weight for c in self.convs]
         biases = [c.bias for c in self.convs] if self.convs[0].bias is not None else []
         meta = (self.kernels, tuple(self.group_channels), self.stride, self.dilation)
-        if impl == "padded" or not torch.is_grad_enabled() or not (
-            x.requires_grad or any(w.requires_grad for w in weights + biases)
+        if (
+            impl == "padded"
+            or not torch.is_grad_enabled()
+            or not (x.requires_grad or any(w.requires_grad for w in weights + biases))
         ):
             return _fused_forward(x, meta, weights, biases)
         return _FusedMDConv.apply(x, meta, len(biases) > 0, *weights, *biases)
@@ -240,10 +246,19 @@ class _FusedMDConv(torch.autograd.Function):
             # largest (as in the forward); the padded taps add exact zeros.
             kmax = max(kernels)
             weight = _padded_weight(weights, kernels)
-            grad_x = _conv_backward(
-                grad, x, weight, None, [stride] * 2, [kmax // 2 * dilation] * 2, [dilation] * 2,
-                False, [0, 0], sum(groups), [True, False, False],
-            )[0]  # fmt: skip
+            if stride == 1:
+                # At stride 1 the input gradient of a same-padded conv is the forward conv of the
+                # gradient with the kernels rotated by 180 degrees; oneDNN's 5x5 forward takes
+                # 0.5-0.75x the time of its 5x5 input-gradient kernel (maps 4x4 to 32x32).
+                grad_x = F.conv2d(
+                    grad, weight.flip(-2, -1), None, 1, kmax // 2 * dilation, dilation,
+                    sum(groups),
+                )  # fmt: skip
+            else:
+                grad_x = _conv_backward(
+                    grad, x, weight, None, [stride] * 2, [kmax // 2 * dilation] * 2,
+                    [dilation] * 2, False, [0, 0], sum(groups), [True, False, False],
+                )[0]  # fmt: skip
         grad_w = []
         starts = [sum(groups[:i]) for i in range(len(groups))]
         for i, (w, k, c, c0) in enumerate(zip(weights, kernels, groups, starts)):

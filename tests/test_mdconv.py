@@ -158,6 +158,9 @@ def test_mdconv_impl_is_checked_and_auto_is_default():
     assert type(MDConv2d(8, (3, 5), impl="split")(x).grad_fn).__name__ == "CatBackward0"
     padded = MDConv2d(8, (3, 5), impl="padded")(x).grad_fn
     assert type(padded).__name__ == "ConvolutionBackward0"
+    # On a device nobody measured (here: meta), auto takes the reference path.
+    meta = conv.to("meta")(torch.empty(2, 8, 10, 10, device="meta", requires_grad=True))
+    assert type(meta.grad_fn).__name__ == "CatBackward0"
     with pytest.raises(BuildError, match="impl"):
         MDConv2d(8, (3, 5), impl="winograd")
 

@@ -29,6 +29,9 @@ from torch.utils import benchmark
 from mdsearch.mdconv import MDConv2d, build, settle_allocator
 from mdsearch.space import ArchSpec, get_backbone
 
+#: multiply-adds of a (3, 5) 1:1 MD-Conv over those of a 3x3 depthwise conv
+FLOPS_RATIO = (9 + 25) / 2 / 9
+
 
 def _plain(channels: int, k: int) -> nn.Module:
     return nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels, bias=False)
@@ -70,10 +73,9 @@ def main(argv: list[str] | None = None) -> None:
 
     if not args.no_layers:
         _layers(args)
-    if args.blocks:
-        _blocks(args)
+    block_totals = _blocks(args) if args.blocks else {}
     if not args.no_network:
-        _network(args)
+        _network(args, block_totals)
 
 
 def _layers(args: argparse.Namespace) -> None:
@@ -116,16 +118,17 @@ def _layers(args: argparse.Namespace) -> None:
         f"device {args.device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
         f"best of {args.rounds} interleaved rounds of {args.number}"
     )
-    print(f"FLOPs ratio of a 3+5 1:1 split to a 3x3: {(9 + 25) / 2 / 9:.2f}")
+    print(f"FLOPs ratio of a 3+5 1:1 split to a 3x3: {FLOPS_RATIO:.2f}")
     print(f"{'layer':26s} {'best ms':>9s} {'median ms':>10s} {'x dw3x3':>8s}")
     for name, ts in times.items():
         ts = sorted(ts)
         print(f"{name:26s} {ts[0]:9.3f} {ts[len(ts) // 2]:10.3f} {ts[0] / base:8.2f}")
 
 
-def _blocks(args: argparse.Namespace) -> None:
+def _blocks(args: argparse.Namespace) -> dict[int, dict[str, float]]:
     """fwd+bwd of the depthwise layer of every block of stages 1, 2, 3, 5 of mobilenetv2_100 at
-    the network's batch and input sizes: where the whole-network difference comes from."""
+    the network's batch and input sizes: where the whole-network difference comes from. Returns
+    the summed ms per input size and layer kind."""
     layout = get_backbone("mobilenetv2_100")
     strides = layout.output_strides()
     print(
@@ -135,8 +138,9 @@ def _blocks(args: argparse.Namespace) -> None:
     print(f"{'input':>5s} {'stage':>5s} {'ch':>4s} {'map':>5s} {'s':>2s} "
           f"{'dw3x3 ms':>9s} {'fused ms':>9s} {'split ms':>9s} {'padded ms':>9s} "
           f"{'fused/dw3':>9s}")  # fmt: skip
+    all_totals = {}
     for size in args.net_sizes:
-        totals = {"dw3x3": 0.0, "fused": 0.0, "split": 0.0, "padded": 0.0}
+        totals = all_totals[size] = {"dw3x3": 0.0, "fused": 0.0, "split": 0.0, "padded": 0.0}
         for stage in (1, 2, 3, 5):
             lay = layout.stages[stage]
             side = -(-size // (strides[stage] // lay.stride))  # the block's input map
@@ -165,6 +169,7 @@ def _blocks(args: argparse.Namespace) -> None:
             f"{totals['fused']:9.3f} {totals['split']:9.3f} {totals['padded']:9.3f} "
             f"{totals['fused'] / totals['dw3x3']:9.2f}"
         )
+    return all_totals
 
 
 def _interleaved(layers: dict, x: torch.Tensor, args: argparse.Namespace) -> dict:
@@ -186,8 +191,10 @@ def _interleaved(layers: dict, x: torch.Tensor, args: argparse.Namespace) -> dic
     return times
 
 
-def _network(args: argparse.Namespace) -> None:
-    """Training images/s, MobileNet-v2 with MD-Conv 1:1 in stages 1,2,3,5 vs the baseline."""
+def _network(args: argparse.Namespace, block_totals: dict[int, dict[str, float]]) -> None:
+    """Training images/s, MobileNet-v2 with MD-Conv 1:1 in stages 1,2,3,5 vs the baseline; with
+    ``block_totals`` (from ``--blocks``), what the ratio would be if the MD-Conv layers cost their
+    FLOPs ratio (1.89x their 3x3 layers' time) or their measured sum, all else equal."""
     base = ArchSpec.default("mobilenetv2_100", 14)
     md = base
     for i in (1, 2, 3, 5):
@@ -229,6 +236,16 @@ def _network(args: argparse.Namespace) -> None:
             print(
                 f"{size:5d} {name:16s} {rs[-1]:11.1f} {rs[len(rs) // 2]:13.1f} "
                 f"{rs[-1] / best_base:7.2f}"
+            )
+        if size in block_totals:
+            step = 1e3 * args.net_batch / best_base  # ms per baseline training step
+            t = block_totals[size]
+            flops = step / (step + (FLOPS_RATIO - 1) * t["dw3x3"])
+            fused = step / (step + t["fused"] - t["dw3x3"])
+            print(
+                f"{size:5d} the MD-Conv blocks' 3x3 layers take {t['dw3x3']:.1f} of the baseline's "
+                f"{step:.1f} ms/step: at {FLOPS_RATIO:.2f}x (their FLOPs ratio) the network would "
+                f"run at {flops:.2f}x, at the fused layers' measured sum at {fused:.2f}x"
             )
 
 

@@ -1,16 +1,17 @@
 """The checks to run when a GPU is at hand, as one script: is MD-Conv exact there, how fast is it,
 and how well does the latency table predict whole networks on that device.
 
-1. ``MDConv2d`` fused vs split on the device: outputs, input and weight gradients (the fused path
-   was built and measured on CPU only; ``auto`` uses ``split`` off CPU until this says otherwise).
-2. ``bench_mdconv.py`` on the device: layer ratios, per-block times, whole-network images/s.
+1. ``MDConv2d`` fused and padded vs split on the device: outputs, input and weight gradients.
+2. ``bench_mdconv.py`` on the device: layer ratios, per-block times, whole-network images/s; on
+   CUDA at GPU batch sizes, then again with cuDNN autotuning, NCHW, and bf16 autocast.
 3. ``bench_latency.py`` on the device: the table's prediction error over sampled architectures.
 4. One proxy training of the paper's network on phantom data on the device (the search's path).
 
-    python benchmarks/device_check.py --device cuda          # one GPU (not yet run on one)
+    python benchmarks/device_check.py --device cuda          # one GPU (~6 min on an H100)
     python benchmarks/device_check.py --device cpu --quick   # the same plumbing on CPU
 
-Prints as it goes; exits 1 if the exactness check fails.
+Prints as it goes; exits 1 if the exactness check fails. Its output on an H100 (2026-11-26), which
+chose ``auto = padded`` on CUDA: ``benchmarks/results/h100-2026-11-26-device_check.log``.
 """
 
 from __future__ import annotations
@@ -76,13 +77,18 @@ def exactness(device: str) -> bool:
 
 def proxy(device: str, quick: bool) -> None:
     data = load_dataset("phantom,n=600" if quick else "phantom", resolution=64, progress=False)
-    config = ProxyConfig(epochs=1, train_subset=256 if quick else 1024)
+    config = ProxyConfig(epochs=2, train_subset=256 if quick else 1024)
     spec = ArchSpec.default("mobilenetv2_100", len(data.label_names)).with_stage(5, (3, 5), (1, 1))
-    start = time.perf_counter()
-    result = proxy_train(spec, data, config, seed=0, device=device)
+    marks = [time.perf_counter()]
+    result = proxy_train(
+        spec, data, config, seed=0, device=device, eval_every_epoch=True,
+        report=lambda row: marks.append(time.perf_counter()),
+    )  # fmt: skip
+    epochs = ", ".join(f"{b - a:.1f} s" for a, b in zip(marks, marks[1:]))
     print(
-        f"  {spec.canonical}: AUC {result.auc:.3f}, {result.images_per_s:.0f} training img/s, "
-        f"{time.perf_counter() - start:.1f} s for 1 epoch of {config.train_subset} images"
+        f"  {spec.canonical}: AUC {result.auc:.3f}, {result.images_per_s:.0f} training img/s over "
+        f"both epochs; per epoch of {config.train_subset} images + validation: {epochs} (the "
+        f"first includes the process's one-time CUDA/cuDNN start-up on a GPU)"
     )
 
 

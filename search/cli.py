@@ -149,6 +149,11 @@ def _add_run(sub) -> None:
         "(default 224)",
     )
     g.add_argument(
+        "--latency-device",
+        default="cpu",
+        help="where the latency table is timed: cpu (default) or cuda, on this machine",
+    )
+    g.add_argument(
         "--early-stop",
         choices=EARLY_STOP,
         default="none",
@@ -221,6 +226,7 @@ def _settings_from_args(args):
         max_failures=2 if args.max_failures is None else args.max_failures,
         objectives=tuple(args.objectives.split(",")),
         latency_size=args.latency_size,
+        latency_device=args.latency_device,
     )
 
 
@@ -370,9 +376,10 @@ def _add_show(sub) -> None:
     p.add_argument(
         "--latency",
         action="store_true",
-        help="also measure CPU latency (ms per image, batch 1) per stage and in total",
+        help="also measure latency (ms per image, batch 1) per stage and in total",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads for --latency")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda, for --latency")
     p.set_defaults(func=_cmd_show)
 
 
@@ -387,9 +394,20 @@ def _cmd_show(args) -> int:
         spec = ArchSpec.load(args.arch)
     if args.input_size < 32:
         raise _usage(f"--input-size {args.input_size}: must be at least 32")
+    if args.device not in ("cpu", "cuda"):
+        raise _usage(f"--device {args.device!r} is unknown: use cpu or cuda")
+    if args.latency and args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _usage("--device cuda: torch sees no CUDA device on this machine; use cpu")
     from mdsearch.mdconv import format_arch_table
 
-    print(format_arch_table(spec, args.input_size, latency=args.latency, threads=args.threads))
+    print(
+        format_arch_table(
+            spec, args.input_size, latency=args.latency, threads=args.threads, device=args.device
+        )
+    )
     return 0
 
 

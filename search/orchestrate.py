@@ -17,8 +17,9 @@ loads the per-stage latency table (:mod:`mdsearch.mdconv.latency`) for the space
 cache dir before Ray starts, times the block variants it lacks (once per device and thread count),
 writes the table into config.json and ships it to the trials, which add its prediction
 (``latency_ms``, ms per image at ``--latency-size``, batch 1, ``--cpus-per-trial`` threads, on
-the driver's CPU) to their result. No trial times anything, so latency is cheap and the same
-number for the same architecture in every trial; a resume reuses the table config.json holds.
+the driver's CPU, or its GPU with ``--latency-device cuda``) to their result. No trial times
+anything, so latency is cheap and the same number for the same architecture in every trial; a
+resume reuses the table config.json holds.
 
 Repeats: when the sampler proposes an architecture the run has already evaluated, it is trained
 again with the next seed (seed, seed+1, ...): a repeat is a further seed that narrows that
@@ -120,6 +121,8 @@ class SearchSettings:
             first (``("auc", "flops")``, ``("auc", "latency")``, ``("auc", "flops", "latency")``).
         latency_size: input side, pixels, at which latency is predicted (batch 1) when latency
             is an objective.
+        latency_device: ``cpu`` or ``cuda``: where the latency table is timed (on the machine
+            that runs the search, before Ray starts).
     """
 
     data: str = "phantom"
@@ -141,6 +144,7 @@ class SearchSettings:
     max_failures: int = 2
     objectives: tuple[str, ...] = ("auc", "flops")
     latency_size: int = 224
+    latency_device: str = "cpu"
 
     @property
     def metric_columns(self) -> list[str]:
@@ -272,6 +276,7 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
             f"--sampler grid: space {space.name} has {space.size} architectures, more than a "
             f"grid can cover ({_GRID_LIMIT}); use tpe, nsga2 or random"
         )
+    _check_latency_device(settings.latency_device, needed="latency" in settings.objectives)
     parse_data_spec(settings.data)
     return Prepared(settings, space, folder, resume)
 
@@ -542,6 +547,20 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
     return folder
 
 
+def _check_latency_device(device: str, *, needed: bool) -> None:
+    """A known device name; and when the table will be timed, a CUDA device if cuda."""
+    if device not in ("cpu", "cuda"):
+        _fail(f"--latency-device {device!r} is unknown: use cpu or cuda")
+    if device == "cuda" and needed:
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail(
+                "--latency-device cuda: torch sees no CUDA device on this machine (the table is "
+                "timed where `mdsearch run` runs); use --latency-device cpu"
+            )
+
+
 def search_latency_table(
     settings: SearchSettings,
     space: SearchSpace,
@@ -555,7 +574,8 @@ def search_latency_table(
     timed now on this CPU and saved.
 
     Args:
-        settings: the search (``latency_size``, batch 1, ``latency_threads`` threads).
+        settings: the search (``latency_size``, batch 1, ``latency_threads`` threads,
+            ``latency_device``).
         space: the search space whose stage choices must all be in the table.
         timer: ms of one forward pass of a module on an input (default
             :func:`mdsearch.mdconv.latency.time_module`).
@@ -564,10 +584,15 @@ def search_latency_table(
     Returns:
         A :class:`mdsearch.mdconv.latency.LatencyTable` with every variant of ``space``.
     """
-    from mdsearch.mdconv.latency import LatencyTable, build_latency_table, latency_table
+    from mdsearch.mdconv.latency import (
+        LatencyTable,
+        build_latency_table,
+        device_name,
+        latency_table,
+    )
 
-    size, threads = settings.latency_size, settings.latency_threads
-    table = latency_table(space.backbone, size, threads=threads)
+    size, threads, device = settings.latency_size, settings.latency_threads, settings.latency_device
+    table = latency_table(space.backbone, size, threads=threads, device=device)
     todo = {LatencyTable.entry(i, s) for i, options in enumerate(space.choices) for s in options}
     todo -= set(table.stages)
     whole = {"stem", "head", "overhead"}
@@ -577,14 +602,15 @@ def search_latency_table(
         say(
             f"latency: timing {stages} block variants"
             + (" (and stem, head, whole network)" if stages < len(todo) else "")
-            + f" of {space.backbone} at {size}x{size}, batch 1, {threads} thread(s) on this CPU "
-            f"(once; cached in {table.path})"
+            + f" of {space.backbone} at {size}x{size}, batch 1, {threads} thread(s) on "
+            f"{device} [{device_name(device)}] (once; cached in {table.path})"
         )
         build_latency_table(
             space.backbone,
             size,
             variants=dict(enumerate(space.choices)),
             threads=threads,
+            device=device,
             timer=timer,
             table=table,
         )

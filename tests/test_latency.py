@@ -282,3 +282,13 @@ def test_format_arch_table_prints_latency_beside_flops(tmp_path, monkeypatch):
     classifier = next(line for line in text.splitlines() if line.lstrip().startswith("classif"))
     assert classifier.split()[-1] == "-" and "NaN" not in text
     assert "latency" not in format_arch_table(spec, SIZE)
+
+
+def test_show_latency_on_a_missing_gpu_is_one_line_exit_2(capsys):
+    from mdsearch.search.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["show", "paper", "--latency", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device cuda: torch sees no CUDA" in err

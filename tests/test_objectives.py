@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import torch
 from search_fixtures import TINY_PROXY, TWO_STAGE_SPACE
 
 from mdsearch.search.cli import main
@@ -172,6 +173,39 @@ def test_bad_objectives_are_one_line_exit_2_before_ray(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"--objectives {value}" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [("tpu", "--latency-device 'tpu' is unknown"), ("cuda", "--latency-device cuda: torch sees")],
+)
+def test_bad_latency_device_is_one_line_exit_2_before_ray(
+    tmp_path, capsys, monkeypatch, device, message
+):
+    from mdsearch.search import orchestrate
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the cuda table would be timed")
+    monkeypatch.setattr(orchestrate, "_start_ray", lambda *a, **k: pytest.fail("Ray was started"))
+    out = tmp_path / "run"
+    args = ["run", "--out", str(out), "--objectives", "auc,latency", "--latency-device", device]
+    assert main([*args, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not out.exists()
+
+
+def test_latency_device_reaches_the_table_and_the_run_config(tmp_path, monkeypatch):
+    """--latency-device picks the table (device in its cache key) and config.json records it; a
+    config.json from before the flag loads as cpu."""
+    monkeypatch.setenv("MDSEARCH_CACHE_DIR", str(tmp_path))
+    space_file = _write_space(tmp_path)
+    settings = SearchSettings(space=space_file, latency_size=LATENCY_SIZE, latency_device="cpu")
+    table = search_latency_table(settings, load_space(space_file), timer=stub_ms)
+    assert table.key["device"] == "cpu"
+    assert SearchSettings.from_dict(settings.to_dict()).latency_device == "cpu"
+    old = {k: v for k, v in settings.to_dict().items() if k != "latency_device"}
+    assert SearchSettings.from_dict(old).latency_device == "cpu"
 
 
 def test_objective_names_accept_columns_and_case():

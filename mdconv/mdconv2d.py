@@ -13,7 +13,8 @@ time; 5x3: as fast as 3x3 on maps of 8x8 and more). Three implementations comput
 numbers (up to float summation order), and ``auto`` chooses between them per device:
 
 * ``impl="fused"``: forward as one depthwise conv over all channels, every group's kernel
-  zero-padded (centred) to the largest; the input gradient likewise in one call; each group's
+  zero-padded (centred) to the largest; the input gradient likewise in one call (at stride 1 as
+  the forward conv of the gradient with the kernels rotated by 180 degrees); each group's
   weight gradient from its own channels, a larger-than-3 kernel's (no dilation) assembled from
   ``k x 3`` blocks (``3 x 3`` on maps under 8x8) over shifted windows of the input. fwd+bwd
   1.6-1.8x a 3x3 depthwise conv at 8x192x56x56 (the FLOPs ratio is 1.89x), where ``split`` and

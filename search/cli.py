@@ -394,14 +394,11 @@ def _cmd_show(args) -> int:
         spec = ArchSpec.load(args.arch)
     if args.input_size < 32:
         raise _usage(f"--input-size {args.input_size}: must be at least 32")
-    if args.device not in ("cpu", "cuda"):
-        raise _usage(f"--device {args.device!r} is unknown: use cpu or cuda")
-    if args.latency and args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise _usage("--device cuda: torch sees no CUDA device on this machine; use cpu")
     from mdsearch.mdconv import format_arch_table
+
+    from .orchestrate import check_latency_device
+
+    check_latency_device(args.device, needed=args.latency, flag="--device")
 
     print(
         format_arch_table(

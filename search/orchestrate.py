@@ -276,7 +276,7 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
             f"--sampler grid: space {space.name} has {space.size} architectures, more than a "
             f"grid can cover ({_GRID_LIMIT}); use tpe, nsga2 or random"
         )
-    _check_latency_device(settings.latency_device, needed="latency" in settings.objectives)
+    check_latency_device(settings.latency_device, needed="latency" in settings.objectives)
     parse_data_spec(settings.data)
     return Prepared(settings, space, folder, resume)
 
@@ -547,18 +547,16 @@ def run_search(prepared: Prepared, *, quiet: bool = False) -> RunFolder:
     return folder
 
 
-def _check_latency_device(device: str, *, needed: bool) -> None:
-    """A known device name; and when the table will be timed, a CUDA device if cuda."""
+def check_latency_device(device: str, *, needed: bool, flag: str = "--latency-device") -> None:
+    """``device`` is cpu or cuda; and when latency will be timed (``needed``), a CUDA device is
+    visible if it is cuda. Raises :class:`RunError` naming ``flag``."""
     if device not in ("cpu", "cuda"):
-        _fail(f"--latency-device {device!r} is unknown: use cpu or cuda")
+        _fail(f"{flag} {device!r} is unknown: use cpu or cuda")
     if device == "cuda" and needed:
         import torch
 
         if not torch.cuda.is_available():
-            _fail(
-                "--latency-device cuda: torch sees no CUDA device on this machine (the table is "
-                "timed where `mdsearch run` runs); use --latency-device cpu"
-            )
+            _fail(f"{flag} cuda: torch sees no CUDA device on this machine; use {flag} cpu")
 
 
 def search_latency_table(
@@ -571,7 +569,7 @@ def search_latency_table(
     """The latency table a search predicts ``latency_ms`` from, covering every stage variant of
     ``space``: the cached one (user cache dir, or ``$MDSEARCH_CACHE_DIR/latency``, one file per
     backbone, input size, device, thread count and torch version), with the variants it lacks
-    timed now on this CPU and saved.
+    timed now on this machine's CPU or GPU (``settings.latency_device``) and saved.
 
     Args:
         settings: the search (``latency_size``, batch 1, ``latency_threads`` threads,

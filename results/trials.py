@@ -257,7 +257,7 @@ def reference_archs(run: LoadedRun) -> dict[str, str]:
         return out
     out["baseline"] = base.canonical
     try:
-        out["paper"] = base.with_stage(5, (3, 5), (1, 1)).canonical
+        out["paper"] = ArchSpec.paper(backbone, classes).canonical
     except ArchSpecError:
         pass
     return out

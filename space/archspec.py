@@ -196,6 +196,19 @@ class ArchSpec:
         stages = tuple(StageSpec((s.kernel,) if s.kernel else ()) for s in layout.stages)
         return cls(backbone, num_classes, stages)
 
+    @classmethod
+    def paper(cls, backbone: str = "mobilenetv2_100", num_classes: int = 14) -> ArchSpec:
+        """The paper's network: the backbone with MD-Conv (3,5) 1:1 in stage5 (Hu et al. 2020,
+        Table 1), the reference every report compares against.
+
+        Raises:
+            ArchSpecError: the backbone has no stage5 with a depthwise conv.
+        """
+        base = cls.default(backbone, num_classes)
+        if len(base.stages) <= 5 or not base.stages[5].kernels:
+            raise ArchSpecError(f"{backbone} has no stage5 depthwise conv for the paper's MD-Conv")
+        return base.with_stage(5, (3, 5), (1, 1))
+
     def with_stage(self, index: int, kernels: Sequence[int], split: Sequence[int] = ()) -> ArchSpec:
         """A copy with stage ``index`` set to ``kernels`` split as ``split``."""
         if not 0 <= index < len(self.stages):

@@ -118,10 +118,11 @@ class SearchSpace:
 
     def reference_points(self, num_classes: int = 14) -> list[ArchSpec]:
         """The baseline (no MD-Conv) and the paper's (stage5 (3,5) 1:1), those the space holds."""
-        base = ArchSpec.default(self.backbone, num_classes)
-        refs = [base]
-        if len(base.stages) > 5 and base.stages[5].kernels:
-            refs.append(base.with_stage(5, (3, 5), (1, 1)))
+        refs = [ArchSpec.default(self.backbone, num_classes)]
+        try:
+            refs.append(ArchSpec.paper(self.backbone, num_classes))
+        except ArchSpecError:  # a backbone without a stage5 depthwise conv
+            pass
         return [r for r in refs if self.contains(r)]
 
     def describe(self) -> str:

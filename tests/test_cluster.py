@@ -57,7 +57,7 @@ class Driver:
     """`mdsearch run` in a subprocess; its stderr lines are kept with the time they arrived."""
 
     def __init__(self, cluster: LocalRayCluster, *args: str, env: dict | None = None) -> None:
-        cmd = [sys.executable, "-m", "mdsearch.search.cli", "run", *args]
+        cmd = [sys.executable, "-m", "mdsearch.cli", "run", *args]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**cluster.driver_env(), **(env or {})},
@@ -162,7 +162,7 @@ def test_an_unreachable_address_is_a_one_line_error(tmp_path, space_file, cluste
     env = {k: v for k, v in cluster.driver_env().items() if k != "RAY_AUTH_TOKEN"}
     env["RAY_AUTH_MODE"] = "disabled"  # a driver without the cluster's token is turned away
     proc = subprocess.run(
-        [sys.executable, "-m", "mdsearch.search.cli", "run", "--address", cluster.address,
+        [sys.executable, "-m", "mdsearch.cli", "run", "--address", cluster.address,
          "--out", str(out), "--space", space_file, "--budget", "1", *TINY, "--quiet"],
         capture_output=True, text=True, env=env, timeout=180,
     )  # fmt: skip

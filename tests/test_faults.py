@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 from search_fixtures import TINY_PROXY, table_rows
 
+from mdsearch.cli import main
 from mdsearch.search import runfolder
-from mdsearch.search.cli import main
 from mdsearch.search.orchestrate import TEST_FAULT_ENV
 
 TINY = [*TINY_PROXY, "--quiet", "--no-report"]
@@ -37,7 +37,7 @@ STAGE5_MD = "k3.5s1:1,k3"
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mdsearch.search.cli", "run", *args]
+    return [sys.executable, "-m", "mdsearch.cli", "run", *args]
 
 
 def _study(out: Path) -> optuna.Study:

@@ -285,7 +285,7 @@ def test_format_arch_table_prints_latency_beside_flops(tmp_path, monkeypatch):
 
 
 def test_show_latency_on_a_missing_gpu_is_one_line_exit_2(capsys):
-    from mdsearch.search.cli import main
+    from mdsearch.cli import main
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -18,7 +18,7 @@ import pytest
 import torch
 from search_fixtures import TINY_PROXY, TWO_STAGE_SPACE
 
-from mdsearch.search.cli import main
+from mdsearch.cli import main
 from mdsearch.search.orchestrate import (
     SearchSettings,
     parse_objectives,

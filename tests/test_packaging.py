@@ -1,4 +1,5 @@
-"""The repository's pipeline folders install as the `mdsearch` namespace package."""
+"""The repository's pipeline folders (and the command line) install as the `mdsearch` namespace
+package."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"space": "mdsearch.space", "mdconv": "mdsearch.mdconv", "search": "mdsearch.search",
-           "results": "mdsearch.results"}  # fmt: skip
+           "results": "mdsearch.results", "cli": "mdsearch.cli"}  # fmt: skip
 
 
 def test_every_subpackage_is_listed_for_regular_installs():

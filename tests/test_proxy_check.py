@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from mdsearch.cli import main
 from mdsearch.results import ResultsError
 from mdsearch.results.fidelity import (
     format_fidelity_html,
@@ -18,7 +19,6 @@ from mdsearch.results.fidelity import (
     load_proxy_check,
     proxy_seed_std,
 )
-from mdsearch.search.cli import main
 from mdsearch.search.proxy_check import (
     ProxyCheckError,
     ProxyCheckSettings,

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from search_fixtures import TINY_PROXY, table_rows
 
-from mdsearch.search.cli import main
+from mdsearch.cli import main
 from mdsearch.space import ArchSpec
 
 TINY = [*TINY_PROXY, "--quiet", "--no-report"]
@@ -107,7 +107,7 @@ def test_resume_after_kill_keeps_completed_trials_and_reaches_the_budget(
     tmp_path, cache_dir, space_file
 ):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "mdsearch.search.cli", "run", "--out", str(out), "--space",
+    cmd = [sys.executable, "-m", "mdsearch.cli", "run", "--out", str(out), "--space",
            space_file, "--budget", "6", "--cache-dir", cache_dir, "--max-concurrent", "1", *TINY]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240

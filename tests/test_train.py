@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from mdsearch.cli import main
 from mdsearch.results.errors import ResultsError
 from mdsearch.results.evaluate import (
     evaluate_model,
@@ -21,7 +22,6 @@ from mdsearch.results.evaluate import (
 )
 from mdsearch.results.train import TrainConfig, train_architecture
 from mdsearch.results.weights import load_weights, save_weights
-from mdsearch.search.cli import main
 from mdsearch.search.datasets import batches, load_dataset
 from mdsearch.search.training import predict
 from mdsearch.space import ArchSpec

@@ -1,0 +1,72 @@
+"""mdsearch report / pareto / export: what a finished run means, and its chosen networks."""
+
+from __future__ import annotations
+
+__all__ = ["add_report", "add_pareto", "add_export"]
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser(
+        "report", help="write a run's Pareto-front report (HTML, Markdown, PNG, CSV)"
+    )
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument("--out", default=None, help="where to write (default: the run folder)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from mdsearch.results import write_report
+
+    files = write_report(args.run, args.out, n_resamples=args.resamples)
+    for key, path in files.items():
+        print(f"{key:16s} {path}")
+    return 0
+
+
+def add_pareto(sub) -> None:
+    p = sub.add_parser("pareto", help="print a run's Pareto front as a table")
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
+    p.set_defaults(func=_cmd_pareto)
+
+
+def _cmd_pareto(args) -> int:
+    from mdsearch.results import format_pareto_table
+
+    print(format_pareto_table(args.run, n_resamples=args.resamples))
+    return 0
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export an architecture of the front: arch.json, card, ONNX/TorchScript/safetensors",
+    )
+    p.add_argument("run", help="run folder (runs/<name>)")
+    p.add_argument(
+        "--pick",
+        default="knee",
+        help="knee (default) | best-auc | ARCH_ID | 'flops<=1250' | 'auc>=0.78' (comma-joined)",
+    )
+    p.add_argument(
+        "--format",
+        default="onnx,torchscript,safetensors",
+        help="comma-separated network formats (default all three)",
+    )
+    p.add_argument("--out", default=None, help="export folder (default RUN/exports/<arch id>)")
+    p.add_argument("--weights", default=None, help="trained weights (.safetensors) to export")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from mdsearch.results.export import export
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    files = export(args.run, args.pick, formats, out_dir=args.out, weights=args.weights)
+    for key, path in files.items():
+        print(f"{key:12s} {path}")
+    arch = files.get("arch_json")
+    if arch is not None:
+        print(f"next: mdsearch train {arch} --data ...   (full training + test metrics)")
+    return 0

@@ -1,0 +1,52 @@
+"""The one way mdsearch writes a file that other processes read: atomically.
+
+Run folders, latency tables, image caches, proxy checks and exports all go through
+:func:`atomic_write_bytes`, so a reader never sees a half-written file and a killed writer leaves
+at most a hidden ``.NAME.*.tmp`` behind, never a truncated ``NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "atomic_write_text"]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename.
+
+    Args:
+        path: the file to (re)place; its folder must exist.
+        data: the whole content.
+        mode: permission bits of the result (default 0644: readable by everyone, like the rest
+            of a run folder; ``tempfile`` alone would leave 0600).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+        >>> atomic_write_bytes(p, b"{}").read_text()
+        '{}'
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, mode: int = 0o644) -> Path:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
+    return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)

@@ -32,10 +32,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from mdsearch.search.datasets import DataError
     from mdsearch.search.proxy_check import ProxyCheckError
     from mdsearch.search.runfolder import RunError
+    from mdsearch.search.settings import SettingsError
     from mdsearch.space import ArchSpecError, SpaceError
 
     return (ArchSpecError, SpaceError, BuildError, LatencyError, DataError, RunError,
-            ProxyCheckError, ResultsError)  # fmt: skip
+            ProxyCheckError, ResultsError, SettingsError)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

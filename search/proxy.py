@@ -3,7 +3,8 @@
 No Ray and no Optuna here: :func:`proxy_train` is a plain function, so it can be called directly
 (tests, benchmarks, ``mdsearch proxy-check``) and Ray Tune only wraps it.
 
-Default proxy (CPU-sane; why):
+The default proxy (:data:`~mdsearch.search.settings.PROXY_RECIPE` at
+:data:`~mdsearch.search.settings.PROXY_DATA`'s resolution; CPU-sane; why):
     resolution 64      an X-ray at 64 px still shows the large findings and trains at ~150 img/s
                        on 2 CPU threads; at 64 px MobileNet-v2's stage5 maps are 4x4 -> 2x2, so the
                        search warns that a 5x5 kernel there cannot show its reach (use 160+ on GPUs)
@@ -22,15 +23,17 @@ Default proxy (CPU-sane; why):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mdsearch.space import ArchSpec
 
-__all__ = ["ProxyConfig", "ProxyResult", "TrialTimeout", "proxy_train"]
+from .settings import TrainRecipe
+
+__all__ = ["ProxyResult", "TrialTimeout", "proxy_train"]
 
 
 class TrialTimeout(RuntimeError):
@@ -43,51 +46,6 @@ def _until(items: Iterable, deadline: float | None) -> Iterator:
         if deadline is not None and time.monotonic() > deadline:
             raise TrialTimeout("the proxy passed its deadline")
         yield item
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """Settings of the short training run that scores one architecture.
-
-    Args:
-        resolution: square training/validation input size in pixels.
-        epochs: training epochs (the proxy's fidelity).
-        batch_size: images per optimizer step.
-        train_subset: images per epoch drawn from the train split (None: all of it).
-        val_subset: validation images scored (None: the whole validation split).
-        lr: peak learning rate.
-        weight_decay: weight decay on conv/linear weights.
-        optimizer: ``adamw`` or ``sgd``.
-        schedule: ``cosine`` or ``constant``.
-        augment: random shift/scale augmentation on the training batches.
-        head_init: ``small`` (re-initialised classifier) or ``timm`` (timm's default).
-        threads: torch intra-op threads per trial on CPU.
-        channels_last: NHWC memory format (faster depthwise convs on CPU).
-    """
-
-    resolution: int = 64
-    epochs: int = 2
-    batch_size: int = 32
-    train_subset: int | None = 1024
-    val_subset: int | None = None
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    augment: bool = True
-    head_init: str = "small"
-    threads: int = 1
-    channels_last: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for config.json."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ProxyConfig:
-        """Inverse of :meth:`to_dict` (unknown keys ignored, for forward compatibility)."""
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -117,10 +75,11 @@ class ProxyResult:
 def proxy_train(
     spec: ArchSpec,
     dataset: Any,
-    config: ProxyConfig,
+    recipe: TrainRecipe,
     seed: int,
     *,
     device: str = "cpu",
+    threads: int | None = 1,
     report: Callable[[dict[str, float]], None] | None = None,
     eval_every_epoch: bool = False,
     deadline: float | None = None,
@@ -131,10 +90,13 @@ def proxy_train(
 
     Args:
         spec: the architecture (its num_classes must match the dataset's labels).
-        dataset: a :class:`mdsearch.search.datasets.Dataset` at ``config.resolution``.
-        config: proxy settings.
+        dataset: a :class:`mdsearch.search.datasets.Dataset` at the proxy resolution (see
+            :class:`~mdsearch.search.settings.DataSettings`).
+        recipe: how the proxy trains (:data:`~mdsearch.search.settings.PROXY_RECIPE` for the
+            search's default).
         seed: seeds the initialisation, the data order and the augmentation.
         device: ``cpu`` or ``cuda``.
+        threads: torch intra-op threads on CPU (None: leave torch's setting alone).
         report: called after each epoch with ``{"epoch", "loss", "auc"?}`` (for schedulers).
         eval_every_epoch: score the validation split after every epoch (needed by early stopping),
             not only after the last.
@@ -156,22 +118,21 @@ def proxy_train(
             f"{spec.canonical} has {spec.num_classes} outputs, the data has "
             f"{len(dataset.label_names)} labels"
         )
-    if device == "cpu":
-        torch.set_num_threads(config.threads)
+    if device == "cpu" and threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model = build(spec, head_init=config.head_init).to(device)
-    if config.channels_last:
+    model = build(spec, head_init=recipe.head_init).to(device)
+    if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    n_train = len(dataset.splits["train"])
-    per_epoch = min(n_train, config.train_subset or n_train)
-    steps = config.epochs * -(-per_epoch // config.batch_size)
+    # What the loader yields (it drops the last partial batch), so cosine ends at the last step.
+    steps = recipe.epochs * recipe.steps_per_epoch(len(dataset.splits["train"]))
     optimizer, scheduler = make_optimizer(
         model,
-        name=config.optimizer,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
+        name=recipe.optimizer,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
         total_steps=steps,
-        schedule=config.schedule,
+        schedule=recipe.schedule,
     )
     gen = torch.Generator().manual_seed(seed)
 
@@ -180,10 +141,10 @@ def proxy_train(
             batches(
                 dataset,
                 "val",
-                batch_size=max(config.batch_size, 128),
+                batch_size=max(recipe.batch_size, 128),
                 shuffle=False,
                 augment=False,
-                subset=config.val_subset,
+                subset=recipe.val_subset,
             ),
             deadline,
         )
@@ -191,7 +152,7 @@ def proxy_train(
     history: list[dict[str, float]] = []
     train_seconds, images = 0.0, 0
     auc, per_label, y_true, y_score = float("nan"), {}, None, None
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, recipe.epochs + 1):
         # A fresh subset each epoch (the generator advances), so epochs see different images.
         stats = train_one_epoch(
             model,
@@ -199,25 +160,25 @@ def proxy_train(
                 batches(
                     dataset,
                     "train",
-                    batch_size=config.batch_size,
+                    batch_size=recipe.batch_size,
                     shuffle=True,
-                    augment=config.augment,
+                    augment=recipe.augment,
                     generator=gen,
-                    subset=config.train_subset,
+                    subset=recipe.train_subset,
                 ),
                 deadline,
             ),
             optimizer,
             scheduler,
             device=device,
-            channels_last=config.channels_last,
+            channels_last=recipe.channels_last,
         )
         train_seconds += stats.seconds
         images += stats.images
         row: dict[str, float] = {"epoch": epoch, "loss": stats.loss}
-        if eval_every_epoch or epoch == config.epochs:
+        if eval_every_epoch or epoch == recipe.epochs:
             y_true, y_score = predict(
-                model, val_batches(), device=device, channels_last=config.channels_last
+                model, val_batches(), device=device, channels_last=recipe.channels_last
             )
             if not np.isfinite(y_score).all():
                 raise Diverged(f"validation scores became NaN after epoch {epoch}: lower --lr")
@@ -231,7 +192,7 @@ def proxy_train(
         label_auc=per_label,
         y_true=y_true,
         y_score=y_score,
-        fidelity=float(config.epochs),
+        fidelity=float(recipe.epochs),
         train_seconds=train_seconds,
         images_per_s=images / train_seconds if train_seconds > 0 else float("nan"),
         history=history,

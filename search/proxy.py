@@ -22,30 +22,21 @@ The default proxy (:data:`~mdsearch.search.settings.PROXY_RECIPE` at
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mdsearch.space import ArchSpec
 
 from .settings import TrainRecipe
+from .training import TrialTimeout
+
+if TYPE_CHECKING:
+    from .datasets import Dataset
 
 __all__ = ["ProxyResult", "TrialTimeout", "proxy_train"]
-
-
-class TrialTimeout(RuntimeError):
-    """The proxy ran past its deadline (``--trial-timeout``); checked between batches."""
-
-
-def _until(items: Iterable, deadline: float | None) -> Iterator:
-    """``items``, raising :class:`TrialTimeout` before any item past ``deadline``."""
-    for item in items:
-        if deadline is not None and time.monotonic() > deadline:
-            raise TrialTimeout("the proxy passed its deadline")
-        yield item
 
 
 @dataclass
@@ -74,7 +65,7 @@ class ProxyResult:
 
 def proxy_train(
     spec: ArchSpec,
-    dataset: Any,
+    dataset: Dataset,
     recipe: TrainRecipe,
     seed: int,
     *,
@@ -103,95 +94,48 @@ def proxy_train(
         deadline: ``time.monotonic()`` value after which the next batch raises (None: no limit).
 
     Raises:
+        ValueError: the architecture's outputs do not match the data's labels.
+        SettingsError: the train split yields no full batch (see
+            :meth:`~mdsearch.search.settings.TrainRecipe.steps_per_epoch`).
         mdsearch.search.training.Diverged: the loss became NaN or infinite.
         TrialTimeout: ``deadline`` passed (checked before every training and validation batch).
     """
-    import torch
-
-    from mdsearch.mdconv import build
-
-    from .datasets import batches
-    from .training import Diverged, label_aucs, make_optimizer, predict, train_one_epoch
+    from .training import EpochResult, TrainingRun, train
 
     if spec.num_classes != len(dataset.label_names):
         raise ValueError(
             f"{spec.canonical} has {spec.num_classes} outputs, the data has "
             f"{len(dataset.label_names)} labels"
         )
-    if device == "cpu" and threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    model = build(spec, head_init=recipe.head_init).to(device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    # What the loader yields (it drops the last partial batch), so cosine ends at the last step.
-    steps = recipe.epochs * recipe.steps_per_epoch(len(dataset.splits["train"]))
-    optimizer, scheduler = make_optimizer(
-        model,
-        name=recipe.optimizer,
-        lr=recipe.lr,
-        weight_decay=recipe.weight_decay,
-        total_steps=steps,
-        schedule=recipe.schedule,
-    )
-    gen = torch.Generator().manual_seed(seed)
-
-    def val_batches():
-        return _until(
-            batches(
-                dataset,
-                "val",
-                batch_size=max(recipe.batch_size, 128),
-                shuffle=False,
-                augment=False,
-                subset=recipe.val_subset,
-            ),
-            deadline,
-        )
-
     history: list[dict[str, float]] = []
-    train_seconds, images = 0.0, 0
-    auc, per_label, y_true, y_score = float("nan"), {}, None, None
-    for epoch in range(1, recipe.epochs + 1):
-        # A fresh subset each epoch (the generator advances), so epochs see different images.
-        stats = train_one_epoch(
-            model,
-            _until(
-                batches(
-                    dataset,
-                    "train",
-                    batch_size=recipe.batch_size,
-                    shuffle=True,
-                    augment=recipe.augment,
-                    generator=gen,
-                    subset=recipe.train_subset,
-                ),
-                deadline,
-            ),
-            optimizer,
-            scheduler,
-            device=device,
-            channels_last=recipe.channels_last,
-        )
-        train_seconds += stats.seconds
-        images += stats.images
-        row: dict[str, float] = {"epoch": epoch, "loss": stats.loss}
-        if eval_every_epoch or epoch == recipe.epochs:
-            y_true, y_score = predict(
-                model, val_batches(), device=device, channels_last=recipe.channels_last
-            )
-            if not np.isfinite(y_score).all():
-                raise Diverged(f"validation scores became NaN after epoch {epoch}: lower --lr")
-            auc, per_label = label_aucs(y_true, y_score, dataset.label_names)
-            row["auc"] = auc
+
+    def record(_run: TrainingRun, epoch: EpochResult) -> None:
+        row: dict[str, float] = {"epoch": epoch.epoch, "loss": epoch.stats.loss}
+        if epoch.validation is not None:
+            row["auc"] = epoch.validation.auc
         history.append(row)
         if report is not None:
             report(dict(row))
+
+    run = train(
+        spec,
+        dataset,
+        recipe,
+        seed,
+        device=device,
+        threads=threads,
+        validate=lambda epoch: eval_every_epoch or epoch == recipe.epochs,
+        on_epoch=record,
+        deadline=deadline,
+    )
+    final = run.epochs[-1].validation
+    train_seconds = sum(epoch.stats.seconds for epoch in run.epochs)
+    images = sum(epoch.stats.images for epoch in run.epochs)
     return ProxyResult(
-        auc=auc,
-        label_auc=per_label,
-        y_true=y_true,
-        y_score=y_score,
+        auc=final.auc,
+        label_auc=final.label_auc,
+        y_true=final.y_true,
+        y_score=final.y_score,
         fidelity=float(recipe.epochs),
         train_seconds=train_seconds,
         images_per_s=images / train_seconds if train_seconds > 0 else float("nan"),

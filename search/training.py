@@ -1,20 +1,59 @@
-"""The training and evaluation loop shared by proxies (one search trial) and full training.
+"""The one training loop of mdsearch: a search trial's proxy and full training both run it.
+
+:func:`train` builds the network (seeded, with the recipe's head init and memory format), the
+optimizer and its per-step schedule, then runs the recipe's epochs over
+:func:`~mdsearch.search.datasets.batches`, scores the validation split after the epochs its
+caller asks for, and hands every epoch to a callback (the proxy reports it to the scheduler, full
+training writes its checkpoint). The schedule's length is computed in one place,
+:meth:`~mdsearch.search.settings.TrainRecipe.steps_per_epoch`, from what the loader yields (it
+drops the last partial batch), so a cosine schedule reaches 0 exactly at the last step.
 
 Kept free of Ray and Optuna so ``mdsearch train`` and the trials run exactly the same code.
+
+    run = train(spec, dataset, recipe, seed, validate=lambda epoch: epoch == recipe.epochs)
+    run.epochs[-1].validation.auc
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-__all__ = ["Diverged", "EpochStats", "train_one_epoch", "predict", "label_aucs", "make_optimizer"]
+from .settings import SettingsError, TrainRecipe
+
+if TYPE_CHECKING:  # torch is imported where it runs, so importing the loop's names is cheap
+    import torch
+    from torch import nn
+
+    from mdsearch.space import ArchSpec
+
+    from .datasets import Dataset
+
+__all__ = [
+    "Diverged",
+    "EpochResult",
+    "EpochStats",
+    "TrainingRun",
+    "TrialTimeout",
+    "Validation",
+    "label_aucs",
+    "make_optimizer",
+    "predict",
+    "train",
+    "train_one_epoch",
+]
+
+#: Validation batches hold at least this many images (no gradients: larger is faster).
+_MIN_EVAL_BATCH = 128
+
+
+class TrialTimeout(RuntimeError):
+    """The training ran past its deadline (``--trial-timeout``); checked between batches."""
 
 
 class Diverged(RuntimeError):
@@ -47,12 +86,15 @@ def make_optimizer(
     """Optimizer and per-step LR schedule.
 
     Args:
+        model: the network whose parameters are optimised.
         name: ``adamw`` or ``sgd`` (momentum 0.9, Nesterov).
         lr: peak learning rate.
         weight_decay: decoupled (AdamW) or L2 (SGD) weight decay, not applied to norms and biases.
         total_steps: optimizer steps in the whole run (the schedule's length).
         schedule: ``cosine`` (to 0 over total_steps) or ``constant``.
     """
+    import torch
+
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -91,8 +133,10 @@ def train_one_epoch(
     Raises:
         Diverged: the loss became NaN or infinite.
     """
+    import torch
+
     model.train()
-    criterion = nn.BCEWithLogitsLoss()
+    criterion = torch.nn.BCEWithLogitsLoss()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     total, images, start = 0.0, 0, time.perf_counter()
     for step, (x, y) in enumerate(batches):
@@ -114,7 +158,6 @@ def train_one_epoch(
     return EpochStats(total / max(1, images), images, seconds)
 
 
-@torch.no_grad()
 def predict(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -127,13 +170,16 @@ def predict(
     Returns:
         ``(y_true, y_score)``: uint8 (N, L) targets and float32 (N, L) probabilities.
     """
+    import torch
+
     model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     ys, ps = [], []
-    for x, y in batches:
-        logits = model(x.to(device, memory_format=memory_format))
-        ps.append(torch.sigmoid(logits.float()).cpu().numpy())
-        ys.append(y.numpy())
+    with torch.no_grad():
+        for x, y in batches:
+            logits = model(x.to(device, memory_format=memory_format))
+            ps.append(torch.sigmoid(logits.float()).cpu().numpy())
+            ys.append(y.numpy())
     return np.concatenate(ys).astype(np.uint8), np.concatenate(ps).astype(np.float32)
 
 
@@ -159,3 +205,231 @@ def label_aucs(
             per_label[name] = float(roc_auc_score(col, y_score[:, j]))
     defined = [v for v in per_label.values() if not math.isnan(v)]
     return (float(np.mean(defined)) if defined else float("nan")), per_label
+
+
+def _until(items: Iterable, deadline: float | None) -> Iterator:
+    """``items``, raising :class:`TrialTimeout` before any item past ``deadline``."""
+    for item in items:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TrialTimeout("the training passed its deadline")
+        yield item
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One scoring of the validation split.
+
+    Attributes:
+        auc: mean ROC AUC over labels with both classes present (NaN if none has).
+        label_auc: per-label AUC (NaN where a label has one class).
+        y_true: uint8 (N, L) targets.
+        y_score: float32 (N, L) sigmoid scores.
+    """
+
+    auc: float
+    label_auc: dict[str, float]
+    y_true: np.ndarray
+    y_score: np.ndarray
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch of :func:`train` did.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        lr: learning rate of the epoch's first step (of the first parameter group).
+        stats: training loss, images and seconds.
+        validation: the validation scores after the epoch (None: not scored this epoch).
+    """
+
+    epoch: int
+    lr: float
+    stats: EpochStats
+    validation: Validation | None = None
+
+
+@dataclass
+class TrainingRun:
+    """The state of one training: what :func:`train` returns and hands to its callback.
+
+    Attributes:
+        model: the network (train or eval mode as the last pass left it).
+        optimizer: its optimizer.
+        scheduler: its per-step learning-rate schedule.
+        generator: the CPU generator of the data order, subsets and augmentation.
+        steps_per_epoch: optimizer steps per epoch (what the loader yields).
+        epochs_done: epochs completed, including those restored by ``resume``.
+        epochs: the epochs run by this call, in order.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    steps_per_epoch: int
+    epochs_done: int = 0
+    epochs: list[EpochResult] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        """Everything a later :func:`train` call needs to continue exactly here: ``epoch``,
+        ``model``, ``optimizer``, ``scheduler`` and ``rng`` (``torch``, ``data``, ``cuda``)."""
+        return {
+            "epoch": self.epochs_done,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "data": self.generator.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load a :meth:`state` (the network, optimizer, schedule, RNGs and epoch count)."""
+        import torch
+
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["data"])
+        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.epochs_done = int(state["epoch"])
+
+
+def train(
+    spec: ArchSpec,
+    dataset: Dataset,
+    recipe: TrainRecipe,
+    seed: int,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    validate: Callable[[int], bool] = lambda epoch: True,
+    on_epoch: Callable[[TrainingRun, EpochResult], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
+    deadline: float | None = None,
+) -> TrainingRun:
+    """Train ``spec`` from scratch (or from ``resume``) on ``dataset``'s train split.
+
+    The test split is never touched. Each epoch draws a fresh ``recipe.train_subset`` of the
+    train split (the generator advances); the validation split (``recipe.val_subset`` of it, the
+    same images every time) is scored after each epoch ``validate`` accepts.
+
+    Args:
+        spec: the architecture; its ``num_classes`` must equal the dataset's label count
+            (callers check, to word the error for their command).
+        dataset: the data, at the resolution the caller chose.
+        recipe: how to train (epochs, batch size, optimizer, schedule, ...).
+        seed: seeds the initialisation, the data order and the augmentation.
+        device: ``cpu`` or ``cuda``.
+        threads: torch intra-op threads on CPU (None: leave torch's setting alone).
+        validate: ``validate(epoch)`` says whether to score the validation split after that
+            1-based epoch.
+        on_epoch: called after every epoch with the run (e.g. to save :meth:`TrainingRun.state`)
+            and the epoch's result.
+        on_step: called after every optimizer step with the batch's image count.
+        resume: a :meth:`TrainingRun.state` to continue from (its next epoch comes next).
+        deadline: ``time.monotonic()`` value after which the next batch raises (None: no limit).
+
+    Returns:
+        The :class:`TrainingRun` after ``recipe.epochs`` epochs.
+
+    Raises:
+        SettingsError: the train split yields no full batch per epoch.
+        Diverged: the loss or the validation scores became NaN or infinite.
+        TrialTimeout: ``deadline`` passed (checked before every training and validation batch).
+    """
+    import torch
+
+    from mdsearch.mdconv import build
+
+    from .datasets import batches
+
+    steps_per_epoch = recipe.steps_per_epoch(len(dataset.splits["train"]))
+    if steps_per_epoch < 1:
+        raise SettingsError(
+            f"the train split has {recipe.images_per_epoch(len(dataset.splits['train']))} images "
+            f"per epoch, fewer than --batch-size {recipe.batch_size}: lower --batch-size"
+        )
+    if device == "cpu" and threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = build(spec, head_init=recipe.head_init).to(device)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = make_optimizer(
+        model,
+        name=recipe.optimizer,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        total_steps=recipe.epochs * steps_per_epoch,
+        schedule=recipe.schedule,
+    )
+    run = TrainingRun(
+        model, optimizer, scheduler, torch.Generator().manual_seed(seed), steps_per_epoch
+    )
+    if resume is not None:
+        run.restore(resume)
+    for epoch in range(run.epochs_done + 1, recipe.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        train_batches = batches(
+            dataset,
+            "train",
+            batch_size=recipe.batch_size,
+            shuffle=True,
+            augment=recipe.augment,
+            generator=run.generator,
+            subset=recipe.train_subset,
+        )
+        stats = train_one_epoch(
+            model,
+            _until(train_batches, deadline),
+            optimizer,
+            scheduler,
+            device=device,
+            channels_last=recipe.channels_last,
+            on_step=on_step,
+        )
+        scores = None
+        if validate(epoch):
+            scores = _validate(model, dataset, recipe, device=device, deadline=deadline)
+            if not np.isfinite(scores.y_score).all():
+                raise Diverged(f"validation scores became NaN after epoch {epoch}: lower --lr")
+        result = EpochResult(epoch=epoch, lr=lr, stats=stats, validation=scores)
+        run.epochs_done = epoch
+        run.epochs.append(result)
+        if on_epoch is not None:
+            on_epoch(run, result)
+    return run
+
+
+def _validate(
+    model: nn.Module,
+    dataset: Dataset,
+    recipe: TrainRecipe,
+    *,
+    device: str,
+    deadline: float | None,
+) -> Validation:
+    from .datasets import batches
+
+    val_batches = batches(
+        dataset,
+        "val",
+        batch_size=max(recipe.batch_size, _MIN_EVAL_BATCH),
+        shuffle=False,
+        augment=False,
+        subset=recipe.val_subset,
+    )
+    y_true, y_score = predict(
+        model, _until(val_batches, deadline), device=device, channels_last=recipe.channels_last
+    )
+    if not np.isfinite(y_score).all():  # no AUC of NaN scores; the caller raises Diverged
+        return Validation(float("nan"), {}, y_true, y_score)
+    auc, per_label = label_aucs(y_true, y_score, dataset.label_names)
+    return Validation(auc, per_label, y_true, y_score)

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mdsearch.search.runfolder import atomic_write_bytes
 from mdsearch.space import ArchSpec
+from mdsearch.space.files import atomic_write_bytes
 
 from .errors import ResultsError
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "atomic_write_bytes",
+    "atomic_write_bytes",  # mdsearch.space.files' writer, still importable from here
     "check_weights_arch",
     "load_weights",
     "read_weights_metadata",

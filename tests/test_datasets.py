@@ -8,12 +8,15 @@ Small fixtures are written in each official format under tmp_path; the real samp
 from __future__ import annotations
 
 import gzip
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -24,12 +27,14 @@ from mdsearch.search.datasets import (
     FINDINGS,
     SOURCES,
     DataError,
+    DataSource,
     batches,
     load_bboxes,
     load_dataset,
     parse_data_spec,
 )
 from mdsearch.search.datasets import cache as cache_module
+from mdsearch.search.datasets.catalog import PathKind, PathRule
 from mdsearch.search.datasets.kermany import patient_key
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -163,6 +168,40 @@ def cache(tmp_path) -> Path:
 # --------------------------------------------------------------------------------------------
 def test_every_source_has_a_contract_fixture():
     assert set(SOURCE_FIXTURES) == set(SOURCES)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_source_record_contract(name):
+    # The registry entry itself: what `--data` help and parsing read from it.
+    source = SOURCES[name]
+    assert isinstance(source, DataSource) and source.name == name
+    assert source.summary and "\n" not in source.summary
+    # (parsing the example would check that its made-up path exists)
+    assert re.match(rf"{name}([:=,]|$)", source.example), source.example
+    assert source.path in get_args(PathRule) and source.path_kind in get_args(PathKind)
+    assert all(isinstance(size, int) and size > 0 for size in source.sizes)
+    assert all(isinstance(values, tuple) for values in source.options.values())
+    assert all(isinstance(task, str) for task in source.tasks)
+    # The scanner takes what SourceScanner says, by the names load_dataset passes.
+    params = inspect.signature(source.scan).parameters
+    assert list(params)[0] == "spec"
+    for keyword in ("task", "cache_dir", "resolution"):
+        assert params[keyword].kind is inspect.Parameter.KEYWORD_ONLY, keyword
+
+
+def test_a_source_record_refuses_unknown_path_rules():
+    scan = SOURCES["phantom"].scan
+    with pytest.raises(ValueError, match="path='sometimes'"):
+        DataSource(name="x", summary="x", example="x", path="sometimes", scan=scan)
+    with pytest.raises(ValueError, match="path_kind='url'"):
+        DataSource(name="x", summary="x", example="x", path="required", scan=scan, path_kind="url")
+
+
+def test_load_dataset_default_validation_share_is_the_settings_one():
+    from mdsearch.search.settings import DEFAULT_VAL_FRACTION
+
+    default = inspect.signature(load_dataset).parameters["val_fraction"].default
+    assert default == DEFAULT_VAL_FRACTION
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
@@ -711,10 +750,11 @@ def test_phantom_is_learnable_but_not_trivial(tmp_path):
     """The default proxy (MobileNet-v2 from scratch, 2 epochs at 64 px) lands well above chance
     and well below perfect on the default phantom (measured 0.65 with batch 32 and 1,024 images
     per epoch; 0.72-0.75 over seeds 0-2 with batch 64 over the whole train split)."""
-    from mdsearch.search.proxy import ProxyConfig, proxy_train
+    from mdsearch.search.proxy import proxy_train
+    from mdsearch.search.settings import TrainRecipe
     from mdsearch.space import ArchSpec
 
     ds = load_dataset("phantom", resolution=64, cache_dir=tmp_path, progress=False)
     spec = ArchSpec.default("mobilenetv2_100", num_classes=len(ds.label_names))
-    result = proxy_train(spec, ds, ProxyConfig(epochs=2, threads=2), seed=0)
+    result = proxy_train(spec, ds, TrainRecipe(epochs=2), seed=0, threads=2)
     assert 0.6 < result.auc < 0.95

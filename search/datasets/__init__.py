@@ -13,7 +13,7 @@ Importing this package does not import torch (only :func:`batches` does).
 """
 
 from .cache import CACHE_FORMAT, decode_image, resolve_cache_dir
-from .catalog import Catalog, DataSource
+from .catalog import Catalog, DataSource, SourceScanner
 from .chestxray14 import FINDINGS, load_bboxes
 from .dataset import Dataset, load_dataset
 from .errors import DataError
@@ -32,6 +32,7 @@ __all__ = [
     "MEAN",
     "SOURCES",
     "STD",
+    "SourceScanner",
     "augment_batch",
     "batches",
     "decode_image",

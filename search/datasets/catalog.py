@@ -1,6 +1,10 @@
 """What every data source hands the loader: a :class:`Catalog` (labels, patients, splits, and
 where the pixels come from), and the :class:`DataSource` record that registers a source.
 
+A source is data plus one function: a :class:`DataSource` names its ``--data`` syntax and holds
+its :class:`SourceScanner`, the only code that differs between sources. Everything after the
+scan (decoding, caching, the patient-wise split, batching) is shared.
+
 A catalog is cheap to make (file listings and CSVs, no image decoding); the pixels are decoded
 once per resolution into the cache (:mod:`.cache`).
 """
@@ -12,16 +16,37 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Catalog", "DataSource", "patient_split", "listing_digest", "TEST_SPLIT_SEED"]
+if TYPE_CHECKING:  # spec.py imports the registry lazily; only annotations need it here
+    from .spec import DataSpec
+
+__all__ = [
+    "Catalog",
+    "DataSource",
+    "PathRule",
+    "PathKind",
+    "SourceScanner",
+    "patient_split",
+    "listing_digest",
+    "TEST_SPLIT_FRACTION",
+    "TEST_SPLIT_SEED",
+]
+
+#: Whether a source's ``--data NAME=PATH`` needs, allows or refuses ``=PATH``.
+PathRule = Literal["required", "optional", "forbidden"]
+#: What ``=PATH`` names.
+PathKind = Literal["folder", "file"]
 
 # The fallback test split (sources without an official one) never depends on the user's seed:
 # a different --seed must not move images between the test set and the search's train/val.
 TEST_SPLIT_SEED = 0
+#: Share of the patients in that fallback test split.
+TEST_SPLIT_FRACTION = 0.2
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +105,34 @@ class Catalog:
         return len(self.labels)
 
 
+class SourceScanner(Protocol):
+    """How a source lists its items (cheap: file listings and label files, no image decoding).
+
+    Args:
+        spec: the parsed ``--data`` value (its ``source`` is this source's name).
+        task: the task asked for, one of the source's ``tasks`` (None: its default).
+        cache_dir: the image-cache folder as the user gave it (None: the default one); sources
+            that download or convert files keep them under it.
+        resolution: the image side in pixels the loader will decode to (for notes and for
+            choosing among stored sizes).
+
+    Returns:
+        The source's :class:`Catalog`.
+
+    Raises:
+        DataError: missing or malformed files, one line saying what to fix.
+    """
+
+    def __call__(
+        self,
+        spec: DataSpec,
+        *,
+        task: str | None,
+        cache_dir: str | os.PathLike | None,
+        resolution: int,
+    ) -> Catalog: ...
+
+
 @dataclass(frozen=True)
 class DataSource:
     """A registered source: how its ``--data`` value looks and how to catalog it.
@@ -89,24 +142,37 @@ class DataSource:
         summary: one line for ``--help`` and error messages.
         example: an example ``--data`` value.
         path: whether ``=PATH`` is ``"required"``, ``"optional"`` or ``"forbidden"``.
+        scan: the source's :class:`SourceScanner`.
         path_kind: ``"folder"`` or ``"file"``: what ``=PATH`` must name.
         sizes: allowed ``:SIZE`` values (empty: none).
         options: allowed ``,key=value`` options and, per option, its allowed values (empty tuple:
             any integer).
-        scan: ``scan(spec, task=..., cache_dir=..., resolution=...)`` -> :class:`Catalog`
-            (cheap: listings and label files, no image decoding).
         tasks: allowed values of ``task`` (empty: the source has one task).
+
+    Raises:
+        ValueError: ``path`` or ``path_kind`` is not one of its allowed values (a programming
+            error in the source's module, caught when it is imported).
     """
 
     name: str
     summary: str
     example: str
-    path: str
-    scan: Callable[..., Catalog] = field(repr=False)
-    path_kind: str = "folder"
+    path: PathRule
+    scan: SourceScanner = field(repr=False)
+    path_kind: PathKind = "folder"
     sizes: tuple[int, ...] = ()
     options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     tasks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.path not in get_args(PathRule):
+            raise ValueError(
+                f"source {self.name}: path={self.path!r}, not one of {get_args(PathRule)}"
+            )
+        if self.path_kind not in get_args(PathKind):
+            raise ValueError(
+                f"source {self.name}: path_kind={self.path_kind!r}, not one of {get_args(PathKind)}"
+            )
 
 
 def patient_split(

@@ -22,6 +22,7 @@ are compressed, so they cannot be memory-mapped); later loads map the cache.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -32,6 +33,7 @@ from .cache import resize_array, resolve_cache_dir
 from .catalog import Catalog, DataSource
 from .chestxray14 import FINDINGS
 from .errors import DataError
+from .spec import DataSpec
 
 __all__ = ["SIZES", "npz_file_name", "scan_chestmnist", "SOURCE"]
 
@@ -45,7 +47,13 @@ def npz_file_name(size: int) -> str:
     return "chestmnist.npz" if size == 28 else f"chestmnist_{size}.npz"
 
 
-def scan_chestmnist(spec, *, task: str | None, cache_dir, resolution: int) -> Catalog:
+def scan_chestmnist(
+    spec: DataSpec,
+    *,
+    task: str | None,
+    cache_dir: str | os.PathLike | None,
+    resolution: int,
+) -> Catalog:
     """Catalog of a ChestMNIST npz (see the module docstring)."""
     path = Path(spec.path) if spec.path is not None else _locate(spec, cache_dir, resolution)
     members = _members(path)

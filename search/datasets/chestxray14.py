@@ -24,8 +24,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .catalog import TEST_SPLIT_SEED, Catalog, DataSource, listing_digest, patient_split
+from .catalog import (
+    TEST_SPLIT_FRACTION,
+    TEST_SPLIT_SEED,
+    Catalog,
+    DataSource,
+    listing_digest,
+    patient_split,
+)
 from .errors import DataError
+from .spec import DataSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +66,13 @@ _COLUMNS = ("Image Index", "Finding Labels", "Patient ID")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def scan_chestxray14(spec, *, task: str | None, cache_dir, resolution: int) -> Catalog:
+def scan_chestxray14(
+    spec: DataSpec,
+    *,
+    task: str | None,
+    cache_dir: str | os.PathLike | None,
+    resolution: int,
+) -> Catalog:
     """Catalog of the ChestX-ray14 folder ``spec.path`` (see the module docstring)."""
     import pandas as pd
 
@@ -163,11 +177,11 @@ def _splits(
     position = {name: i for i, name in enumerate(names)}
     if not given:
         train_val, test = patient_split(
-            np.arange(len(names)), patient_ids, 0.2, seed=TEST_SPLIT_SEED
+            np.arange(len(names)), patient_ids, TEST_SPLIT_FRACTION, seed=TEST_SPLIT_SEED
         )
         note = (
             "no official split lists (train_val_list.txt, test_list.txt): seeded patient-wise "
-            f"split (seed {TEST_SPLIT_SEED}), 20% of the patients for test"
+            f"split (seed {TEST_SPLIT_SEED}), {TEST_SPLIT_FRACTION:.0%} of the patients for test"
         )
         return {"train_val": train_val, "test": test}, note, ""
     chosen: dict[str, np.ndarray] = {}

@@ -9,6 +9,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+# settings.py imports this package only inside functions, so this import makes no cycle.
+from ..settings import DEFAULT_VAL_FRACTION
 from .cache import cached_images
 from .catalog import patient_split
 from .errors import DataError
@@ -90,7 +92,7 @@ def load_dataset(
     resolution: int = 64,
     cache_dir: str | os.PathLike | None = None,
     seed: int = 0,
-    val_fraction: float = 0.2,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     progress: bool = True,
     task: str | None = None,
 ) -> Dataset:
@@ -102,7 +104,8 @@ def load_dataset(
         cache_dir: cache folder; default ``$MDSEARCH_CACHE_DIR`` or the user cache dir.
         seed: seed of the patient-wise validation split (the test split never depends on it).
         val_fraction: share of the train patients held out for validation, when the source has
-            no official validation split (ChestMNIST has one).
+            no official validation split (ChestMNIST has one); default
+            :data:`mdsearch.search.settings.DEFAULT_VAL_FRACTION`.
         progress: show a progress bar on stderr while a cache is built.
         task: ``kermany`` only: ``pneumonia`` (default) or ``subtype`` (bacterial vs viral);
             same as ``,task=...`` in the value.
@@ -124,7 +127,9 @@ def load_dataset(
     if not isinstance(resolution, int) or not 8 <= resolution <= 4096:
         raise DataError(f"--resolution {resolution!r}: use a whole number of pixels, 8 to 4096")
     if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction {val_fraction!r}: use a share between 0 and 1, e.g. 0.2")
+        raise DataError(
+            f"val_fraction {val_fraction!r}: use a share between 0 and 1, e.g. {DEFAULT_VAL_FRACTION}"
+        )
     source = SOURCES[spec.source]
     given = spec.option("task")
     if task is not None and given is not None and task != given:

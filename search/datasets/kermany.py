@@ -22,6 +22,7 @@ patient (counted in the notes).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from .catalog import Catalog, DataSource, listing_digest
 from .errors import DataError
+from .spec import DataSpec
 
 __all__ = ["TASKS", "patient_key", "scan_kermany", "SOURCE"]
 
@@ -52,7 +54,13 @@ def patient_key(file_name: str) -> str | None:
     return m[1] or m[2]
 
 
-def scan_kermany(spec, *, task: str | None, cache_dir, resolution: int) -> Catalog:
+def scan_kermany(
+    spec: DataSpec,
+    *,
+    task: str | None,
+    cache_dir: str | os.PathLike | None,
+    resolution: int,
+) -> Catalog:
     """Catalog of the Kermany folder ``spec.path`` for ``task`` (see the module docstring)."""
     task = task or "pneumonia"
     root = Path(spec.path)

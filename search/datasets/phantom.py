@@ -33,12 +33,14 @@ size, so a split that ignores patients would leak.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
 from .cache import resize_array
-from .catalog import TEST_SPLIT_SEED, Catalog, DataSource, patient_split
+from .catalog import TEST_SPLIT_FRACTION, TEST_SPLIT_SEED, Catalog, DataSource, patient_split
 from .errors import DataError
+from .spec import DataSpec
 
 __all__ = ["LABEL_NAMES", "DEFAULT_IMAGES", "NATIVE_SIZE", "scan_phantom", "SOURCE"]
 
@@ -56,7 +58,13 @@ _VERSION = 2  # bump when the drawing changes: it is part of the cache key
 _NODULES, _DOTS, _BLOBS = 2, 3, 4  # slots per image (unused slots have zero amplitude)
 
 
-def scan_phantom(spec, *, task: str | None, cache_dir, resolution: int) -> Catalog:
+def scan_phantom(
+    spec: DataSpec,
+    *,
+    task: str | None,
+    cache_dir: str | os.PathLike | None,
+    resolution: int,
+) -> Catalog:
     """Catalog of the phantom set described by ``spec`` (options ``n`` and ``seed``)."""
     n = int(spec.option("n", str(DEFAULT_IMAGES)))
     seed = int(spec.option("seed", "0"))
@@ -65,7 +73,9 @@ def scan_phantom(spec, *, task: str | None, cache_dir, resolution: int) -> Catal
     params = _sample(n, seed)
     key = hashlib.sha256(f"phantom/v{_VERSION}/n={n}/seed={seed}".encode()).hexdigest()
     patient_ids = np.array([f"phantom-{p:05d}" for p in params["patient"]])
-    train_val, test = patient_split(np.arange(n), patient_ids, 0.2, seed=TEST_SPLIT_SEED)
+    train_val, test = patient_split(
+        np.arange(n), patient_ids, TEST_SPLIT_FRACTION, seed=TEST_SPLIT_SEED
+    )
 
     def render(start: int, stop: int, resolution: int) -> np.ndarray:
         native = max(NATIVE_SIZE, resolution)

@@ -1,6 +1,12 @@
 """How a point of the search space becomes a network: the MD-Conv layer, the builder that puts
-it into a timm backbone, and the network's cost (FLOPs = multiply-adds of conv + linear layers,
-in millions, at a named input size; parameters in millions).
+it into a timm backbone, the network's cost (FLOPs = multiply-adds of conv + linear layers,
+in millions, at a named input size; parameters in millions) and its latency (median ms per image
+of an inference forward pass: measured, or predicted from the per-stage lookup table).
+
+Modules, one job each: :mod:`.mdconv2d` (the layer), :mod:`.builder` (spec -> network),
+:mod:`.cost` (FLOPs, parameters), :mod:`.latency_runners` (how calls are timed on a CPU or GPU),
+:mod:`.latency_timing` (whole-network latency), :mod:`.stage_table` (the per-stage lookup table),
+:mod:`.describe` (the ``mdsearch show`` tables).
 
 Never imports ``mdsearch.search``, Ray or Optuna.
 
@@ -15,41 +21,75 @@ Example:
 
 from .builder import HEAD_INITS, build, depthwise_conv, inherit_weights
 from .cost import COUNTED_OPS, Cost, StageCost, cost
-from .describe import arch_table, format_arch_table
+from .describe import arch_table, format_arch_table, format_latency, latency_table_parts
 from .errors import BuildError, LatencyError
-from .latency import (
+from .latency_runners import (
+    RUNNERS,
+    CpuRunner,
+    CudaRunner,
+    LatencyRunner,
+    device_name,
+    inference_call,
+    median_ci,
+    runner_for,
+)
+from .latency_timing import (
+    RUNTIMES,
     Latency,
-    LatencyTable,
-    build_latency_table,
-    format_latency,
-    latency_table,
+    StageTimer,
     measure_latency,
-    predict_latency,
     settle_allocator,
+    time_module,
+    torch_threads,
 )
 from .mdconv2d import IMPLS, MDConv2d
+from .stage_table import (
+    LatencyTable,
+    build_latency_table,
+    head_module,
+    latency_table,
+    predict_latency,
+    stem_module,
+    table_key,
+)
 
 __all__ = [
     "BuildError",
     "COUNTED_OPS",
     "Cost",
+    "CpuRunner",
+    "CudaRunner",
     "HEAD_INITS",
     "IMPLS",
     "Latency",
     "LatencyError",
+    "LatencyRunner",
     "LatencyTable",
     "MDConv2d",
+    "RUNNERS",
+    "RUNTIMES",
     "StageCost",
+    "StageTimer",
     "arch_table",
     "build",
     "build_latency_table",
     "cost",
     "depthwise_conv",
+    "device_name",
     "format_arch_table",
     "format_latency",
+    "head_module",
+    "inference_call",
     "inherit_weights",
     "latency_table",
+    "latency_table_parts",
     "measure_latency",
+    "median_ci",
     "predict_latency",
+    "runner_for",
     "settle_allocator",
+    "stem_module",
+    "table_key",
+    "time_module",
+    "torch_threads",
 ]

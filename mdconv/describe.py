@@ -1,4 +1,5 @@
-"""A per-stage table of an architecture, like Table 1 of the paper, with FLOPs and parameters.
+"""A per-stage table of an architecture, like Table 1 of the paper, with FLOPs and parameters
+(and, for ``mdsearch show --latency``, the latency table's per-stage times and a measurement).
 
 FLOPs are multiply-adds of convolutions and linear layers, in millions, at the named input size
 (see :mod:`mdsearch.mdconv.cost`); parameters are in millions.
@@ -15,11 +16,14 @@ from mdsearch.space import ArchSpec, StageSpec, get_backbone, split_channels
 
 from .builder import build
 from .cost import cost
+from .latency_runners import runner_for
+from .latency_timing import StageTimer, measure_latency, torch_threads
+from .stage_table import latency_table, predict_latency
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["arch_table", "format_arch_table"]
+__all__ = ["arch_table", "format_arch_table", "format_latency", "latency_table_parts"]
 
 COLUMNS = [
     "layer",
@@ -100,6 +104,7 @@ def format_arch_table(
     latency: bool = False,
     threads: int | None = None,
     device: str = "cpu",
+    timer: StageTimer | None = None,
 ) -> str:
     """:func:`arch_table` as text for ``mdsearch show ARCH --input-size N [--latency]``.
 
@@ -115,6 +120,8 @@ def format_arch_table(
             stage variants not in the cached table are timed first, about a second each).
         threads: CPU threads for the latency (``None``: torch's setting).
         device: ``"cpu"`` or ``"cuda"`` for the latency.
+        timer: timing function for latency-table entries not timed yet (default
+            :func:`~mdsearch.mdconv.time_module`; tests inject a stub).
 
     Returns:
         Multi-line text (no trailing newline).
@@ -122,7 +129,9 @@ def format_arch_table(
     table = arch_table(spec, input_size)
     formatters = {"flops_m": "{:.1f}".format, "params_m": "{:.3f}".format}
     if latency:
-        parts = dict(latency_table_parts(spec, input_size, threads=threads, device=device))
+        parts = dict(
+            latency_table_parts(spec, input_size, threads=threads, device=device, timer=timer)
+        )
         parts["total"] = sum(parts.values())  # stem + stages + head + overhead: the prediction
         table["latency_ms"] = [parts.get(layer, float("nan")) for layer in table["layer"]]
         formatters["latency_ms"] = lambda v: "-" if v != v else f"{v:.2f}"
@@ -136,22 +145,85 @@ def format_arch_table(
     body = table.to_string(index=False, formatters=formatters, na_rep="-")
     lines = header + ["", body]
     if latency:
-        from .latency import format_latency
-
-        lines += ["", format_latency(spec, input_size, threads=threads, device=device)]
+        lines += ["", format_latency(spec, input_size, threads=threads, device=device, timer=timer)]
     return "\n".join(lines)
 
 
 def latency_table_parts(
-    spec: ArchSpec, input_size: int, *, threads: int | None = None, device: str = "cpu"
+    spec: ArchSpec,
+    input_size: int,
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
+    timer: StageTimer | None = None,
 ) -> list[tuple[str, float]]:
     """``(row, ms per image)`` for stem, each stage, head and ``overhead`` (the whole-network
     term, see :class:`~mdsearch.mdconv.LatencyTable`) from the cached latency table."""
-    from .latency import latency_table, predict_latency
-
     table = latency_table(spec.backbone, input_size, threads=threads, device=device)
-    predict_latency(spec, input_size, table)  # times and saves what is missing
+    predict_latency(spec, input_size, table, timer=timer)  # times and saves what is missing
     return [*table.parts(spec), ("overhead", table.overhead_ms)]
+
+
+def format_latency(
+    spec: ArchSpec,
+    input_size: int = 224,
+    *,
+    batch_size: int = 1,
+    threads: int | None = None,
+    device: str = "cpu",
+    runtime: str = "torch",
+    measure: bool = True,
+    max_seconds: float = 5.0,
+    timer: StageTimer | None = None,
+) -> str:
+    """Latency lines for ``mdsearch show``: measured whole-network latency and the table's
+    prediction, with device, threads, batch and input size.
+
+    Args:
+        spec: the architecture.
+        input_size: side of the square input, pixels.
+        batch_size: images per forward pass.
+        threads: CPU threads (``None``: current torch setting).
+        device: ``"cpu"`` or ``"cuda"``.
+        runtime: ``"torch"`` or ``"onnxruntime"`` for the measured line (the table is torch).
+        measure: also measure the whole network (a few seconds); else only the prediction.
+        max_seconds: time budget of the measurement, seconds.
+        timer: timing function for table entries not timed yet (default
+            :func:`~mdsearch.mdconv.time_module`; tests inject a stub).
+
+    Returns:
+        Multi-line text (no trailing newline).
+    """
+    predicted = predict_latency(
+        spec, input_size, batch_size=batch_size, threads=threads, device=device, timer=timer
+    )
+    with torch_threads(threads):
+        n = torch.get_num_threads()
+    runner = runner_for(device)
+    lines = [
+        f"latency = median ms per image, inference, {input_size}x{input_size}, batch "
+        f"{batch_size}, {runner.device} [{runner.device_name()}], {n} threads, "
+        f"torch {torch.__version__}"
+    ]
+    lines.append(
+        f"  per-stage table predicts (torch): {predicted:.2f} ms/image (stem + stages + head + "
+        "whole-network overhead)"
+    )
+    if measure:
+        lat = measure_latency(
+            spec,
+            input_size=input_size,
+            batch_size=batch_size,
+            threads=threads,
+            device=device,
+            runtime=runtime,
+            max_seconds=max_seconds,
+        )
+        lines.append(
+            f"  measured ({runtime}): {lat.median_ms_per_image:.2f} ms/image (95% CI "
+            f"{lat.ci_low_ms:.2f}-{lat.ci_high_ms:.2f}, {lat.repeats} repeats)"
+        )
+    return "\n".join(lines)
 
 
 def _kernels_text(stage: StageSpec) -> str:

@@ -251,25 +251,22 @@ def test_table_save_merges_entries_of_parallel_writers(tmp_path):
 @pytest.mark.parametrize("backbone", [BACKBONE, "mobilenetv3_large_100"])
 def test_table_parts_compose_the_whole_network(backbone):
     """What the table times (stem, each stage, head) is the whole network, nothing left out."""
-    from mdsearch.mdconv import build
-    from mdsearch.mdconv.latency import _head, _Stem
+    from mdsearch.mdconv import build, head_module, stem_module
 
     torch.manual_seed(0)
     model = build(ArchSpec.default(backbone)).eval()
     x = torch.randn(1, 3, SIZE, SIZE)
     with torch.no_grad():
-        parts = _head(model)(model.blocks(_Stem(model)(x)))
+        parts = head_module(model)(model.blocks(stem_module(model)(x)))
         torch.testing.assert_close(parts, model(x))
 
 
 def test_format_arch_table_prints_latency_beside_flops(tmp_path, monkeypatch):
     from mdsearch.mdconv import format_arch_table
-    from mdsearch.mdconv import latency as latency_module
 
     monkeypatch.setenv("MDSEARCH_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(latency_module, "time_module", StubTimer())  # the table's default timer
     spec = ArchSpec.default(BACKBONE, 2).with_stage(5, (3, 5), (1, 1))
-    text = format_arch_table(spec, SIZE, latency=True, threads=1)
+    text = format_arch_table(spec, SIZE, latency=True, threads=1, timer=StubTimer())
     table = latency_table(BACKBONE, SIZE, threads=1)
     assert "latency_ms" in text and "flops_m" in text
     assert f"table predicts (torch): {table.predict(spec):.2f} ms/image" in text

@@ -1,91 +1,244 @@
-"""mdsearch proxy-check: how far the short proxy's ranking can be trusted."""
+"""mdsearch proxy-check: how far the short proxy's ranking can be trusted.
+
+The command composes the layers: the flags become :class:`ProxyCheckSettings` (here), the
+trainings run in :mod:`mdsearch.search.proxy_check`, their figures come from
+:mod:`mdsearch.results.proxy_fidelity`, and the result is written as ``proxy_check.json`` with the
+Markdown of :mod:`mdsearch.results.fidelity` beside it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .common import device, optional_int, positive_int
+from .common import device, positive_int
+from .flags import (
+    add_data_flags,
+    add_device_flag,
+    add_quiet_flag,
+    add_recipe_flags,
+    data_settings,
+    train_recipe,
+)
 
-__all__ = ["add_proxy_check"]
+if TYPE_CHECKING:  # the settings module imports numpy: not at parser construction
+    from mdsearch.search.proxy_check_settings import ProxyCheckSettings
+    from mdsearch.search.settings import DataSettings, TrainRecipe
+
+__all__ = ["add_proxy_check", "parse_epochs", "settings_from_flags"]
+
+#: Recipe flags of proxy-check (its epochs are --short and --long, not --epochs).
+_RECIPE_FLAGS = (
+    "train_subset",
+    "val_subset",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "schedule",
+)
 
 
 def add_proxy_check(sub) -> None:
-    from mdsearch.search.proxy import ProxyConfig
+    """Add ``mdsearch proxy-check``; unset data and training flags stay unset, so ``--run``
+    can supply the run's values."""
+    from mdsearch.search.proxy_check_settings import CI_OVER, ProxyCheckSettings
+    from mdsearch.search.settings import PROXY_DATA, PROXY_RECIPE
 
-    keep = argparse.SUPPRESS  # unset flags stay unset: --run then supplies the run's settings
-    d = ProxyConfig()
+    d = ProxyCheckSettings()
     p = sub.add_parser(
         "proxy-check",
         help="measure how far short proxies rank architectures like a longer training",
         description="Train K architectures (the baseline, the paper's, samples of --space) with S "
         "seeds at each --short epoch count and at --long, then report each setting's seed noise, "
         "the spread between architectures, Kendall's tau of the short vs long ranking (with a "
-        "bootstrap interval over seeds) and the cheapest short proxy with tau >= 0.6. With --run, "
-        "unset flags come from that run and the results go into its report.",
+        "bootstrap interval over seeds) and the cheapest short proxy with tau >= "
+        f"{d.threshold:g}. With --run, unset flags come from that run and the results go into "
+        "its report.",
     )
+    keep = argparse.SUPPRESS
     p.add_argument("--run", default=None, help="search run folder: its settings, its report")
-    p.add_argument("--data", default=keep, help="as for run (default phantom, synthetic)")
-    p.add_argument("--space", default=keep, help="preset or space file sampled (default default)")
+    add_data_flags(p, PROXY_DATA, names=("data",), keep=True)
+    p.add_argument(
+        "--space", default=keep, help=f"preset or space file sampled (default {d.space})"
+    )
     p.add_argument("--backbone", default=keep, help="timm backbone replacing the space's")
-    p.add_argument("--archs", type=positive_int, default=4, help="K architectures (default 4)")
-    p.add_argument("--seeds", type=positive_int, default=2, help="S seeds each (default 2)")
+    p.add_argument(
+        "--archs", type=positive_int, default=d.archs, help=f"K architectures (default {d.archs})"
+    )
+    p.add_argument(
+        "--seeds", type=positive_int, default=d.seeds, help=f"S seeds each (default {d.seeds})"
+    )
     p.add_argument(
         "--short",
         default=None,
-        help=f"short proxies as epoch counts, e.g. 1,2,4 (default the proxy's {d.epochs}; with "
-        "--run the run's own length is always added)",
+        help=f"short proxies as epoch counts, e.g. 1,2,4 (default the proxy's "
+        f"{PROXY_RECIPE.epochs}; with --run the run's own length is always added)",
     )
     p.add_argument(
         "--long",
         default=None,
-        help="reference length in epochs (default max(8, 4 x longest short))",
+        help=f"reference length in epochs (default max({d.long}, 4 x longest short))",
     )
-    p.add_argument("--seed", type=int, default=keep, help="first seed; also samples the archs (0)")
+    add_data_flags(
+        p,
+        PROXY_DATA,
+        names=("seed",),
+        keep=True,
+        helps={"seed": "first seed; also samples the archs and seeds the validation split"},
+    )
     p.add_argument("--out", default=None, help="output folder without --run (proxy-check-<date>)")
-    g = p.add_argument_group("training (as for mdsearch run); defaults: ProxyConfig or --run's")
-    g.add_argument("--resolution", type=int, default=keep, help=f"px (default {d.resolution})")
-    g.add_argument("--train-subset", type=optional_int, default=keep, help="images per epoch")
-    g.add_argument("--val-subset", type=optional_int, default=keep, help="validation images")
-    g.add_argument("--batch-size", type=int, default=keep, help=f"default {d.batch_size}")
-    g.add_argument("--lr", type=float, default=keep, help=f"peak learning rate ({d.lr:g})")
-    g.add_argument("--weight-decay", type=float, default=keep)
-    g.add_argument("--optimizer", choices=("adamw", "sgd"), default=keep)
-    g.add_argument(
-        "--schedule",
-        choices=("cosine", "constant"),
-        default=keep,
-        help="cosine (default): every setting trained separately; constant: short AUCs read "
-        "from the long runs' epochs",
+    g = p.add_argument_group("training (as for mdsearch run)")
+    add_data_flags(g, PROXY_DATA, names=("resolution",), keep=True)
+    add_recipe_flags(
+        g,
+        PROXY_RECIPE,
+        names=_RECIPE_FLAGS,
+        keep=True,
+        helps={
+            "schedule": "cosine: every setting trained separately; constant: short AUCs read "
+            "from the long runs' epochs"
+        },
     )
-    g.add_argument("--val-fraction", type=float, default=keep, help="default 0.2")
+    add_data_flags(g, PROXY_DATA, names=("val_fraction",), keep=True)
     s = p.add_argument_group("statistics")
     s.add_argument(
         "--ci-over",
-        choices=("seeds", "archs", "both"),
-        default="seeds",
-        help="what the tau interval's bootstrap redraws (default seeds)",
+        choices=CI_OVER,
+        default=d.ci_over,
+        help=f"what the tau interval's bootstrap redraws (default {d.ci_over})",
     )
-    s.add_argument("--resamples", dest="n_resamples", type=int, default=1000, help="default 1000")
+    s.add_argument(
+        "--resamples",
+        dest="n_resamples",
+        type=int,
+        default=d.n_resamples,
+        help=f"default {d.n_resamples}",
+    )
     r = p.add_argument_group("resources")
-    r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    r.add_argument("--cache-dir", default=keep, help="decoded-image cache")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_device_flag(r)
+    add_data_flags(r, PROXY_DATA, names=("cache_dir",), keep=True)
+    add_quiet_flag(p)
     p.set_defaults(func=_cmd_proxy_check)
 
 
-def _cmd_proxy_check(args) -> int:
-    from mdsearch.results.fidelity import format_fidelity_table
-    from mdsearch.search.proxy_check import (
-        prepare_output,
-        run_proxy_check,
-        settings_from_flags,
-        write_proxy_check,
-    )
+def parse_epochs(text: str, flag: str = "--short") -> tuple[int, ...]:
+    """Epoch counts from ``1,2,4`` (the ``--short`` / ``--long`` syntax).
 
-    settings, out = settings_from_flags(vars(args))
+    Raises:
+        ProxyCheckError: not whole numbers, or none.
+
+    Example:
+        >>> parse_epochs("1, 2,4")
+        (1, 2, 4)
+    """
+    from mdsearch.search.proxy_check_settings import ProxyCheckError
+
+    try:
+        values = tuple(int(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        raise ProxyCheckError(
+            f"{flag} {text!r}: give epoch counts as whole numbers, e.g. {flag} 1,2"
+        ) from None
+    if not values:
+        raise ProxyCheckError(f"{flag} {text!r}: give one or more epoch counts, e.g. {flag} 2")
+    return values
+
+
+def _run_settings(run: str) -> tuple[DataSettings, TrainRecipe, dict[str, Any], int]:
+    """What a search run trained its proxies with, read from its config.json by
+    :meth:`SearchSettings.from_dict` (every version's layout).
+
+    Returns:
+        ``(data, proxy recipe, {"space", "backbone"}, torch threads per trial)``.
+
+    Raises:
+        RunError: ``run`` is not a run folder.
+    """
+    from mdsearch.search.run_settings import SearchSettings
+    from mdsearch.search.runfolder import RunFolder
+
+    config = RunFolder(run).read_config()
+    # The oldest runs kept the proxy next to the settings, not in them.
+    saved = {"proxy": config.get("proxy", {}), **config.get("settings", {})}
+    search = SearchSettings.from_dict(saved)
+    space = {"space": search.space, "backbone": search.backbone}
+    return search.data, search.proxy, space, search.trial_threads
+
+
+def settings_from_flags(args: argparse.Namespace) -> tuple[ProxyCheckSettings, Path]:
+    """Settings and output folder from ``mdsearch proxy-check``'s flags.
+
+    With ``--run RUN`` every flag not given is taken from the run's config.json (data, space,
+    backbone, seed, validation split, cache and proxy settings), the run's own proxy length is
+    added to the short settings when shorter than ``--long`` (so the report can quote its seed
+    noise), and the output folder is the run folder. Otherwise unset flags take
+    :data:`~mdsearch.search.settings.PROXY_DATA`'s and
+    :data:`~mdsearch.search.settings.PROXY_RECIPE`'s values and the output goes to ``--out`` or
+    ``proxy-check-<date>-<time>``.
+
+    Args:
+        args: the parsed flags (data and training flags the user did not type are absent).
+
+    Raises:
+        ProxyCheckError, SettingsError: a bad flag; RunError: ``--run`` is not a run.
+    """
+    from mdsearch.search.proxy_check_settings import ProxyCheckError, ProxyCheckSettings
+    from mdsearch.search.settings import PROXY_DATA, PROXY_RECIPE
+
+    run = getattr(args, "run", None)
+    data, recipe, space, threads = PROXY_DATA, PROXY_RECIPE, {}, ProxyCheckSettings.threads
+    if run:
+        data, recipe, space, threads = _run_settings(run)
+    data = data_settings(args, data)
+    recipe = train_recipe(args, recipe)
+    space.update({k: v for k, v in vars(args).items() if k in ("space", "backbone")})
+    short = parse_epochs(args.short, "--short") if args.short else (recipe.epochs,)
+    if args.long is not None:
+        long_epochs = parse_epochs(args.long, "--long")
+        if len(long_epochs) != 1:
+            raise ProxyCheckError(f"--long {args.long}: give one epoch count, e.g. --long 8")
+        long = long_epochs[0]
+    else:
+        long = max(ProxyCheckSettings.long, 4 * max(short))
+    run_epochs = recipe.epochs if run else None
+    if run_epochs is not None and run_epochs < long:
+        short = (*short, run_epochs)
+    settings = ProxyCheckSettings(
+        data=data,
+        proxy=recipe,
+        **space,
+        archs=args.archs,
+        seeds=args.seeds,
+        short=tuple(sorted(set(short))),
+        long=long,
+        ci_over=args.ci_over,
+        n_resamples=args.n_resamples,
+        run_proxy_epochs=run_epochs,
+        threads=threads,
+    )
+    settings.check()
+    if run:
+        out = Path(run)
+    elif args.out:
+        out = Path(args.out)
+    else:
+        out = Path(f"proxy-check-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    return settings, out
+
+
+def _cmd_proxy_check(args: argparse.Namespace) -> int:
+    from mdsearch.results.fidelity import format_fidelity_markdown, format_fidelity_table
+    from mdsearch.results.proxy_fidelity import proxy_check_result
+    from mdsearch.search.proxy_check import prepare_output, run_proxy_check, write_proxy_check
+
+    settings, out = settings_from_flags(args)
     prepare_output(out)
-    result = run_proxy_check(settings, device=device(args.device), quiet=args.quiet)
-    files = write_proxy_check(result, out)
+    run = run_proxy_check(settings, device=device(args.device), quiet=args.quiet)
+    result = proxy_check_result(run)
+    files = write_proxy_check(result, out, markdown=format_fidelity_markdown(result))
     print(format_fidelity_table(result))
     print(f"written: {files['json']}, {files['md']}")
     return 0

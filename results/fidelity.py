@@ -1,7 +1,8 @@
 """Proxy fidelity: what ``mdsearch proxy-check`` measured, for the report and the terminal.
 
-``mdsearch proxy-check`` (``mdsearch.search.proxy_check``) writes ``proxy_check.json`` into a run
-folder (``--run``) or its own folder. This module reads it (plain JSON; no torch, no Ray) and
+``mdsearch proxy-check`` writes ``proxy_check.json`` (:data:`PROXY_CHECK_FILE`: the trainings of
+:mod:`mdsearch.search.proxy_check`, the figures of :mod:`.proxy_fidelity`) into a run folder
+(``--run``) or its own folder. This module reads it (plain JSON; no torch, no Ray) and
 renders it: :func:`format_fidelity_markdown`, :func:`format_fidelity_html` and the terminal's
 :func:`format_fidelity_table`. :func:`proxy_seed_std` and :func:`lead_within_seed_noise` give the
 report a second noise figure next to the paired bootstrap: the seed-to-seed std of the proxy's
@@ -17,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mdsearch.search.proxy_check import PROXY_CHECK_FILE, PROXY_CHECK_SCHEMA
+
 from .errors import ResultsError
 
 __all__ = [
@@ -29,8 +32,8 @@ __all__ = [
     "proxy_seed_std",
 ]
 
-PROXY_CHECK_FILE = "proxy_check.json"
-_SCHEMA_PREFIX = "mdsearch.proxy_check/"
+# Any version of the proxy-check schema (the part before the version number).
+_SCHEMA_PREFIX = PROXY_CHECK_SCHEMA.rsplit("/", 1)[0] + "/"
 
 Source = str | Path | Mapping[str, Any]
 

@@ -1,16 +1,17 @@
-"""mdsearch proxy-check: its statistics on constructed inputs, its recommendation, its bad-input
-errors, and one tiny end-to-end run into a run folder (phantom, 32 px)."""
+"""mdsearch proxy-check: its settings (the shared limits), its architectures, its flags and their
+bad-input errors, and tiny end-to-end runs (phantom, 32 px), one into a run folder. The statistics
+are tested in test_proxy_fidelity.py."""
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from mdsearch.cli import main
+from mdsearch.cli.proxy_check import parse_epochs
 from mdsearch.results import ResultsError
 from mdsearch.results.fidelity import (
     format_fidelity_html,
@@ -19,101 +20,22 @@ from mdsearch.results.fidelity import (
     load_proxy_check,
     proxy_seed_std,
 )
+from mdsearch.results.proxy_fidelity import seed_noise
 from mdsearch.search.proxy_check import (
+    PROXY_CHECK_FILE,
+    PROXY_CHECK_MARKDOWN_FILE,
     ProxyCheckError,
     ProxyCheckSettings,
-    kendall_tau_ci,
-    parse_epochs,
-    recommend_proxy,
     run_proxy_check,
     sample_architectures,
-    seed_noise,
-    summarise_proxy_check,
 )
+from mdsearch.search.settings import PROXY_DATA, PROXY_RECIPE, DataSettings, TrainRecipe
 from mdsearch.space import load_space
 
 TINY = ["--data", "phantom,n=300", "--resolution", "32", "--train-subset", "64"]
 TINY += ["--batch-size", "32"]
-
-
-# -- statistics -----------------------------------------------------------------------------
-
-
-def test_tau_is_one_with_a_point_interval_when_every_seed_ranks_alike():
-    long = np.array([[0.70, 0.71], [0.75, 0.74], [0.80, 0.79], [0.85, 0.86]])
-    est = kendall_tau_ci(long - 0.1, long, n_resamples=200)
-    assert (est.tau, est.low, est.high) == (1.0, 1.0, 1.0)
-    assert est.per_seed == (1.0, 1.0)
-    reversed_ = kendall_tau_ci(long[::-1] - 0.1, long, n_resamples=200)
-    assert (reversed_.tau, reversed_.low, reversed_.high) == (-1.0, -1.0, -1.0)
-
-
-def test_tau_of_three_archs_with_one_swapped_pair_is_one_third():
-    long = np.array([[0.1], [0.2], [0.3]])
-    short = np.array([[0.2], [0.1], [0.3]])
-    est = kendall_tau_ci(short, long)
-    assert est.tau == pytest.approx(1 / 3)
-    # One seed: the seed bootstrap has nothing to redraw, so there is no interval.
-    assert math.isnan(est.low) and math.isnan(est.high)
-
-
-def test_seed_bootstrap_interval_spans_the_taus_of_the_possible_seed_draws():
-    long = np.array([[0.70, 0.70], [0.80, 0.80], [0.90, 0.90]])
-    # Seed 0 ranks like long; seed 1 ranks 2 > 1 > 3 ... reversed in part.
-    short = np.array([[0.70, 0.76], [0.80, 0.71], [0.90, 0.70]])
-    est = kendall_tau_ci(short, long, n_resamples=2000, seed=1)
-    seed0, seed1 = est.per_seed
-    both = kendall_tau_ci(short.mean(1, keepdims=True), long[:, :1]).tau
-    assert seed0 == 1.0 and seed1 == -1.0
-    assert est.tau == both
-    # With S = 2 a resample draws {0,0}, {1,1} or {0,1}: tau is one of three values, and 2000
-    # draws reach both extremes at the 2.5/97.5 percentiles.
-    assert (est.low, est.high) == (min(seed0, seed1, both), max(seed0, seed1, both))
-
-
-def test_arch_bootstrap_keeps_perfect_agreement_and_rejects_unknown_modes():
-    long = np.array([[0.70, 0.71], [0.75, 0.74], [0.80, 0.79], [0.85, 0.86]])
-    est = kendall_tau_ci(long + 0.01, long, over="both", n_resamples=300)
-    assert (est.low, est.high) == (1.0, 1.0)
-    with pytest.raises(ValueError, match="over="):
-        kendall_tau_ci(long, long, over="labels")
-    with pytest.raises(ValueError, match="archs, seeds"):
-        kendall_tau_ci(long, long[:, :1])
-
-
-def test_diverged_runs_are_left_out_of_means_and_noise():
-    auc = np.array([[0.70, 0.72, np.nan], [0.80, 0.80, 0.80], [np.nan, np.nan, np.nan]])
-    pooled, per_arch = seed_noise(auc)
-    assert per_arch[:2] == pytest.approx([math.sqrt(0.0002), 0.0])
-    assert math.isnan(per_arch[2])
-    assert pooled == pytest.approx(0.01)  # sqrt(mean(0.0002, 0))
-    est = kendall_tau_ci(auc, auc)
-    assert est.tau == 1.0  # the all-NaN architecture ranks nowhere
-
-
-def test_recommendation_is_the_cheapest_short_proxy_reaching_the_threshold():
-    assert recommend_proxy({4: 0.9, 1: 0.2, 2: 0.6}) == 2
-    assert recommend_proxy({1: 0.59, 2: float("nan")}) is None
-    assert recommend_proxy({1: 0.7}, threshold=0.8) is None
-
-
-def test_summary_recommends_and_warns():
-    rng = np.random.default_rng(0)
-    long = np.linspace(0.6, 0.9, 5)[:, None] + rng.normal(0, 0.001, (5, 3))
-    auc = {
-        1: long[::-1].copy(),  # reversed ranking
-        2: long - 0.02,  # same ranking
-        8: long,
-    }
-    summary = summarise_proxy_check(auc, 8, n_resamples=100)
-    assert summary["recommended"] == 2
-    assert summary["settings"]["1"]["tau"]["tau"] == pytest.approx(-1.0)
-    assert "tau" not in summary["settings"]["8"]
-    assert summary["warnings"] == []
-    noisy = {1: long[::-1].copy(), 8: 0.75 + rng.normal(0, 0.05, (5, 3))}
-    summary = summarise_proxy_check(noisy, 8, n_resamples=100)
-    assert summary["recommended"] is None
-    assert any("no short proxy" in w for w in summary["warnings"])
+TINY_DATA = DataSettings("phantom,n=300", resolution=32)
+TINY_RECIPE = TrainRecipe(train_subset=64, batch_size=32)
 
 
 # -- architectures and bad inputs -------------------------------------------------------------
@@ -146,6 +68,11 @@ def test_sampled_architectures_start_with_the_references_and_are_distinct_and_se
         (["--short", "two"], "--short 'two'"),
         (["--long", "4,8"], "one epoch count"),
         (["--run", "no-such-run"], "not a run folder"),
+        # The limits every training shares (DataSettings / TrainRecipe), not looser ones.
+        (["--batch-size", "1"], "--batch-size 1"),
+        (["--resolution", "8"], "--resolution 8"),
+        (["--train-subset", "16"], "smaller than --batch-size"),
+        (["--data", "nosuch"], "nosuch"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, flags, message):
@@ -161,21 +88,70 @@ def test_parse_epochs_accepts_spaces():
     assert parse_epochs(" 1, 2 ,4") == (1, 2, 4)
 
 
-def test_constant_schedule_reads_short_aucs_from_the_long_runs():
-    from mdsearch.search.datasets import load_dataset
-    from mdsearch.search.proxy import ProxyConfig, proxy_train
+def test_settings_check_themselves_with_the_shared_limits():
+    ProxyCheckSettings(data=TINY_DATA, proxy=TINY_RECIPE).check()
+    with pytest.raises(ProxyCheckError, match="--long 2 is not longer"):
+        ProxyCheckSettings(short=(2,), long=2).check()
+    with pytest.raises(ValueError, match="--batch-size 1"):
+        ProxyCheckSettings(proxy=replace(TINY_RECIPE, batch_size=1)).check()
 
-    proxy = ProxyConfig(resolution=32, train_subset=64, batch_size=32, schedule="constant")
+
+def test_help_shows_the_defaults_of_the_settings_classes(capsys):
+    with pytest.raises(SystemExit):
+        main(["proxy-check", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    d = ProxyCheckSettings()
+    for shown in (
+        f"px (default {PROXY_DATA.resolution}, or the saved run's)",
+        f"images per optimizer step (default {PROXY_RECIPE.batch_size}",
+        f"(default {PROXY_RECIPE.train_subset}, or the saved run's)",
+        f"K architectures (default {d.archs})",
+        f"default max({d.long}, 4 x longest short)",
+        f"(default {d.n_resamples})",
+    ):
+        assert shown in text, shown
+    for flag in ("--run", "--out", "--seed", "--val-fraction", "--cache-dir", "--ci-over",
+                 "--schedule", "--optimizer", "--weight-decay", "--lr", "--val-subset",
+                 "--device", "--quiet", "--space", "--backbone", "--short", "--long"):  # fmt: skip
+        assert flag in text, flag
+
+
+def test_constant_schedule_reads_short_aucs_from_the_long_runs():
+    from mdsearch.search.proxy import proxy_train
+
+    recipe = replace(TINY_RECIPE, schedule="constant")
     settings = ProxyCheckSettings(
-        data="phantom,n=300", space="paper", archs=2, seeds=1, short=(1,), long=2, proxy=proxy
+        data=TINY_DATA, proxy=recipe, space="paper", archs=2, seeds=1, short=(1,), long=2
     )
-    result = run_proxy_check(settings, quiet=True)
-    assert result["reused_long_runs"] and result["trainings"] == 2
+    run = run_proxy_check(settings, quiet=True)
+    assert run.settings.reuses_long_runs and run.trainings == 2
+    assert run.to_dict()["reused_long_runs"] is True
     # Under a constant schedule a 1-epoch proxy IS the long run's first epoch.
-    ds = load_dataset("phantom,n=300", resolution=32, progress=False)
+    ds = TINY_DATA.load(progress=False)
     spec = sample_architectures(load_space("paper"), 2, num_classes=len(ds.label_names))[1][1]
-    alone = proxy_train(spec, ds, replace(proxy, epochs=1), seed=0)
-    assert result["auc"]["1"][1][0] == pytest.approx(alone.auc, abs=1e-6)
+    alone = proxy_train(spec, ds, replace(recipe, epochs=1), seed=0)
+    assert run.auc[1][1, 0] == pytest.approx(alone.auc, abs=1e-6)
+
+
+def test_a_check_without_a_run_writes_into_out(tmp_path, capsys):
+    out = tmp_path / "check"
+    argv = ["proxy-check", *TINY, "--space", "paper", "--archs", "2", "--seeds", "1"]
+    assert main([*argv, "--short", "1", "--long", "2", "--resamples", "0", "--out", str(out),
+                 "--quiet"]) == 0  # fmt: skip
+    assert f"written: {out / PROXY_CHECK_FILE}, {out / PROXY_CHECK_MARKDOWN_FILE}" in (
+        capsys.readouterr().out
+    )
+    data = json.loads((out / PROXY_CHECK_FILE).read_text())
+    p = data["parameters"]
+    # proxy_check.json keeps its layout: the data settings flat, the recipe under "proxy" with
+    # the resolution and the torch threads, without its epochs.
+    assert (p["data"], p["seed"], p["val_fraction"]) == ("phantom,n=300", 0, 0.2)
+    assert p["cache_dir"] is None and p["space"] == "paper" and p["backbone"] is None
+    assert p["short"] == [1] and p["long"] == 2 and p["run_proxy_epochs"] is None
+    assert p["proxy"]["resolution"] == 32 and p["proxy"]["threads"] == 1
+    assert "epochs" not in p["proxy"] and p["proxy"]["batch_size"] == 32
+    assert data["trainings"] == 2 * 1 * 2 and data["recommended"] in (None, 1)
+    assert sorted(f.name for f in out.iterdir()) == [PROXY_CHECK_FILE, PROXY_CHECK_MARKDOWN_FILE]
 
 
 # -- end to end ------------------------------------------------------------------------------
@@ -184,12 +160,10 @@ def test_constant_schedule_reads_short_aucs_from_the_long_runs():
 @pytest.fixture(scope="module")
 def checked_run(tmp_path_factory):
     """A fake search run (config.json only) with a 1-epoch proxy, then proxy-check --run on it."""
-    from mdsearch.search.orchestrate import SearchSettings
-    from mdsearch.search.proxy import ProxyConfig
+    from mdsearch.search.run_settings import SearchSettings
 
     run = tmp_path_factory.mktemp("run")
-    proxy = ProxyConfig(resolution=32, epochs=1, train_subset=64, batch_size=32)
-    settings = SearchSettings(data="phantom,n=300", space="default", proxy=proxy)
+    settings = SearchSettings(data=TINY_DATA, proxy=replace(TINY_RECIPE, epochs=1))
     (run / "config.json").write_text(json.dumps({"settings": settings.to_dict()}))
     argv = ["proxy-check", "--run", str(run), "--archs", "3", "--seeds", "2", "--long", "2"]
     return run, argv

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from .common import device, optional_int, usage
+from mdsearch.search.settings import FULL_DATA, FULL_RECIPE
+
+from .common import device
+from .flags import (
+    DATA_HELP,
+    add_data_flags,
+    add_device_flag,
+    add_quiet_flag,
+    add_recipe_flags,
+    data_settings,
+    train_recipe,
+)
 
 __all__ = ["add_train"]
 
+#: The recipe flags of ``train``: all but ``--val-subset`` (the best weights are chosen on the
+#: whole validation split).
+_RECIPE_FLAGS = (
+    "epochs",
+    "batch_size",
+    "train_subset",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "schedule",
+    "augment",
+)
+
 
 def add_train(sub) -> None:
-    keep = argparse.SUPPRESS  # unset flags stay unset: --resume then reuses the checkpoint's
+    """Add ``mdsearch train``: its flags default to :data:`FULL_DATA` and :data:`FULL_RECIPE`,
+    or, with ``--resume``, to the checkpoint's settings (a flag typed replaces them)."""
     p = sub.add_parser(
         "train",
         help="train a chosen architecture fully, then evaluate it once on the test split",
@@ -22,11 +46,12 @@ def add_train(sub) -> None:
         "arch.json, history.csv, eval.json, eval.md.",
     )
     p.add_argument("arch", help="arch.json (from mdsearch export) or a canonical arch string")
-    p.add_argument(
-        "--data",
-        default=keep,
-        help="as for run (default phantom, synthetic); its label count must equal the arch's "
-        "num_classes",
+    add_data_flags(
+        p,
+        FULL_DATA,
+        names=("data",),
+        keep=True,
+        helps={"data": f"{DATA_HELP}; its label count must equal the arch's num_classes"},
     )
     p.add_argument(
         "--out",
@@ -44,36 +69,25 @@ def add_train(sub) -> None:
         help="data without a test split: report validation metrics, labelled as such",
     )
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=keep, help="default 30")
-    g.add_argument("--resolution", type=int, default=keep, help="input size in px (default 224)")
-    g.add_argument("--batch-size", type=int, default=keep, help="default 64")
-    g.add_argument(
-        "--train-subset",
-        type=optional_int,
-        default=keep,
-        help="training images per epoch (default all)",
-    )
-    g.add_argument("--lr", type=float, default=keep, help="peak learning rate (default 3e-3)")
-    g.add_argument("--weight-decay", type=float, default=keep, help="default 1e-4")
-    g.add_argument("--optimizer", choices=("adamw", "sgd"), default=keep, help="default adamw")
-    g.add_argument("--schedule", choices=("cosine", "constant"), default=keep)
-    g.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=keep)
-    g.add_argument(
-        "--seed", type=int, default=keep, help="seeds init, data order, validation split (0)"
-    )
-    g.add_argument(
-        "--val-fraction", type=float, default=keep, help="patients held out (default 0.2)"
+    add_recipe_flags(g, FULL_RECIPE, names=_RECIPE_FLAGS, keep=True)
+    add_data_flags(
+        g,
+        FULL_DATA,
+        names=("resolution", "seed", "val_fraction"),
+        keep=True,
+        helps={"seed": "seeds init, data order and the validation split"},
     )
     r = p.add_argument_group("resources")
-    r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    add_device_flag(r)
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    r.add_argument("--cache-dir", default=None, help="decoded-image cache")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_data_flags(r, FULL_DATA, names=("cache_dir",))
+    add_quiet_flag(p, "no progress bar")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args) -> int:
-    from mdsearch.results.train import TrainConfig, saved_settings, train_and_evaluate
+    from mdsearch.results.train_evaluate import train_and_evaluate
+    from mdsearch.results.train_folder import saved_settings
     from mdsearch.space import ArchSpec
 
     spec = ArchSpec.load(args.arch)
@@ -82,27 +96,19 @@ def _cmd_train(args) -> int:
         out = Path(args.out)
     else:
         out = arch_file.parent / "train" if arch_file.is_file() else Path(f"train-{spec.arch_id}")
-    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-    data = {"data": "phantom", "val_fraction": 0.2}
-    if args.resume:
-        saved = saved_settings(out)
-        given = {**saved["config"], **given}
-        data.update({k: v for k, v in saved["data_settings"].items() if k in data})
-    data.update({k: getattr(args, k) for k in data if hasattr(args, k)})
-    config = TrainConfig.from_dict(given)
-    if min(config.epochs, config.batch_size) < 1 or config.lr <= 0:
-        raise usage("--epochs, --batch-size and --lr must be positive")
+    data, recipe = saved_settings(out) if args.resume else (FULL_DATA, FULL_RECIPE)
+    data = data_settings(args, data)  # flags typed replace the defaults or the saved settings
+    recipe = train_recipe(args, recipe)
     try:
         _, _, files = train_and_evaluate(
             spec,
-            data["data"],
-            config,
+            data,
+            recipe,
+            data.seed,
             out,
             resume=args.resume,
             device=device(args.device),
             threads=args.threads,
-            val_fraction=data["val_fraction"],
-            cache_dir=args.cache_dir,
             eval_on_val=args.eval_on_val,
             progress=not args.quiet,
         )

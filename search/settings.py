@@ -195,6 +195,15 @@ class TrainRecipe:
         what it yields (the cosine schedule's length is ``epochs`` times this)."""
         return self.images_per_epoch(n_train) // self.batch_size
 
+    def check_train_split(self, n_train: int) -> None:
+        """Raise :class:`SettingsError` when a train split of ``n_train`` images yields no full
+        batch per epoch (nothing would train)."""
+        if self.steps_per_epoch(n_train) < 1:
+            raise SettingsError(
+                f"the train split has {self.images_per_epoch(n_train)} images per epoch, fewer "
+                f"than --batch-size {self.batch_size}: lower --batch-size"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (config.json, checkpoints)."""
         return asdict(self)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .settings import SettingsError, TrainRecipe
+from .settings import TrainRecipe
 
 if TYPE_CHECKING:  # torch is imported where it runs, so importing the loop's names is cheap
     import torch
@@ -274,6 +274,8 @@ class TrainingRun:
     def state(self) -> dict[str, Any]:
         """Everything a later :func:`train` call needs to continue exactly here: ``epoch``,
         ``model``, ``optimizer``, ``scheduler`` and ``rng`` (``torch``, ``data``, ``cuda``)."""
+        import torch
+
         return {
             "epoch": self.epochs_done,
             "model": self.model.state_dict(),
@@ -350,12 +352,9 @@ def train(
 
     from .datasets import batches
 
-    steps_per_epoch = recipe.steps_per_epoch(len(dataset.splits["train"]))
-    if steps_per_epoch < 1:
-        raise SettingsError(
-            f"the train split has {recipe.images_per_epoch(len(dataset.splits['train']))} images "
-            f"per epoch, fewer than --batch-size {recipe.batch_size}: lower --batch-size"
-        )
+    n_train = len(dataset.splits["train"])
+    recipe.check_train_split(n_train)
+    steps_per_epoch = recipe.steps_per_epoch(n_train)
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)

@@ -20,15 +20,19 @@ from mdsearch.results.evaluate import (
     write_evaluation,
     youden_threshold,
 )
-from mdsearch.results.train import TrainConfig, train_architecture
+from mdsearch.results.train import train_architecture
+from mdsearch.results.train_folder import saved_settings
 from mdsearch.results.weights import load_weights, save_weights
 from mdsearch.search.datasets import batches, load_dataset
-from mdsearch.search.training import predict
+from mdsearch.search.proxy import proxy_train
+from mdsearch.search.settings import FULL_RECIPE, SettingsError, TrainRecipe
+from mdsearch.search.training import predict, train
 from mdsearch.space import ArchSpec
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATA = "phantom,n=200"
-CONFIG = TrainConfig(resolution=32, epochs=2, batch_size=32)
+CONFIG = dataclasses.replace(FULL_RECIPE, epochs=2, batch_size=32)
+SEED = 0
 SPEC = ArchSpec.default("mobilenetv2_035", 5).with_stage(5, (3, 5), (1, 1))
 
 
@@ -55,7 +59,7 @@ def phantom(cache_dir):
 def trained(phantom, tmp_path_factory):
     """One uninterrupted 2-epoch run (multi-label, 5 phantom labels)."""
     out = tmp_path_factory.mktemp("run")
-    result = train_architecture(SPEC, phantom, CONFIG, out, progress=False, threads=1)
+    result = train_architecture(SPEC, phantom, CONFIG, SEED, out, progress=False, threads=1)
     return result, out
 
 
@@ -108,16 +112,16 @@ def test_resume_continues_at_next_epoch_with_the_same_final_weights(trained, pha
 
     with pytest.raises(KeyboardInterrupt):
         train_architecture(
-            SPEC, phantom, CONFIG, tmp_path, progress=False, on_epoch=stop_after_first
+            SPEC, phantom, CONFIG, SEED, tmp_path, progress=False, on_epoch=stop_after_first
         )
     assert not (tmp_path / "weights.safetensors").exists()
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 2
 
     with pytest.raises(ResultsError, match="--resume"):  # a checkpoint is never overwritten
-        train_architecture(SPEC, phantom, CONFIG, tmp_path, progress=False)
+        train_architecture(SPEC, phantom, CONFIG, SEED, tmp_path, progress=False)
     with pytest.raises(ResultsError, match="epochs=2"):
         train_architecture(
-            SPEC, phantom, dataclasses.replace(CONFIG, epochs=3), tmp_path, resume=True
+            SPEC, phantom, dataclasses.replace(CONFIG, epochs=3), SEED, tmp_path, resume=True
         )
 
     epochs_seen = []
@@ -125,6 +129,7 @@ def test_resume_continues_at_next_epoch_with_the_same_final_weights(trained, pha
         SPEC,
         phantom,
         CONFIG,
+        SEED,
         tmp_path,
         resume=True,
         progress=False,
@@ -145,7 +150,7 @@ def test_resume_continues_at_next_epoch_with_the_same_final_weights(trained, pha
 
 def test_progress_in_a_log_is_one_line_per_epoch(phantom, tmp_path, capsys):
     """stderr that is not a terminal (a log file, CI) gets a line per epoch, no bar redraws."""
-    train_architecture(SPEC, phantom, CONFIG, tmp_path, progress=True, threads=1)
+    train_architecture(SPEC, phantom, CONFIG, SEED, tmp_path, progress=True, threads=1)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith(f"train {SPEC.arch_id}:")]
     assert len(lines) == CONFIG.epochs and "\r" not in err
@@ -156,7 +161,91 @@ def test_progress_in_a_log_is_one_line_per_epoch(phantom, tmp_path, capsys):
 
 def test_resume_without_checkpoint_is_refused(phantom, tmp_path):
     with pytest.raises(ResultsError, match="no checkpoint.pt"):
-        train_architecture(SPEC, phantom, CONFIG, tmp_path, resume=True, progress=False)
+        train_architecture(SPEC, phantom, CONFIG, SEED, tmp_path, resume=True, progress=False)
+
+
+#: ``TrainConfig(resolution=32, epochs=2, batch_size=32).to_dict()``: the ``config`` entry the
+#: code before the shared recipe wrote into checkpoint.pt and train.json (no ``val_subset``).
+OLD_CONFIG = {
+    "resolution": 32,
+    "epochs": 2,
+    "batch_size": 32,
+    "train_subset": None,
+    "lr": 3e-3,
+    "weight_decay": 1e-4,
+    "optimizer": "adamw",
+    "schedule": "cosine",
+    "augment": True,
+    "head_init": "small",
+    "seed": 0,
+    "channels_last": True,
+}
+
+
+def test_a_folder_in_the_old_train_config_layout_resumes(trained, phantom, tmp_path, cache_dir):
+    _, full_out = trained
+    out = tmp_path / "old"
+
+    def stop_after_first(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_architecture(
+            SPEC, phantom, CONFIG, SEED, out, progress=False, on_epoch=stop_after_first
+        )
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt["config"] = dict(OLD_CONFIG)
+    torch.save(ckpt, out / "checkpoint.pt")
+    info = json.loads((out / "train.json").read_text())
+    info["config"] = dict(OLD_CONFIG)
+    info["data_settings"] = {"data": DATA, "val_fraction": 0.2, "seed": 0, "cache_dir": None}
+    (out / "train.json").write_text(json.dumps(info))
+
+    data, recipe = saved_settings(out)
+    assert (data.data, data.resolution, data.seed, data.val_fraction) == (DATA, 32, 0, 0.2)
+    assert recipe == CONFIG
+    common = ["--cache-dir", str(cache_dir), "--quiet", "--threads", "1"]
+    assert main(["train", SPEC.canonical, "--out", str(out), "--resume", *common]) == 0
+    from safetensors.torch import load_file
+
+    a = load_file(str(full_out / "weights.safetensors"))
+    b = load_file(str(out / "weights.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((out / "train.json").read_text())["status"] == "done"
+
+
+def test_cosine_schedule_ends_exactly_at_the_last_step(phantom):
+    """Images per epoch not a multiple of the batch: the loader drops the partial batch, and the
+    schedule counts only the steps that run (the proxy used to count one more per epoch)."""
+    recipe = TrainRecipe(epochs=2, batch_size=16, train_subset=40)
+    n_train = len(phantom.splits["train"])
+    assert recipe.images_per_epoch(n_train) % recipe.batch_size != 0
+    loader = batches(phantom, "train", batch_size=16, shuffle=True, augment=False, subset=40)
+    assert recipe.steps_per_epoch(n_train) == sum(1 for _ in loader) == 2
+    steps: list[int] = []
+    run = train(SPEC, phantom, recipe, SEED, on_step=steps.append, validate=lambda epoch: False)
+    assert len(steps) == recipe.epochs * 2 == run.scheduler.T_max == run.scheduler.last_epoch
+    assert run.epochs[-1].lr > 1e-4  # the last epoch still learns ...
+    assert run.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # ... to 0
+
+
+def test_proxy_runs_the_shared_loop(phantom, monkeypatch):
+    import mdsearch.search.training as training
+
+    calls = []
+    shared = training.train
+    monkeypatch.setattr(training, "train", lambda *a, **k: calls.append(a[2]) or shared(*a, **k))
+    recipe = TrainRecipe(epochs=1, batch_size=16, train_subset=32, val_subset=20)
+    result = proxy_train(SPEC, phantom, recipe, SEED, threads=1)
+    assert calls == [recipe] and result.fidelity == 1 and len(result.y_true) == 20
+
+
+def test_a_train_split_smaller_than_a_batch_is_refused_before_writing(phantom, tmp_path):
+    big = dataclasses.replace(CONFIG, batch_size=4096)
+    with pytest.raises(SettingsError, match="lower --batch-size"):
+        train_architecture(SPEC, phantom, big, SEED, tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
 
 
 # -- evaluation layouts ---------------------------------------------------------------------------
@@ -237,7 +326,7 @@ def test_two_class_train_and_evaluate_in_table8_layout(phantom, tmp_path):
     data = _one_label(phantom)
     spec = ArchSpec.default("mobilenetv2_035", 1)
     result = train_architecture(
-        spec, data, dataclasses.replace(CONFIG, epochs=1), tmp_path, progress=False
+        spec, data, dataclasses.replace(CONFIG, epochs=1), SEED, tmp_path, progress=False
     )
     ev = evaluate_model(result.model, data, n_resamples=100)
     assert ev.layout == "binary" and ev.threshold is not None
@@ -266,7 +355,7 @@ def test_no_test_split_refuses_test_metrics_and_labels_validation(trained, phant
 def test_label_count_mismatch_is_a_one_line_error(phantom, tmp_path):
     wrong = ArchSpec.default("mobilenetv2_035", 14)
     with pytest.raises(ResultsError, match="14 outputs.*5 label"):
-        train_architecture(wrong, phantom, CONFIG, tmp_path, progress=False)
+        train_architecture(wrong, phantom, CONFIG, SEED, tmp_path, progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
 
 

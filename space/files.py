@@ -2,7 +2,9 @@
 
 Run folders, latency tables, image caches, proxy checks and exports all go through
 :func:`atomic_write_bytes`, so a reader never sees a half-written file and a killed writer leaves
-at most a hidden ``.NAME.*.tmp`` behind, never a truncated ``NAME``.
+at most a hidden ``.NAME.*.tmp`` behind, never a truncated ``NAME``. A file too large to hold in
+memory (the memory-mapped image cache, written in place) is finished in a temporary file of its
+own and published with :func:`atomic_replace`, the same fsync-and-rename step.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_replace", "atomic_write_bytes", "atomic_write_text"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int = 0o644) -> Path:
@@ -37,8 +39,34 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int = 0o64
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return atomic_replace(tmp, path, mode=mode)
+
+
+def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike, *, mode: int = 0o644) -> Path:
+    """Publish a finished temporary file as ``path``: fsync it, set its mode, rename it.
+
+    For files written by other means than :func:`atomic_write_bytes` (e.g. a memory-mapped
+    array filled in place). The rename is atomic only within one file system: put ``tmp`` in
+    ``path``'s folder. On failure ``tmp`` is removed.
+
+    Args:
+        tmp: the complete temporary file.
+        path: the file to (re)place.
+        mode: permission bits of the result (default 0644).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data is on disk before the name points at it
+        finally:
+            os.close(fd)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

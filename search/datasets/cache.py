@@ -6,9 +6,10 @@ The first load of a catalog at a resolution decodes and resizes every image once
 catalog's ``image_key`` (file names, sizes and mtimes; npz member checksums; generator
 parameters): a changed source gets a new cache, never a stale one.
 
-- Written atomically: into a temporary file, then ``os.replace``; a sidecar ``<R>px.json``,
-  written last, marks the entry complete. A ``filelock`` lock makes a second process wait for the
-  first one's build instead of building the same entry again.
+- Written atomically (:mod:`mdsearch.space.files`): the array into a temporary file, published
+  with ``atomic_replace``; a sidecar ``<R>px.json``, written last, marks the entry complete. A
+  ``filelock`` lock makes a second process wait for the first one's build instead of building
+  the same entry again.
 - Cache folder: ``cache_dir`` argument, else ``$MDSEARCH_CACHE_DIR``, else
   ``platformdirs.user_cache_dir("mdsearch")``.
 - Images: converted to grayscale (Pillow mode ``L``: RGB and RGBA become luminance; 16-bit images
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mdsearch.space import atomic_replace, atomic_write_text
 
 from .catalog import Catalog
 from .errors import DataError
@@ -256,7 +259,9 @@ def _build(
         tmp = compact_tmp
     else:
         del out
-    os.replace(tmp, target)
+    # Filled in place through a memory map (up to gigabytes), so not atomic_write_bytes: the
+    # finished temporary file is published with the same fsync-and-rename step.
+    atomic_replace(tmp, target)
     skipped = sorted(failed)
     meta = {
         "format": CACHE_FORMAT,
@@ -267,9 +272,7 @@ def _build(
         "skipped": skipped,
         "skipped_errors": [failed[i] for i in skipped[:5]],
     }
-    meta_tmp = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(meta_tmp, meta_path)
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
     images = np.load(target, mmap_mode="r")
     return CachedImages(images, tuple(skipped), tuple(meta["skipped_errors"]), target, built=True)
 

@@ -4,9 +4,12 @@
 
     arch.json            the ArchSpec (``mdsearch.mdconv.build(ArchSpec.from_json(...))`` rebuilds it)
     card.md              what it is, how it was found (objectives, settings, data), how to load it
-    model.safetensors    the state dict (tensors only; load into ``build(spec)``)
     model.onnx           checked with onnxruntime: outputs equal PyTorch's within 1e-4
     model.torchscript.pt traced TorchScript, checked the same way
+    model.safetensors    the state dict (tensors only; load into ``build(spec)``), checked too
+
+The formats are :data:`mdsearch.results.export_formats.EXPORT_FORMATS`; every file is written
+atomically (:func:`mdsearch.space.files.atomic_write_bytes`).
 
 Weights: the search keeps no weights (a proxy run is short), so the network is randomly
 initialised (seeded) unless trained weights are given or ``train/weights.safetensors`` lies in
@@ -17,25 +20,27 @@ which.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mdsearch.space import ArchSpec
+from mdsearch.space.files import atomic_write_text
 
 from .analysis import RunAnalysis, analyse_run
 from .errors import ResultsError
+from .export_formats import EXPORT_FORMATS, ExportFormat, OnnxExport, check_outputs
 
-__all__ = ["FORMATS", "TRAINED_WEIGHTS", "export", "export_folder"]
+__all__ = ["FORMATS", "TRAINED_WEIGHTS", "export", "export_architecture", "export_folder"]
 
-FORMATS = ("onnx", "torchscript", "safetensors")
+#: Names of every export format (``--format`` choices), in the order they are written.
+FORMATS = tuple(EXPORT_FORMATS)
 #: Where, inside the export folder, full training (``mdsearch train .../arch.json``) leaves the
 #: best-on-validation weights.
 TRAINED_WEIGHTS = Path("train") / "weights.safetensors"
-_TOLERANCE = 1e-4
 
 
 def export_folder(run_dir: str | Path, arch_id: str) -> Path:
@@ -43,7 +48,7 @@ def export_folder(run_dir: str | Path, arch_id: str) -> Path:
     return Path(run_dir) / "exports" / arch_id
 
 
-def export(
+def export_architecture(
     run_dir: str | Path,
     pick: str = "knee",
     formats: Sequence[str] = FORMATS,
@@ -61,39 +66,41 @@ def export(
         run_dir: the run folder.
         pick: ``knee``, ``best-auc``, ``flops<=1250``, ``auc>=0.78``... (see
             :func:`mdsearch.results.pareto.parse_pick`).
-        formats: any of ``onnx``, ``torchscript``, ``safetensors`` (``arch.json`` and
-            ``card.md`` are always written).
+        formats: names in :data:`~mdsearch.results.export_formats.EXPORT_FORMATS` (``onnx``,
+            ``torchscript``, ``safetensors``); ``arch.json`` and ``card.md`` are always written.
         out_dir: export folder (default ``RUN/exports/<arch_id>``).
         weights: a safetensors file of trained weights for this architecture (default: the
             folder's ``train/weights.safetensors`` if present, else random initialisation).
         example_size: input side (pixels) of the example image for tracing and the checks
             (default: the proxy's training resolution); the ONNX graph takes any batch and size.
-        opset: ONNX opset.
+        opset: ONNX opset (of :class:`~mdsearch.results.export_formats.OnnxExport`).
         seed: torch seed of the random initialisation.
         n_resamples: bootstrap resamples for the AUC interval on the card (0: none).
 
     Returns:
-        ``{"arch_json", "card", "safetensors", "onnx", "torchscript"}`` -> paths (formats asked).
+        ``{"arch_json", "card", "onnx", "torchscript", "safetensors"}`` -> paths (formats asked).
 
     Raises:
         ResultsError: unknown format, a pick that matches nothing, weights that do not fit the
             architecture, or an exported model whose outputs differ from PyTorch's.
 
     Example:
-        >>> files = export("runs/demo", pick="flops<=1250")  # doctest: +SKIP
+        >>> files = export_architecture("runs/demo", pick="flops<=1250")  # doctest: +SKIP
         >>> files["onnx"].name  # doctest: +SKIP
         'model.onnx'
     """
-    unknown = [f for f in formats if f not in FORMATS]
+    unknown = [name for name in formats if name not in EXPORT_FORMATS]
     if unknown:
         raise ResultsError(f"unknown export format {', '.join(unknown)}: use {', '.join(FORMATS)}")
+    chosen = [EXPORT_FORMATS[name] for name in FORMATS if name in formats]
+    chosen = [replace(f, opset=opset) if isinstance(f, OnnxExport) else f for f in chosen]
     analysis = analyse_run(run_dir, n_resamples=n_resamples)
     row = analysis.pick(pick)
     spec = ArchSpec.parse(str(row.name))
     out = Path(out_dir) if out_dir is not None else export_folder(analysis.run.path, spec.arch_id)
     out.mkdir(parents=True, exist_ok=True)
     files = {"arch_json": out / "arch.json", "card": out / "card.md"}
-    files["arch_json"].write_text(spec.to_json() + "\n")
+    atomic_write_text(files["arch_json"], spec.to_json() + "\n")
 
     import torch
 
@@ -115,29 +122,20 @@ def export(
         reference = net(example).numpy()
 
     checks: list[str] = []
-    if "safetensors" in formats:
-        from safetensors.torch import save_file
+    for fmt in chosen:
+        path = files[fmt.name] = out / fmt.filename
+        fmt.save(net, example, path, spec)
+        checks.append(check_outputs(fmt.label, fmt.load(path, spec)(example), reference))
 
-        files["safetensors"] = out / "model.safetensors"
-        state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-        save_file(state, files["safetensors"], metadata={"mdsearch.arch": spec.canonical})
-    if "torchscript" in formats:
-        files["torchscript"] = out / "model.torchscript.pt"
-        with torch.no_grad(), warnings.catch_warnings():
-            # torch 2.x marks TorchScript deprecated; it is still what many deployments load.
-            warnings.simplefilter("ignore", FutureWarning)
-            traced = torch.jit.trace(net, example)
-            traced.save(str(files["torchscript"]))
-            loaded = torch.jit.load(str(files["torchscript"]))
-            checks.append(_check("TorchScript", loaded(example).numpy(), reference))
-    if "onnx" in formats:
-        files["onnx"] = out / "model.onnx"
-        _export_onnx(net, example, files["onnx"], opset)
-        checks.append(_check("ONNX (onnxruntime)", _run_onnx(files["onnx"], example), reference))
-
-    files["card"].write_text(_card(analysis, row, spec, pick, weights_note, size, files, checks))
+    card = _card(analysis, row, spec, pick, weights_note, size, chosen, checks)
+    atomic_write_text(files["card"], card)
     return files
 
+
+
+#: The name ``mdsearch.results.export.export`` had before; the package exports
+#: :func:`export_architecture` (``mdsearch.results.export`` is this module).
+export = export_architecture
 
 def _load_weights(net: Any, path: Path, spec: ArchSpec) -> None:
     from safetensors import SafetensorError, safe_open
@@ -160,48 +158,6 @@ def _load_weights(net: Any, path: Path, spec: ArchSpec) -> None:
         raise ResultsError(f"weights {path} do not fit this architecture ({first})") from None
 
 
-def _export_onnx(net: Any, example: Any, path: Path, opset: int) -> None:
-    import torch
-
-    dims = {0: "batch", 2: "height", 3: "width"}
-    # The TorchScript-based exporter: works offline for timm MobileNets with MD-Conv's
-    # split/concat and keeps the graph's batch and image size dynamic.
-    torch.onnx.export(
-        net,
-        (example,),
-        str(path),
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_axes={"image": dims, "logits": {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,
-    )
-
-
-def _run_onnx(path: Path, example: Any) -> np.ndarray:
-    import onnx
-    import onnxruntime as ort
-
-    onnx.checker.check_model(str(path))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"image": example.numpy()})[0]
-
-
-def _check(what: str, got: np.ndarray, want: np.ndarray) -> str:
-    diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
-    # float32 rounding grows with the logits' size: the bound is 1e-4 of their scale (>= 1).
-    scale = max(1.0, float(np.max(np.abs(want))))
-    if not diff <= _TOLERANCE * scale:
-        raise ResultsError(
-            f"{what} export differs from PyTorch by {diff:.2e} (> {_TOLERANCE:g} x {scale:.3g}): "
-            "do not use this file; report the architecture string"
-        )
-    return (
-        f"{what}: max |output - PyTorch| = {diff:.1e} on a 2-image example "
-        f"(logits up to {scale:.3g}; bound {_TOLERANCE:g} x that)"
-    )
-
-
 def _card(
     analysis: RunAnalysis,
     row: Any,
@@ -209,7 +165,7 @@ def _card(
     pick: str,
     weights_note: str,
     size: int,
-    files: dict[str, Path],
+    formats: Sequence[ExportFormat],
     checks: list[str],
 ) -> str:
     run = analysis.run
@@ -253,14 +209,7 @@ def _card(
         "",
         "- `arch.json`: the architecture (mdsearch ArchSpec)",
     ]
-    if "safetensors" in files:
-        lines.append("- `model.safetensors`: state dict")
-    if "onnx" in files:
-        lines.append(
-            f"- `model.onnx`: input `image` (N, 3, H, W), output `logits` (N, {spec.num_classes})"
-        )
-    if "torchscript" in files:
-        lines.append(f"- `model.torchscript.pt`: traced at {size}x{size}")
+    lines += [f"- {fmt.card_line(spec, size)}" for fmt in formats]
     lines += ["", "Checks:", ""] + [f"- {c}" for c in checks]
     lines += [
         "",

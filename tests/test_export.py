@@ -1,4 +1,5 @@
-"""Export of a picked architecture: arch.json rebuilds the same network; ONNX/TorchScript agree."""
+"""Export of a picked architecture: arch.json rebuilds the same network; every export format
+(one contract test over the registry) writes a file that computes what PyTorch computes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import numpy as np
 import pytest
 from run_fixtures import arch_string, make_run_folder
 
-from mdsearch.results import ResultsError
+from mdsearch.results import (
+    EXPORT_FORMATS,
+    ExportFormat,
+    ResultsError,
+    check_outputs,
+    export_architecture,
+)
 from mdsearch.space import ArchSpec
 
 torch = pytest.importorskip("torch")
@@ -17,10 +24,8 @@ ort = pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from mdsearch.results.export import export
-
     run = make_run_folder(tmp_path_factory.mktemp("runs"))
-    return run, export(run, pick="flops<=1230", n_resamples=100, example_size=64)
+    return run, export_architecture(run, pick="flops<=1230", n_resamples=100, example_size=64)
 
 
 def _rebuilt(files):
@@ -76,22 +81,13 @@ def test_onnx_matches_pytorch_at_another_batch_and_size(exported):
 def test_given_trained_weights_are_exported(exported, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from mdsearch.results.export import export
-
     run, files = exported
     trained = {
         k: v + 0.01 if v.is_floating_point() else v
         for k, v in load_file(str(files["safetensors"])).items()
     }
     save_file(trained, tmp_path / "w.safetensors")
-    out = export(
-        run,
-        "flops<=1230",
-        ("safetensors",),
-        out_dir=tmp_path / "x",
-        weights=tmp_path / "w.safetensors",
-        n_resamples=0,
-    )
+    out = _export_safetensors(run, tmp_path / "x", tmp_path / "w.safetensors")
     again = load_file(str(out["safetensors"]))
     assert all(torch.equal(again[k], trained[k]) for k in trained)
     key = next(iter(trained))
@@ -100,35 +96,69 @@ def test_given_trained_weights_are_exported(exported, tmp_path):
     # Without weights=, what `mdsearch train <export>/arch.json` left in train/ is used.
     (tmp_path / "d" / "train").mkdir(parents=True)
     save_file(trained, tmp_path / "d" / "train" / "weights.safetensors")
-    out = export(run, "flops<=1230", ("safetensors",), out_dir=tmp_path / "d", n_resamples=0)
+    out = _export_safetensors(run, tmp_path / "d")
     assert torch.equal(load_file(str(out["safetensors"]))[key], trained[key])
 
 
 def test_bad_exports_are_refused(exported, tmp_path):
     from safetensors.torch import save_file
 
-    from mdsearch.results.export import export
-
     run, _ = exported
     with pytest.raises(ResultsError, match="unknown export format"):
-        export(run, formats=("tflite",))
+        export_architecture(run, formats=("tflite",))
     save_file({"nope": torch.zeros(2)}, tmp_path / "bad.safetensors")
     with pytest.raises(ResultsError, match="do not fit"):
-        export(
-            run,
-            formats=("safetensors",),
-            out_dir=tmp_path / "y",
-            weights=tmp_path / "bad.safetensors",
-            n_resamples=0,
-        )
+        _export_safetensors(run, tmp_path / "y", tmp_path / "bad.safetensors")
     save_file({"x": torch.zeros(2)}, tmp_path / "other.safetensors", {"mdsearch.arch": "m:c3:k3"})
     with pytest.raises(ResultsError, match="are for m:c3:k3"):
-        export(
-            run,
-            formats=("safetensors",),
-            out_dir=tmp_path / "z",
-            weights=tmp_path / "other.safetensors",
-            n_resamples=0,
-        )
+        _export_safetensors(run, tmp_path / "z", tmp_path / "other.safetensors")
     with pytest.raises(ResultsError, match="nearest"):
-        export(run, pick="flops<=100", n_resamples=0)
+        export_architecture(run, pick="flops<=100", n_resamples=0)
+
+
+def _export_safetensors(run, out_dir, weights=None):
+    return export_architecture(
+        run, "flops<=1230", ("safetensors",), out_dir=out_dir, weights=weights, n_resamples=0
+    )
+
+
+# -- the contract every export format keeps --------------------------------------------------
+@pytest.fixture(scope="module")
+def small_net():
+    from mdsearch.mdconv import build
+
+    spec = ArchSpec.parse(arch_string((5,)))
+    torch.manual_seed(0)
+    return spec, build(spec).eval()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("name", list(EXPORT_FORMATS))
+def test_every_format_writes_one_file_that_computes_what_pytorch_computes(
+    name, small_net, tmp_path
+):
+    spec, net = small_net
+    fmt = EXPORT_FORMATS[name]
+    assert isinstance(fmt, ExportFormat) and fmt.name == name
+    example = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    path = tmp_path / fmt.filename
+    fmt.save(net, example, path, spec)
+    # Written atomically: the file and nothing else (no temporary file left behind).
+    assert [p.name for p in tmp_path.iterdir()] == [fmt.filename]
+    assert path.stat().st_size > 0
+    run = fmt.load(path, spec)
+    for x in (example, torch.randn(3, 3, 64, 64)):  # the traced batch and another
+        with torch.no_grad():
+            want = net(x).numpy()
+        line = check_outputs(fmt.label, run(x), want)
+        assert line.startswith(fmt.label) and f"{len(x)}-image" in line
+    assert fmt.filename in fmt.card_line(spec, 64)
+
+
+def test_outputs_unlike_pytorchs_are_refused():
+    want = np.zeros((2, 14))
+    assert "bound 0.0001" in check_outputs("X", want + 1e-5, want)
+    with pytest.raises(ResultsError, match="X export differs from PyTorch"):
+        check_outputs("X", want + 1e-3, want)
+    with pytest.raises(ResultsError, match="differs"):
+        check_outputs("X", np.zeros((2, 13)), want)

@@ -1,0 +1,260 @@
+"""The network file formats ``mdsearch export`` writes, one class each, behind one interface.
+
+Every format implements :class:`ExportFormat`: :meth:`~ExportFormat.save` writes the network
+(atomically, through :func:`mdsearch.space.files.atomic_write_bytes`) and
+:meth:`~ExportFormat.load` reads the file back as something that runs an image batch, so that
+:func:`check_outputs` can compare it with PyTorch. :data:`EXPORT_FORMATS` is the registry
+(``--format`` choices come from it); a new format is one class here and one line in it, and the
+contract test in ``tests/test_export.py`` runs every registered format through the same checks.
+
+==============  ======================  ===============================================
+``--format``    file                    checked by
+==============  ======================  ===============================================
+``onnx``        ``model.onnx``          onnx.checker, then onnxruntime's outputs
+``torchscript`` ``model.torchscript.pt`` ``torch.jit.load`` of the traced module
+``safetensors`` ``model.safetensors``   the state dict loaded into ``build(spec)``
+==============  ======================  ===============================================
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from mdsearch.space import ArchSpec
+from mdsearch.space.files import atomic_write_bytes
+
+from .errors import ResultsError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "EXPORT_TOLERANCE",
+    "ExportFormat",
+    "OnnxExport",
+    "SafetensorsExport",
+    "TorchScriptExport",
+    "check_outputs",
+    "export_format",
+]
+
+#: Largest allowed |exported output - PyTorch output|, relative to the logits' scale (>= 1).
+EXPORT_TOLERANCE = 1e-4
+
+#: What a loaded export is: an image batch (N, 3, H, W) in, logits (N, classes) out.
+Runner = Callable[["torch.Tensor"], np.ndarray]
+
+
+@runtime_checkable
+class ExportFormat(Protocol):
+    """One network file format.
+
+    Attributes:
+        name: the ``--format`` value and the key of the written file in ``export()``'s result.
+        filename: the file written in the export folder.
+        label: how the check line on the model card names the format.
+    """
+
+    name: str
+    filename: str
+    label: str
+
+    def save(self, net: nn.Module, example: torch.Tensor, path: Path, spec: ArchSpec) -> None:
+        """Write ``net`` (in eval mode) to ``path``; ``example`` is an input batch to trace with."""
+        ...
+
+    def load(self, path: Path, spec: ArchSpec) -> Runner:
+        """The file at ``path`` as a function from an image batch to logits (numpy)."""
+        ...
+
+    def card_line(self, spec: ArchSpec, size: int) -> str:
+        """The model card's line about the file (``size``: the example's side in pixels)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """ONNX through the TorchScript-based exporter, batch and image size left dynamic.
+
+    Args:
+        opset: ONNX opset version.
+    """
+
+    opset: int = 17
+    name: str = "onnx"
+    filename: str = "model.onnx"
+    label: str = "ONNX (onnxruntime)"
+
+    def save(self, net: nn.Module, example: torch.Tensor, path: Path, spec: ArchSpec) -> None:
+        """Export with input ``image`` (N, 3, H, W) and output ``logits`` (N, classes)."""
+        import torch
+
+        dims = {0: "batch", 2: "height", 3: "width"}
+        buffer = io.BytesIO()
+        # The TorchScript-based exporter: works offline for timm MobileNets with MD-Conv's
+        # split/concat and keeps the graph's batch and image size dynamic.
+        torch.onnx.export(
+            net,
+            (example,),
+            buffer,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": dims, "logits": {0: "batch"}},
+            opset_version=self.opset,
+            dynamo=False,
+        )
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load(self, path: Path, spec: ArchSpec) -> Runner:
+        """An onnxruntime CPU session, after ``onnx.checker`` accepted the file."""
+        import onnx
+        import onnxruntime as ort
+
+        onnx.checker.check_model(str(path))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda x: session.run(["logits"], {"image": x.numpy()})[0]
+
+    def card_line(self, spec: ArchSpec, size: int) -> str:
+        """Input and output names and shapes."""
+        return (
+            f"`{self.filename}`: input `image` (N, 3, H, W), output `logits` "
+            f"(N, {spec.num_classes})"
+        )
+
+
+@dataclass(frozen=True)
+class TorchScriptExport:
+    """A traced TorchScript module (traced at the example's size)."""
+
+    name: str = "torchscript"
+    filename: str = "model.torchscript.pt"
+    label: str = "TorchScript"
+
+    def save(self, net: nn.Module, example: torch.Tensor, path: Path, spec: ArchSpec) -> None:
+        """``torch.jit.trace`` on ``example``, saved."""
+        import torch
+
+        buffer = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch 2.x marks TorchScript deprecated; it is still what many deployments load.
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(torch.jit.trace(net, example), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load(self, path: Path, spec: ArchSpec) -> Runner:
+        """``torch.jit.load``, run without gradients."""
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path))
+
+        def run(x: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                return module(x).numpy()
+
+        return run
+
+    def card_line(self, spec: ArchSpec, size: int) -> str:
+        """The tracing size."""
+        return f"`{self.filename}`: traced at {size}x{size}"
+
+
+@dataclass(frozen=True)
+class SafetensorsExport:
+    """The state dict (tensors only), with the architecture in the header (``mdsearch.arch``)."""
+
+    name: str = "safetensors"
+    filename: str = "model.safetensors"
+    label: str = "safetensors (loaded into build(arch))"
+
+    def save(self, net: nn.Module, example: torch.Tensor, path: Path, spec: ArchSpec) -> None:
+        """The contiguous state dict."""
+        from safetensors.torch import save
+
+        state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+        atomic_write_bytes(path, save(state, metadata={"mdsearch.arch": spec.canonical}))
+
+    def load(self, path: Path, spec: ArchSpec) -> Runner:
+        """``build(spec)`` with the file's tensors, in eval mode."""
+        import torch
+        from safetensors.torch import load_file
+
+        from mdsearch.mdconv import build
+
+        net = build(spec).eval()
+        net.load_state_dict(load_file(str(path)))
+
+        def run(x: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                return net(x).numpy()
+
+        return run
+
+    def card_line(self, spec: ArchSpec, size: int) -> str:
+        """What the file holds."""
+        return f"`{self.filename}`: state dict"
+
+
+#: Every export format by ``--format`` name, in the order they are written and listed.
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    f.name: f for f in (OnnxExport(), TorchScriptExport(), SafetensorsExport())
+}
+
+
+def export_format(name: str) -> ExportFormat:
+    """The registered format called ``name``.
+
+    Raises:
+        ResultsError: no such format (the message lists the known ones).
+
+    Example:
+        >>> export_format("onnx").filename
+        'model.onnx'
+    """
+    try:
+        return EXPORT_FORMATS[name]
+    except KeyError:
+        raise ResultsError(
+            f"unknown export format {name}: use {', '.join(EXPORT_FORMATS)}"
+        ) from None
+
+
+def check_outputs(what: str, got: np.ndarray, want: np.ndarray) -> str:
+    """Compare an export's outputs with PyTorch's; the model card's line when they agree.
+
+    The bound is :data:`EXPORT_TOLERANCE` times the logits' scale (at least 1): float32 rounding
+    grows with the size of the logits.
+
+    Args:
+        what: the format's label.
+        got: the exported network's outputs.
+        want: PyTorch's outputs on the same input.
+
+    Raises:
+        ResultsError: different shapes, or a difference above the bound.
+
+    Example:
+        >>> check_outputs("X", np.zeros((2, 3)), np.zeros((2, 3)))[:35]
+        'X: max |output - PyTorch| = 0.0e+00'
+    """
+    diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("inf")
+    scale = max(1.0, float(np.max(np.abs(want))))
+    if not diff <= EXPORT_TOLERANCE * scale:
+        raise ResultsError(
+            f"{what} export differs from PyTorch by {diff:.2e} (> {EXPORT_TOLERANCE:g} x "
+            f"{scale:.3g}): do not use this file; report the architecture string"
+        )
+    return (
+        f"{what}: max |output - PyTorch| = {diff:.1e} on a {len(want)}-image example "
+        f"(logits up to {scale:.3g}; bound {EXPORT_TOLERANCE:g} x that)"
+    )

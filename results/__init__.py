@@ -1,13 +1,52 @@
-"""What the trials mean: Pareto front, hypervolume, knee point, uncertainty, and reports.
+"""What the trials mean: Pareto front, hypervolume, knee, uncertainty, reports, exports and the
+evaluation of trained networks.
 
 Reads a run folder (``config.json``, ``trials.csv``, ``predictions/*.npz``) with pandas; never
 imports Ray. Entry points: :func:`analyse_run` (everything below as one object),
-:func:`write_report` (``mdsearch report``), :func:`format_pareto_table` (``mdsearch pareto``) and
-:func:`pick_architecture` (``mdsearch export --pick``).
+:func:`write_report` (``mdsearch report``), :func:`format_pareto_table` (``mdsearch pareto``),
+:func:`export_architecture` (``mdsearch export``; :func:`pick_architecture` is its ``--pick``)
+and :func:`evaluate_saved` (``mdsearch eval``). Heavy libraries (torch, onnx, matplotlib) are
+imported inside the functions that use them.
 """
 
 from .analysis import RunAnalysis, analyse_run, pick_architecture
 from .errors import ResultsError
+from .evaluate import EVAL_BATCH_SIZE, evaluate_model, evaluate_saved, evaluate_weights
+from .evaluation_report import EVALUATION_FILES, format_evaluation, write_evaluation
+from .export import FORMATS, TRAINED_WEIGHTS, export_architecture, export_folder
+from .export_formats import (
+    EXPORT_FORMATS,
+    EXPORT_TOLERANCE,
+    ExportFormat,
+    OnnxExport,
+    SafetensorsExport,
+    TorchScriptExport,
+    check_outputs,
+    export_format,
+)
+from .figures import (
+    figure_names,
+    figure_pngs,
+    hypervolume_figure,
+    pareto_figure,
+    projections,
+    stage_figure,
+)
+from .metrics import (
+    DEFAULT_RESAMPLES,
+    Evaluation,
+    binary_metrics,
+    evaluate_predictions,
+    youden_threshold,
+)
+from .paper_tables import (
+    PAPER_TABLE6,
+    PAPER_TABLE6_MEAN,
+    PAPER_TABLE8,
+    paper_reference,
+    paper_table6,
+    paper_table8,
+)
 from .pareto import (
     OBJECTIVES,
     Constraint,
@@ -17,13 +56,15 @@ from .pareto import (
     hypervolume,
     hypervolume_history,
     knee_index,
+    minimisation_matrix,
     non_dominated,
+    objective_column,
     pareto_mask,
     parse_pick,
     resolve_objectives,
     select_pick,
 )
-from .report import format_pareto_table, write_report
+from .report import format_pareto_table, pareto_csv_table, pareto_table, write_report
 from .trials import LoadedRun, eligible_mask, load_run, pool_by_arch
 from .uncertainty import (
     AUCDifference,
@@ -34,36 +75,81 @@ from .uncertainty import (
     mean_auc,
     percentile_interval,
 )
+from .weights import check_weights_arch, load_weights, read_weights_metadata, save_weights
 
 __all__ = [
     "AUCDifference",
     "Constraint",
+    "DEFAULT_RESAMPLES",
+    "EVALUATION_FILES",
+    "EVAL_BATCH_SIZE",
+    "EXPORT_FORMATS",
+    "EXPORT_TOLERANCE",
+    "Evaluation",
+    "ExportFormat",
+    "FORMATS",
+    "LoadedRun",
     "OBJECTIVES",
     "Objective",
+    "OnnxExport",
+    "PAPER_TABLE6",
+    "PAPER_TABLE6_MEAN",
+    "PAPER_TABLE8",
     "Pick",
     "PredictionBootstrap",
     "ResultsError",
     "RunAnalysis",
-    "LoadedRun",
+    "SafetensorsExport",
+    "TRAINED_WEIGHTS",
+    "TorchScriptExport",
     "analyse_run",
     "auc_from_counts",
+    "binary_metrics",
     "bootstrap_counts",
     "bootstrap_mean_auc",
+    "check_outputs",
+    "check_weights_arch",
     "default_reference",
     "eligible_mask",
+    "evaluate_model",
+    "evaluate_predictions",
+    "evaluate_saved",
+    "evaluate_weights",
+    "export_architecture",
+    "export_folder",
+    "export_format",
+    "figure_names",
+    "figure_pngs",
+    "format_evaluation",
     "format_pareto_table",
     "hypervolume",
+    "hypervolume_figure",
     "hypervolume_history",
     "knee_index",
     "load_run",
+    "load_weights",
     "mean_auc",
+    "minimisation_matrix",
     "non_dominated",
+    "objective_column",
+    "paper_reference",
+    "paper_table6",
+    "paper_table8",
+    "pareto_csv_table",
+    "pareto_figure",
     "pareto_mask",
+    "pareto_table",
     "parse_pick",
     "percentile_interval",
     "pick_architecture",
     "pool_by_arch",
+    "projections",
+    "read_weights_metadata",
     "resolve_objectives",
+    "save_weights",
     "select_pick",
+    "stage_figure",
+    "write_evaluation",
     "write_report",
+    "youden_threshold",
 ]

@@ -105,6 +105,16 @@ class RunAnalysis:
         ``flops<=1250``, ``auc>=0.78``...); ResultsError naming the nearest when none fits."""
         return self.front.loc[select_pick(self.front, pick, self.objectives)]
 
+    @property
+    def latency_info(self) -> dict[str, Any]:
+        """config.json's ``latency`` block (input size, batch, threads, device) or {}."""
+        return self.run.config.get("latency") or {}
+
+    @property
+    def reference_text(self) -> str:
+        """The hypervolume reference point as ``column = value`` pairs, for reports."""
+        return ", ".join(f"{col} = {value:.4g}" for col, value in self.reference.items())
+
 
 def _objectives_for(run: LoadedRun, objectives: Sequence[str | Objective] | None):
     names = objectives or run.config.get("objectives") or ("auc", "flops")

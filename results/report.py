@@ -2,15 +2,14 @@
 
 :func:`write_report` is what ``mdsearch report RUN`` and the end of ``mdsearch run`` call;
 :func:`format_pareto_table` is ``mdsearch pareto RUN``. Both read only the run folder (through
-:func:`mdsearch.results.analysis.analyse_run`). Plots are drawn with matplotlib's Agg canvas (no
-display, no pyplot state) and embedded in the HTML as base64 PNG, so the page opens offline.
+:func:`mdsearch.results.analysis.analyse_run`). The plots (:mod:`mdsearch.results.figures`) are
+embedded in the HTML as base64 PNG, so the page opens offline. Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mdsearch.space.files import atomic_write_bytes, atomic_write_text
+
 from .analysis import RunAnalysis, analyse_run
 from .fidelity import format_fidelity_html, format_fidelity_markdown
+from .figures import figure_names, figure_pngs, projection_key, projections, short_name
 
 __all__ = [
     "write_report",
     "format_pareto_table",
     "pareto_table",
     "pareto_csv_table",
-    "pareto_figure",
-    "projections",
 ]
 
 _SYNTHETIC_NOTICE = (
@@ -42,13 +42,8 @@ def _flops_header(analysis: RunAnalysis) -> str:
     return f"FLOPs M @{size}x{size}" if size else "FLOPs M"
 
 
-def _latency_info(analysis: RunAnalysis) -> dict[str, Any]:
-    """config.json's ``latency`` block (input size, batch, threads, device) or {}."""
-    return analysis.run.config.get("latency") or {}
-
-
 def _latency_header(analysis: RunAnalysis) -> str:
-    size = _latency_info(analysis).get("input_size")
+    size = analysis.latency_info.get("input_size")
     return f"latency ms @{size}x{size}" if size else "latency ms"
 
 
@@ -234,209 +229,13 @@ def _summary_line(analysis: RunAnalysis) -> str:
     )
 
 
-def _reference_text(analysis: RunAnalysis) -> str:
-    return ", ".join(f"{col} = {value:.4g}" for col, value in analysis.reference.items())
-
-
 def _hypervolume_line(analysis: RunAnalysis) -> str:
     units = " x ".join(o.column for o in analysis.objectives)
     k = len(analysis.objectives)
     return (
         f"hypervolume ({k}-D) {analysis.hypervolume:.4g} ({units}) against the reference point "
-        f"({_reference_text(analysis)})"
+        f"({analysis.reference_text})"
     )
-
-
-# -- plots ----------------------------------------------------------------------------------
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _axis_labels(analysis: RunAnalysis, x: str = "flops_m") -> tuple[str, str]:
-    """(x label, y label) of a projection onto AUC and the column ``x``."""
-    size = analysis.run.input_size
-    if x == "flops_m":
-        xlabel = f"FLOPs (M multiply-adds at {size}x{size})" if size else "FLOPs (M multiply-adds)"
-    elif x == "latency_ms":
-        info = _latency_info(analysis)
-        detail = []
-        if info.get("input_size"):
-            detail.append(f"{info['input_size']}x{info['input_size']}")
-        if info.get("batch_size"):
-            detail.append(f"batch {info['batch_size']}")
-        if info.get("threads"):
-            detail.append(f"{info['threads']} thread" + ("s" if info["threads"] != 1 else ""))
-        if info.get("device"):
-            detail.append(str(info["device"]))
-        xlabel = "predicted latency (ms per image" + (f", {', '.join(detail)})" if detail else ")")
-    else:
-        obj = next((o for o in analysis.objectives if o.column == x), None)
-        xlabel = obj.label if obj and obj.label else x
-    proxy = analysis.run.config.get("proxy") or {}
-    detail = []
-    if proxy.get("epochs") is not None:
-        epochs = float(proxy["epochs"])
-        detail.append(f"{epochs:g} epoch" + ("" if epochs == 1 else "s"))
-    if proxy.get("resolution"):
-        detail.append(f"at {proxy['resolution']}x{proxy['resolution']}")
-    auc = "mean validation AUC" + (f" (proxy: {' '.join(detail)})" if detail else "")
-    return xlabel, auc
-
-
-_SHORT = {"flops_m": "FLOPs", "latency_ms": "latency", "params_m": "params", "auc": "AUC"}
-
-
-def projections(analysis: RunAnalysis) -> list[str]:
-    """The x columns of the report's scatter plots: every objective other than AUC, in order
-    (one plot for 2 objectives; for 3, e.g. AUC vs FLOPs and AUC vs latency)."""
-    xs = [o.column for o in analysis.objectives if o.column != "auc"]
-    return xs or ["flops_m"]
-
-
-def _projection_key(analysis: RunAnalysis, x: str) -> str:
-    """Report file key of the plot against ``x``: ``pareto_png`` for the first projection,
-    ``pareto_<name>_png`` (``pareto_latency_png``) for the others."""
-    if x == projections(analysis)[0]:
-        return "pareto_png"
-    return f"pareto_{_SHORT.get(x, x).lower()}_png"
-
-
-def pareto_figure(analysis: RunAnalysis, x: str | None = None) -> bytes:
-    """AUC-vs-``x`` scatter with the front, as PNG bytes.
-
-    Args:
-        analysis: the run's analysis.
-        x: the column on the x-axis (default the first non-AUC objective, FLOPs in a default
-            run). With more than two objectives the plot is a 2-D projection: the highlighted
-            members are the front over all objectives, so some look dominated here (they are
-            better in an objective not shown).
-    """
-    from matplotlib.figure import Figure
-
-    x = x or projections(analysis)[0]
-    full = len(analysis.objectives) > 2 or x not in {o.column for o in analysis.objectives}
-    trials = analysis.run.trials
-    fig = Figure(figsize=(8, 5.5))
-    ax = fig.add_subplot()
-    good = trials[analysis.eligible]
-    ax.scatter(good[x], good["auc"], s=14, color="0.65", label="trials (each seed)")
-    stopped = trials[(trials["status"] == "STOPPED") & trials["auc"].notna()]
-    if len(stopped) and x in stopped:
-        ax.scatter(
-            stopped[x],
-            stopped["auc"],
-            s=18,
-            marker="x",
-            color="0.75",
-            label="stopped early (not eligible)",
-        )
-    front = analysis.front.sort_values(x)
-    low = (front["auc"] - front["auc_ci_low"]).clip(lower=0).fillna(0)
-    high = (front["auc_ci_high"] - front["auc"]).clip(lower=0).fillna(0)
-    names = ", ".join(_SHORT.get(o.column, o.column) for o in analysis.objectives)
-    if full:
-        label = f"Pareto front over {names} ({len(analysis.objectives)}-D; mean over seeds, "
-    else:
-        ax.step(front[x], front["auc"], where="post", color="tab:blue", lw=1, alpha=0.6)
-        label = "Pareto front (mean over seeds, "
-    ax.errorbar(
-        front[x],
-        front["auc"],
-        yerr=[low, high],
-        fmt="o",
-        color="tab:blue",
-        ms=6,
-        capsize=3,
-        label=label + f"{analysis.level:.0%} CI)",
-    )
-    marks = (
-        (analysis.baseline, "s", "black", "baseline (no MD-Conv)"),
-        (analysis.paper, "D", "tab:red", "paper (stage5 3x3+5x5 1:1)"),
-    )
-    for arch, marker, color, label in marks:
-        if arch and arch in analysis.archs.index:
-            row = analysis.archs.loc[arch]
-            ax.scatter(
-                [row[x]],
-                [row["auc"]],
-                s=110,
-                marker=marker,
-                facecolors="none",
-                edgecolors=color,
-                linewidths=1.8,
-                label=label,
-                zorder=5,
-            )
-        elif arch:
-            ax.scatter(
-                [],
-                [],
-                marker=marker,
-                facecolors="none",
-                edgecolors=color,
-                label=label + ": not evaluated",
-            )
-    knee = analysis.front.loc[analysis.knee]
-    ax.annotate(
-        f"knee {knee['arch_id']}",
-        (knee[x], knee["auc"]),
-        xytext=(12, -18),
-        textcoords="offset points",
-        arrowprops={"arrowstyle": "->", "color": "0.3"},
-        fontsize=8,
-    )
-    xlabel, ylabel = _axis_labels(analysis, x)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    title = f"Run {analysis.run.name}: AUC vs {_SHORT.get(x, x)}"
-    if full:
-        title += f" (projection of the {len(analysis.objectives)}-D front)"
-    ax.set_title(title + (" [SYNTHETIC DATA]" if analysis.run.synthetic else ""))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return _png(fig)
-
-
-def hypervolume_figure(analysis: RunAnalysis) -> bytes:
-    """Hypervolume of the front after each trial, as PNG bytes."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 3.5))
-    ax = fig.add_subplot()
-    hist = analysis.history
-    ax.step(hist["trial"], hist["hypervolume"], where="post", color="tab:green")
-    ax.set_xlabel("trial number")
-    units = " x ".join(o.column for o in analysis.objectives)
-    ax.set_ylabel(f"hypervolume ({units})")
-    ax.set_title(f"Hypervolume vs reference ({_reference_text(analysis)})", fontsize=9)
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def stage_figure(analysis: RunAnalysis) -> bytes:
-    """Share of front / all evaluated architectures with MD-Conv per stage, as PNG bytes."""
-    from matplotlib.figure import Figure
-
-    share = analysis.stage_share
-    fig = Figure(figsize=(7, 3.5))
-    ax = fig.add_subplot()
-    x = np.arange(len(share))
-    ax.bar(x - 0.2, share["front_share"], 0.4, label=f"on the front ({len(analysis.front)})")
-    ax.bar(
-        x + 0.2,
-        share["all_share"],
-        0.4,
-        color="0.6",
-        label=f"all evaluated ({len(analysis.archs)})",
-    )
-    ax.set_xticks(x, list(share.index))
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("share with MD-Conv in the stage")
-    ax.set_title("Where MD-Conv pays off", fontsize=9)
-    ax.legend(fontsize=8)
-    return _png(fig)
 
 
 # -- documents ------------------------------------------------------------------------------
@@ -478,7 +277,7 @@ def _methods_text(analysis: RunAnalysis) -> list[str]:
             f"all {k} objectives, so a member that looks dominated in one plot is better in a "
             "cost that plot does not show."
         )
-    info = _latency_info(analysis)
+    info = analysis.latency_info
     if info:
         lines.append(
             f"Latency: {info.get('unit', 'ms per image')}; {info.get('input_size')}x"
@@ -535,7 +334,7 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
         out += ["Failures:", "", _markdown_table(errors), ""]
     out += ["## Pareto front", "", _markdown_table(pareto_table(analysis)), ""]
     for x in projections(analysis):
-        out += [f"![AUC vs {_SHORT.get(x, x)}]({files[_projection_key(analysis, x)].name})", ""]
+        out += [f"![AUC vs {short_name(x)}]({files[projection_key(analysis, x)].name})", ""]
     out += [f"- {line}" for line in _methods_text(analysis)] + [""]
     out += [
         "## Hypervolume over trials",
@@ -605,8 +404,8 @@ def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
         parts += ["<p>Failures:</p>", _html_table(errors)]
     parts += ["<h2>Pareto front</h2>", _html_table(pareto_table(analysis))]
     for x in projections(analysis):
-        alt = f"AUC vs {_SHORT.get(x, x)} with the Pareto front"
-        parts.append(_img(pngs[_projection_key(analysis, x)], alt))
+        alt = f"AUC vs {short_name(x)} with the Pareto front"
+        parts.append(_img(pngs[projection_key(analysis, x)], alt))
     parts.append('<ul class="methods">')
     parts += [f"<li>{esc(line)}</li>" for line in _methods_text(analysis)]
     parts.append("</ul>")
@@ -658,25 +457,20 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
     analysis = analyse_run(run_dir, **kwargs)
     out = Path(out_dir) if out_dir is not None else analysis.run.path
     out.mkdir(parents=True, exist_ok=True)
+    names = figure_names(analysis)
     files = {
         "html": out / "report.html",
         "markdown": out / "report.md",
-        "pareto_png": out / "pareto.png",
+        "pareto_png": out / names["pareto_png"],
         "pareto_csv": out / "pareto.csv",
-        "hypervolume_png": out / "hypervolume.png",
-        "stages_png": out / "mdconv_stages.png",
+        "hypervolume_png": out / names["hypervolume_png"],
+        "stages_png": out / names["stages_png"],
     }
-    for x in projections(analysis)[1:]:
-        key = _projection_key(analysis, x)
-        files[key] = out / f"{key[: -len('_png')]}.png"
-    pngs = {
-        **{_projection_key(analysis, x): pareto_figure(analysis, x) for x in projections(analysis)},
-        "hypervolume_png": hypervolume_figure(analysis),
-        "stages_png": stage_figure(analysis),
-    }
+    files |= {key: out / name for key, name in names.items() if key not in files}
+    pngs = figure_pngs(analysis)
     for key, data in pngs.items():
-        files[key].write_bytes(data)
-    pareto_csv_table(analysis).to_csv(files["pareto_csv"], index=False)
-    files["markdown"].write_text(_markdown(analysis, files), encoding="utf-8")
-    files["html"].write_text(_html(analysis, pngs), encoding="utf-8")
+        atomic_write_bytes(files[key], data)
+    atomic_write_text(files["pareto_csv"], pareto_csv_table(analysis).to_csv(index=False))
+    atomic_write_text(files["markdown"], _markdown(analysis, files))
+    atomic_write_text(files["html"], _html(analysis, pngs))
     return files

@@ -1,8 +1,8 @@
 """Where one proxy trial's time goes on a device: the loader alone, then ``proxy_train`` epoch by
 epoch, and optionally a ``torch.profiler`` table of a few training steps.
 
-Not a test. Uses the search's own code path (``proxy_train`` with the default ``ProxyConfig``
-unless flags change it) on the paper's network (MD-Conv 1:1 in stage5) or the baseline.
+Not a test. Uses the search's own code path (``proxy_train`` with ``PROXY_RECIPE`` at
+``PROXY_DATA``'s resolution unless flags change them) on the paper's network (MD-Conv 1:1 in stage5) or the baseline.
 
     python benchmarks/bench_proxy.py                          # CPU, phantom, 64 px
     python benchmarks/bench_proxy.py --device cuda --profile 8
@@ -18,8 +18,9 @@ import time
 import torch
 
 from mdsearch.mdconv import build
-from mdsearch.search.datasets import batches, load_dataset
-from mdsearch.search.proxy import ProxyConfig, proxy_train
+from mdsearch.search.datasets import batches
+from mdsearch.search.proxy import proxy_train
+from mdsearch.search.settings import PROXY_DATA, PROXY_RECIPE, DataSettings, TrainRecipe
 from mdsearch.search.training import make_optimizer, train_one_epoch
 from mdsearch.space import ArchSpec
 
@@ -29,10 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="phantom")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--arch", choices=["paper", "baseline"], default="paper")
-    parser.add_argument("--resolution", type=int, default=ProxyConfig.resolution)
-    parser.add_argument("--epochs", type=int, default=ProxyConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=ProxyConfig.batch_size)
-    parser.add_argument("--train-subset", type=int, default=ProxyConfig.train_subset)
+    parser.add_argument("--resolution", type=int, default=PROXY_DATA.resolution)
+    parser.add_argument("--epochs", type=int, default=PROXY_RECIPE.epochs)
+    parser.add_argument("--batch-size", type=int, default=PROXY_RECIPE.batch_size)
+    parser.add_argument("--train-subset", type=int, default=PROXY_RECIPE.train_subset)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
@@ -42,15 +43,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     config = dataclasses.replace(
-        ProxyConfig(),
-        resolution=args.resolution,
+        PROXY_RECIPE,
         epochs=args.epochs,
         batch_size=args.batch_size,
         train_subset=args.train_subset,
-        threads=args.threads or torch.get_num_threads(),
     )
     start = time.perf_counter()
-    data = load_dataset(args.data, resolution=args.resolution, progress=False)
+    data = DataSettings(args.data, resolution=args.resolution).load(progress=False)
     print(
         f"dataset {args.data} at {args.resolution} px loaded in {time.perf_counter() - start:.1f} s"
     )
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 
     marks = [time.perf_counter()]
     result = proxy_train(
-        spec, data, config, seed=0, device=args.device,
+        spec, data, config, seed=0, device=args.device, threads=args.threads or None,
         report=lambda row: marks.append(time.perf_counter()), eval_every_epoch=True,
     )  # fmt: skip
     for epoch, (t0, t1) in enumerate(zip(marks, marks[1:]), 1):
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         _profile(spec, config, loader, args)
 
 
-def _profile(spec: ArchSpec, config: ProxyConfig, loader, args: argparse.Namespace) -> None:
+def _profile(spec: ArchSpec, config: TrainRecipe, loader, args: argparse.Namespace) -> None:
     """The top operators of ``args.profile`` training steps (after one warm-up step)."""
     from itertools import islice
 

@@ -15,9 +15,14 @@ import time
 from pathlib import Path
 
 from mdsearch.mdconv import cost
-from mdsearch.search.datasets import load_dataset
-from mdsearch.search.orchestrate import SearchSettings, prepare, run_search
-from mdsearch.search.proxy import ProxyConfig, proxy_train
+from mdsearch.search import (
+    DataSettings,
+    SearchSettings,
+    TrainRecipe,
+    prepare,
+    proxy_train,
+    run_search,
+)
 from mdsearch.space import load_space
 
 
@@ -29,10 +34,12 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--data", default="phantom,n=300")
     args = ap.parse_args()
-    proxy = ProxyConfig(resolution=args.resolution, epochs=1, train_subset=64, batch_size=32)
+    proxy = TrainRecipe(epochs=1, train_subset=64, batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = str(Path(tmp) / "cache")
-        data = load_dataset(args.data, resolution=args.resolution, cache_dir=cache, progress=False)
+        settings_data = DataSettings(
+            args.data, resolution=args.resolution, cache_dir=str(Path(tmp) / "cache")
+        )
+        data = settings_data.load(progress=False)
         # Two architectures on both sides, so FLOPs counts are cached alike after their first use.
         space_file = Path(tmp) / "space.yaml"
         space_file.write_text("stages:\n  5: [base, k3.5s1:1]\n")
@@ -51,8 +58,8 @@ def main() -> None:
         direct = (time.perf_counter() - t0) / args.trials
 
         def search(budget: int) -> float:
-            settings = SearchSettings(data=args.data, space=str(space_file), budget=budget, sampler="random",
-                                      proxy=proxy, cache_dir=cache, max_concurrent=1)  # fmt: skip
+            settings = SearchSettings(data=settings_data, space=str(space_file), budget=budget,
+                                      sampler="random", proxy=proxy, max_concurrent=1)  # fmt: skip
             out = Path(tmp) / f"run{budget}"
             t = time.perf_counter()
             run_search(prepare(settings, out), quiet=True)

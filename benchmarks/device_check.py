@@ -20,6 +20,7 @@ import argparse
 import itertools
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import timm
@@ -31,8 +32,8 @@ import bench_latency  # noqa: E402
 import bench_mdconv  # noqa: E402
 
 from mdsearch.mdconv import MDConv2d  # noqa: E402
-from mdsearch.search.datasets import load_dataset  # noqa: E402
-from mdsearch.search.proxy import ProxyConfig, proxy_train  # noqa: E402
+from mdsearch.search.proxy import proxy_train  # noqa: E402
+from mdsearch.search.settings import PROXY_DATA, PROXY_RECIPE, DataSettings  # noqa: E402
 from mdsearch.space import ArchSpec  # noqa: E402
 
 
@@ -76,8 +77,10 @@ def exactness(device: str) -> bool:
 
 
 def proxy(device: str, quick: bool) -> None:
-    data = load_dataset("phantom,n=600" if quick else "phantom", resolution=64, progress=False)
-    config = ProxyConfig(epochs=2, train_subset=256 if quick else 1024)
+    data = DataSettings(
+        "phantom,n=600" if quick else "phantom", resolution=PROXY_DATA.resolution
+    ).load(progress=False)
+    config = replace(PROXY_RECIPE, epochs=2, train_subset=256 if quick else 1024)
     spec = ArchSpec.default("mobilenetv2_100", len(data.label_names)).with_stage(5, (3, 5), (1, 1))
     marks = [time.perf_counter()]
     result = proxy_train(

@@ -94,7 +94,7 @@ def test_hypervolume_3d_matches_brute_force():
 def test_hypervolume_of_auc_and_flops_in_their_units():
     # Maximised AUC is negated: the box from (AUC 0.8, 1000 M) to the reference (0.5, 1500 M).
     table = pd.DataFrame({"auc": [0.8], "flops_m": [1000.0]})
-    from mdsearch.results.pareto import default_reference, minimisation_matrix
+    from mdsearch.results import default_reference, minimisation_matrix
 
     points = minimisation_matrix(table, AUC_FLOPS)
     ref = default_reference(points, AUC_FLOPS)

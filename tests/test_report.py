@@ -166,7 +166,8 @@ def test_a_proxy_check_in_the_run_folder_goes_into_the_report(tmp_path):
 
     import numpy as np
 
-    from mdsearch.search.proxy_check import PROXY_CHECK_SCHEMA, summarise_proxy_check
+    from mdsearch.results import summarise_proxy_check
+    from mdsearch.search.proxy_check import PROXY_CHECK_SCHEMA
 
     run = make_run_folder(tmp_path)
     auc = {1: np.array([[0.70, 0.72], [0.75, 0.74]]), 4: np.array([[0.80, 0.81], [0.85, 0.84]])}

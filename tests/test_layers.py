@@ -179,9 +179,7 @@ def layer_violations(root: Path, layers: tuple[str, ...] = LAYERS) -> list[Viola
                 continue
             if parts[1] not in ALLOWED_LAYERS[layer]:
                 allowed = ", ".join(sorted(ALLOWED_LAYERS[layer])) or "no other layer"
-                violations.append(
-                    Violation(edge, f"{layer} may import only: {allowed}")
-                )
+                violations.append(Violation(edge, f"{layer} may import only: {allowed}"))
         elif parts[0] in FORBIDDEN_LIBRARIES.get(layer, {}):
             reason = FORBIDDEN_LIBRARIES[layer][parts[0]]
             violations.append(Violation(edge, f"{layer} never imports {parts[0]}: {reason}"))
@@ -190,9 +188,7 @@ def layer_violations(root: Path, layers: tuple[str, ...] = LAYERS) -> list[Viola
 
 def test_every_layer_imports_only_the_layers_before_it():
     violations = layer_violations(ROOT)
-    assert not violations, "imports against the pipeline order:\n" + "\n".join(
-        map(str, violations)
-    )
+    assert not violations, "imports against the pipeline order:\n" + "\n".join(map(str, violations))
 
 
 def test_the_walk_sees_every_layer():
@@ -235,8 +231,7 @@ def test_walker_resolves_relative_and_package_imports(tmp_path):
     _write(
         tmp_path,
         "search/datasets/__init__.py",
-        "from .catalog import DataSource\n"
-        "from .. import orchestrate\n",
+        "from .catalog import DataSource\nfrom .. import orchestrate\n",
     )
     _write(
         tmp_path,

@@ -7,8 +7,8 @@ fwd+bwd and as ratios to the plain 3x3 conv; layers are interleaved over rounds,
 round shown. MDConv2d runs both implementations: ``fused`` (what ``auto``, the default, picks on
 CPU) and ``split`` (the split/convolve/concatenate reference, what timm's MixedConv2d does).
 ``--compile`` adds torch.compile'd rows (inductor; the first call compiles, excluded). Why it matters: FLOPs are not
-speed (DESIGN.md: MD-Conv in all stride-2 stages trained at 0.72-0.79x the baseline's images/s
-although its FLOPs are only 4% higher).
+speed (measured with this script: MD-Conv in all stride-2 stages trained at 0.72-0.79x the
+baseline's images/s although its FLOPs are only 4% higher).
 
     python benchmarks/bench_mdconv.py                # CPU
     python benchmarks/bench_mdconv.py --device cuda  # GPU, if present

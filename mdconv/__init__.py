@@ -42,7 +42,7 @@ from .latency_timing import (
     time_module,
     torch_threads,
 )
-from .mdconv2d import IMPLS, MDConv2d
+from .mdconv2d import IMPLS, MDConv2d, init_depthwise_, single_kernel_depthwise
 from .stage_table import (
     LatencyTable,
     build_latency_table,
@@ -81,6 +81,7 @@ __all__ = [
     "head_module",
     "inference_call",
     "inherit_weights",
+    "init_depthwise_",
     "latency_table",
     "latency_table_parts",
     "measure_latency",
@@ -88,6 +89,7 @@ __all__ = [
     "predict_latency",
     "runner_for",
     "settle_allocator",
+    "single_kernel_depthwise",
     "stem_module",
     "table_key",
     "time_module",

@@ -20,7 +20,7 @@ from torch import nn
 from mdsearch.space import ArchSpec, StageSpec, get_backbone
 
 from .errors import BuildError
-from .mdconv2d import MDConv2d
+from .mdconv2d import MDConv2d, single_kernel_depthwise
 
 __all__ = ["HEAD_INITS", "build", "inherit_weights", "depthwise_conv"]
 
@@ -35,7 +35,7 @@ def build(spec: ArchSpec, *, head_init: str = "timm", **timm_kwargs: Any) -> nn.
         head_init: ``"timm"`` keeps timm's classifier init; ``"small"`` re-initialises the
             classifier weights uniformly within +-1/sqrt(in_features) and its bias to 0. timm's
             init (fan-out based) starts few-class heads with logits of +-15..39 on real X-rays;
-            the small init cut seed-to-seed validation-AUC std from 0.011 to 0.003 (DESIGN.md).
+            the small init cut seed-to-seed validation-AUC std from 0.011 to 0.003.
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``drop_rate``, ``drop_path_rate``,
             ``in_chans``). ``pretrained`` is always False: nothing is downloaded.
 
@@ -117,21 +117,9 @@ def depthwise_conv(
         raise BuildError("a stage without kernels ('-') has no depthwise conv to build")
     if stage.is_mdconv:
         return MDConv2d(channels, stage.kernels, stage.split, stride, dilation, bias)
-    k = stage.kernels[0]
-    conv = nn.Conv2d(
-        channels,
-        channels,
-        k,
-        stride=stride,
-        padding=k // 2 * dilation,
-        dilation=dilation,
-        groups=channels,
-        bias=bias,
+    return single_kernel_depthwise(
+        channels, stage.kernels[0], stride=stride, dilation=dilation, bias=bias
     )
-    nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (k * k)))
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
 
 
 def inherit_weights(target: nn.Module, source: nn.Module) -> nn.Module:

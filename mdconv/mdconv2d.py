@@ -50,11 +50,56 @@ from mdsearch.space import split_channels
 
 from .errors import BuildError
 
-__all__ = ["IMPLS", "MDConv2d"]
+__all__ = ["IMPLS", "MDConv2d", "init_depthwise_", "single_kernel_depthwise"]
 
 #: ``auto`` is ``fused`` on CPU, ``padded`` on CUDA and ``split`` elsewhere; see the module docstring.
 IMPLS = ("auto", "fused", "padded", "split")
 _AUTO = {"cpu": "fused", "cuda": "padded"}
+
+
+def single_kernel_depthwise(
+    channels: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    bias: bool = False,
+    init: bool = True,
+) -> nn.Conv2d:
+    """A depthwise ``nn.Conv2d`` with one ``kernel x kernel`` kernel and same padding.
+
+    Args:
+        channels: input = output channels (one group per channel).
+        kernel: kernel side (odd).
+        stride: stride.
+        dilation: dilation (the padding grows with it, so the output size follows the stride).
+        bias: whether the conv has a bias (timm's blocks have none; a BatchNorm follows).
+        init: initialise as timm does (:func:`init_depthwise_`); ``False`` leaves torch's
+            default init, for callers that initialise several convs afterwards.
+    """
+    conv = nn.Conv2d(
+        channels,
+        channels,
+        kernel,
+        stride=stride,
+        padding=kernel // 2 * dilation,
+        dilation=dilation,
+        groups=channels,
+        bias=bias,
+    )
+    if init:
+        init_depthwise_(conv)
+    return conv
+
+
+def init_depthwise_(conv: nn.Conv2d) -> nn.Conv2d:
+    """timm's EfficientNet/MobileNet init for a depthwise conv, in place: weights
+    N(0, sqrt(2 / k^2)), bias 0 (``_init_weight_goog`` with fan-out ``k * k * out / groups``)."""
+    k = conv.kernel_size[0]
+    nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (k * k)))
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
 
 
 class MDConv2d(nn.Module):
@@ -127,17 +172,10 @@ class MDConv2d(nn.Module):
         self.stride = stride
         self.dilation = dilation
         self.impl = impl
+        # All groups are created before any is initialised: the order of random draws (and so
+        # the weights under a seed) stays what it was when this was written out here.
         self.convs = nn.ModuleList(
-            nn.Conv2d(
-                ch,
-                ch,
-                k,
-                stride=stride,
-                padding=k // 2 * dilation,
-                dilation=dilation,
-                groups=ch,
-                bias=bias,
-            )
+            single_kernel_depthwise(ch, k, stride=stride, dilation=dilation, bias=bias, init=False)
             for k, ch in zip(kernels, group_channels)
         )
         self.reset_parameters()
@@ -149,10 +187,7 @@ class MDConv2d(nn.Module):
         that :func:`~mdsearch.mdconv.inherit_weights` does not fill.
         """
         for conv in self.convs:
-            k = conv.kernel_size[0]
-            nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (k * k)))
-            if conv.bias is not None:
-                nn.init.zeros_(conv.bias)
+            init_depthwise_(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.convs) == 1:

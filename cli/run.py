@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .common import optional_int, positive_int
+from mdsearch.search.run_settings import EARLY_STOP, SAMPLERS, SearchSettings
+from mdsearch.search.settings import PROXY_DATA, PROXY_RECIPE
 
-__all__ = ["add_run"]
+from .common import positive_int
+from .flags import (
+    DATA_HELP,
+    add_data_flags,
+    add_quiet_flag,
+    add_recipe_flags,
+    data_settings,
+    train_recipe,
+)
+
+__all__ = ["add_run", "front_size"]
+
+#: The defaults every flag of ``run`` shows and takes (a search's own fields; the data and
+#: the proxy recipe are PROXY_DATA and PROXY_RECIPE).
+DEFAULTS = SearchSettings()
+_RECIPE_NAMES = (
+    "epochs",
+    "train_subset",
+    "val_subset",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "schedule",
+)
 
 
-def add_run(sub) -> None:
-    from mdsearch.search.orchestrate import EARLY_STOP, SAMPLERS
-    from mdsearch.search.proxy import ProxyConfig
-
+def add_run(sub: Any) -> None:
+    """The ``run`` subcommand."""
+    d = DEFAULTS
     p = sub.add_parser(
         "run",
         help="search MD-Conv placements (AUC vs FLOPs)",
@@ -25,32 +52,35 @@ def add_run(sub) -> None:
         "--budget",
         type=positive_int,
         default=None,
-        help="trials in total (default 100; with --resume: the run's own budget)",
+        help=f"trials in total (default {d.budget}; with --resume: the run's own budget)",
     )
+    add_data_flags(p, PROXY_DATA, names=["data"], helps={"data": DATA_HELP})
     p.add_argument(
-        "--data",
-        default="phantom",
-        help="phantom (default, synthetic) | chestxray14=PATH | chestmnist[:SIZE][=FILE.npz] | kermany=PATH",
-    )
-    p.add_argument(
-        "--space", default="default", help="preset (default, paper) or a YAML/JSON space file"
+        "--space", default=d.space, help="preset (default, paper) or a YAML/JSON space file"
     )
     p.add_argument(
         "--backbone",
-        default=None,
+        default=d.backbone,
         help="timm backbone replacing the space's (e.g. mobilenetv3_large_100)",
     )
     p.add_argument(
-        "--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler (default tpe)"
+        "--sampler",
+        default=d.sampler,
+        choices=SAMPLERS,
+        help=f"Optuna sampler (default {d.sampler})",
     )
+    objectives = ",".join(d.objectives)
     p.add_argument(
         "--objectives",
-        default="auc,flops",
-        help="what to optimise: auc,flops (default) | auc,latency | auc,flops,latency "
+        default=objectives,
+        help=f"what to optimise: {objectives} (default) | auc,latency | auc,flops,latency "
         "(latency: predicted CPU ms per image from a per-block table timed once and cached)",
     )
-    p.add_argument(
-        "--seed", type=int, default=0, help="seeds the sampler, the data split and the trials"
+    add_data_flags(
+        p,
+        PROXY_DATA,
+        names=["seed"],
+        helps={"seed": "seeds the sampler, the data split and the trials"},
     )
     p.add_argument("--out", default=None, help="run folder (default runs/<date>-<time>)")
     p.add_argument(
@@ -60,79 +90,61 @@ def add_run(sub) -> None:
         help="continue the run in this folder to its budget (its settings are reused)",
     )
     g = p.add_argument_group(
-        "proxy training (one trial); defaults: mdsearch.search.proxy.ProxyConfig"
+        "proxy training (one trial); defaults: mdsearch.search.settings.PROXY_RECIPE, PROXY_DATA"
     )
-    d = ProxyConfig()
-    g.add_argument(
-        "--resolution",
-        type=int,
-        default=d.resolution,
-        help=f"training input size in px (default {d.resolution})",
+    add_data_flags(
+        g, PROXY_DATA, names=["resolution"], helps={"resolution": "training input size in px"}
     )
-    g.add_argument(
-        "--epochs", type=int, default=d.epochs, help=f"proxy epochs (default {d.epochs})"
-    )
-    g.add_argument(
-        "--train-subset",
-        type=optional_int,
-        default=d.train_subset,
-        help=f"training images per epoch (default {d.train_subset}; 'all' for the whole split)",
-    )
-    g.add_argument(
-        "--val-subset",
-        type=optional_int,
-        default=d.val_subset,
-        help="validation images scored (default: all)",
-    )
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
-    g.add_argument(
-        "--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay:g}"
-    )
-    g.add_argument("--optimizer", choices=("adamw", "sgd"), default=d.optimizer)
-    g.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
-    g.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        help="share of patients held out for validation (default 0.2)",
-    )
+    add_recipe_flags(g, PROXY_RECIPE, names=_RECIPE_NAMES, helps={"epochs": "proxy epochs"})
+    add_data_flags(g, PROXY_DATA, names=["val_fraction"])
     g.add_argument(
         "--input-size",
         type=int,
-        default=448,
-        help="input size at which FLOPs are counted (default 448, as in the paper)",
+        default=d.input_size,
+        help=f"input size at which FLOPs are counted (default {d.input_size}, as in the paper)",
     )
     g.add_argument(
         "--latency-size",
         type=int,
-        default=224,
+        default=d.latency_size,
         help="input size at which latency is predicted, batch 1, --cpus-per-trial threads "
-        "(default 224)",
+        f"(default {d.latency_size})",
     )
     g.add_argument(
         "--latency-device",
-        default="cpu",
-        help="where the latency table is timed: cpu (default) or cuda, on this machine",
+        default=d.latency_device,
+        help=f"where the latency table is timed: cpu or cuda, on this machine "
+        f"(default {d.latency_device})",
     )
     g.add_argument(
         "--early-stop",
         choices=EARLY_STOP,
-        default="none",
-        help="asha: stop weak trials early on AUC (stopped trials never enter the front)",
+        default=d.early_stop,
+        help="asha: stop weak trials early on AUC (stopped trials never enter the front) "
+        f"(default {d.early_stop})",
     )
     r = p.add_argument_group("resources")
-    r.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
-    r.add_argument("--gpus-per-trial", type=float, default=0.0, help="default 0")
-    r.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
+    r.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=d.cpus_per_trial,
+        help=f"default {d.cpus_per_trial:g}",
+    )
+    r.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=d.gpus_per_trial,
+        help=f"default {d.gpus_per_trial:g}",
+    )
+    r.add_argument(
+        "--max-concurrent", type=int, default=d.max_concurrent, help="cap on trials running at once"
+    )
     r.add_argument(
         "--address",
-        default=None,
+        default=d.address,
         help="join an existing Ray cluster (auto or ray://HOST:PORT); default: local Ray",
     )
-    r.add_argument(
-        "--cache-dir", default=None, help="decoded-image cache (default: user cache dir)"
-    )
+    add_data_flags(r, PROXY_DATA, names=["cache_dir"])
     f = p.add_argument_group("faults")
     f.add_argument(
         "--trial-timeout",
@@ -145,58 +157,63 @@ def add_run(sub) -> None:
         "--max-failures",
         type=int,
         default=None,
-        help="retries of a trial whose worker or node died (default 2; a trial that raises is "
-        "recorded FAILED, not retried)",
+        help=f"retries of a trial whose worker or node died (default {d.max_failures}; a trial "
+        "that raises is recorded FAILED, not retried)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_quiet_flag(p)
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.set_defaults(func=_cmd_run)
 
 
-def _settings_from_args(args):
-    from mdsearch.search.orchestrate import SearchSettings
-    from mdsearch.search.proxy import ProxyConfig
-
-    proxy = ProxyConfig(
-        resolution=args.resolution,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        train_subset=args.train_subset,
-        val_subset=args.val_subset,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        optimizer=args.optimizer,
-        schedule=args.schedule,
-    )
+def _settings_from_args(args: argparse.Namespace) -> SearchSettings:
+    d = DEFAULTS
     return SearchSettings(
-        data=args.data,
+        data=data_settings(args, d.data),
+        proxy=train_recipe(args, d.proxy),
         space=args.space,
         backbone=args.backbone,
-        budget=args.budget,
+        budget=d.budget if args.budget is None else args.budget,
         sampler=args.sampler,
-        seed=args.seed,
         input_size=args.input_size,
-        proxy=proxy,
         early_stop=args.early_stop,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,
         address=args.address,
-        cache_dir=args.cache_dir,
-        val_fraction=args.val_fraction,
         trial_timeout=args.trial_timeout,
-        max_failures=2 if args.max_failures is None else args.max_failures,
+        max_failures=d.max_failures if args.max_failures is None else args.max_failures,
         objectives=tuple(args.objectives.split(",")),
         latency_size=args.latency_size,
         latency_device=args.latency_device,
     )
 
 
-def _cmd_run(args) -> int:
+def front_size(points: Sequence[Sequence[float]], modes: Sequence[str]) -> int:
+    """Number of non-dominated points (duplicates each count), by the results package's
+    Pareto front; what the live progress shows as ``front``.
+
+    Args:
+        points: one tuple of objective values per trial, e.g. (AUC, FLOPs).
+        modes: ``"max"`` or ``"min"`` per objective.
+
+    Example:
+        >>> front_size([(0.7, 300.0), (0.8, 310.0), (0.6, 320.0)], ["max", "min"])
+        2
+    """
+    if not points:
+        return 0
+    import numpy as np
+
+    from mdsearch.results import non_dominated
+
+    signs = np.array([-1.0 if m == "max" else 1.0 for m in modes])
+    return int(non_dominated(np.asarray(points, dtype=float) * signs).sum())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from mdsearch.search.orchestrate import SearchSettings, prepare, run_search
-    from mdsearch.search.runfolder import RunFolder
+    from mdsearch.search import RunFolder, prepare, run_search
 
     if args.resume:
         folder = RunFolder(args.resume)
@@ -214,10 +231,8 @@ def _cmd_run(args) -> int:
         prepared = prepare(settings, folder.path, resume=True)
     else:
         out = args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        if args.budget is None:
-            args.budget = 100
         prepared = prepare(_settings_from_args(args), out)
-    folder = run_search(prepared, quiet=args.quiet)
+    folder = run_search(prepared, quiet=args.quiet, front_size=front_size)
     table = folder.read_table()
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     print(f"run folder: {folder.path}")

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mdsearch.search.runfolder import CONFIG_FILE, PREDICTIONS_DIR, TABLE_FILE
+from mdsearch.search.trial_table import LABEL_PREFIX, REQUIRED_COLUMNS, read_trial_table
+from mdsearch.search.trial_table import label_columns as _label_columns
 from mdsearch.space import ArchSpec, ArchSpecError
 
 from .errors import ResultsError
@@ -30,10 +33,6 @@ __all__ = [
     "ineligible_reason",
     "reference_archs",
 ]
-
-# Columns trials.csv must have for any analysis; the others are used when present.
-REQUIRED_COLUMNS = ("trial", "arch", "status", "fidelity", "target_fidelity", "auc", "flops_m")
-_TEXT_COLUMNS = ("arch", "arch_id", "status", "error", "node_id", "finished_at", "predictions")
 
 
 @dataclass
@@ -60,7 +59,9 @@ class LoadedRun:
     def label_names(self) -> list[str]:
         """Finding names, from the config or the ``auc__<label>`` columns."""
         names = (self.config.get("data") or {}).get("label_names")
-        return list(names) if names else [c[5:] for c in label_columns(self.trials)]
+        return (
+            list(names) if names else [c[len(LABEL_PREFIX) :] for c in label_columns(self.trials)]
+        )
 
     @property
     def input_size(self) -> int | None:
@@ -79,7 +80,7 @@ class LoadedRun:
         """The trial's saved validation predictions, or ``None`` when it has none on disk."""
         row = self.trials.loc[self.trials["trial"] == trial]
         rel = str(row["predictions"].iloc[0]) if len(row) and "predictions" in row else ""
-        path = self.path / (rel or f"predictions/{int(trial):05d}.npz")
+        path = self.path / (rel or f"{PREDICTIONS_DIR}/{int(trial):05d}.npz")
         return path if path.is_file() else None
 
 
@@ -103,7 +104,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             f"run folder {path} does not exist: give a folder made by `mdsearch run`"
         )
     config: dict[str, Any] = {}
-    config_path = path / "config.json"
+    config_path = path / CONFIG_FILE
     if config_path.is_file():
         try:
             config = json.loads(config_path.read_text())
@@ -111,13 +112,13 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             raise ResultsError(
                 f"{config_path} is not valid JSON ({exc.msg}, line {exc.lineno})"
             ) from None
-    table_path = path / "trials.csv"
+    table_path = path / TABLE_FILE
     if not table_path.is_file():
         raise ResultsError(
-            f"{path} has no trials.csv: no trial has finished yet (or this is not a run folder)"
+            f"{path} has no {TABLE_FILE}: no trial has finished yet (or this is not a run folder)"
         )
     try:
-        trials = pd.read_csv(table_path, dtype={c: "string" for c in _TEXT_COLUMNS})
+        trials = read_trial_table(table_path)
     except pd.errors.EmptyDataError:
         trials = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -127,9 +128,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     missing = [c for c in REQUIRED_COLUMNS if c not in trials.columns]
     if missing:
         raise ResultsError(f"{table_path} lacks column(s) {', '.join(missing)}")
-    for col in _TEXT_COLUMNS:
-        if col in trials:
-            trials[col] = trials[col].fillna("").astype(str)
     trials["status"] = trials["status"].str.upper().str.strip()
     # A row without a trial number, architecture or status (e.g. cut off by a crash) is unusable.
     number = pd.to_numeric(trials["trial"], errors="coerce")
@@ -143,7 +141,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 def label_columns(trials: pd.DataFrame) -> list[str]:
     """The per-label AUC columns (``auc__<label>``) in table order."""
-    return [c for c in trials.columns if c.startswith("auc__")]
+    return _label_columns(trials.columns)
 
 
 def eligible_mask(trials: pd.DataFrame, objectives: list[str] | tuple[str, ...] = ()) -> pd.Series:

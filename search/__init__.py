@@ -1,5 +1,76 @@
-"""Running the search: datasets and the cached proxy loader, the proxy trainer (one trial), the
-Ray Tune + Optuna orchestration, run folders and resume, and the ``mdsearch`` command line.
+"""Running the search: the data and the proxy recipe (settings), one trial's proxy training,
+the Optuna study and the Ray Tune trials, the run folder and its trial table.
 
-Heavy modules (torch, Ray) are imported by the submodules that need them, not here.
+The public names are re-exported here. Heavy modules (torch, Ray) are imported by the
+submodules that need them, when they need them: importing this package imports neither.
+:mod:`~mdsearch.search.progress` (Ray Tune callbacks) imports Ray, so its names are not
+re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check.
 """
+
+from .datasets import DataError, Dataset, load_dataset, parse_data_spec
+from .latency_for_search import check_latency_device, search_latency_table
+from .orchestrate import Prepared, load_proxy_data, prepare, resolution_warnings, run_search
+from .proxy import ProxyResult, TrialTimeout, proxy_train
+from .run_settings import (
+    EARLY_STOP,
+    SAMPLERS,
+    SEARCH_OBJECTIVES,
+    SearchSettings,
+    parse_objectives,
+)
+from .runfolder import RunError, RunFolder, RunFolderWriteError
+from .settings import (
+    DEFAULT_VAL_FRACTION,
+    FULL_DATA,
+    FULL_RECIPE,
+    PROXY_DATA,
+    PROXY_RECIPE,
+    DataSettings,
+    SettingsError,
+    TrainRecipe,
+)
+from .study import STUDY_NAME, make_sampler, proxy_search_class
+from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext, run_trial
+from .trial_table import label_column, read_trial_table
+
+__all__ = [
+    "DEFAULT_VAL_FRACTION",
+    "EARLY_STOP",
+    "FAULT_KINDS",
+    "FULL_DATA",
+    "FULL_RECIPE",
+    "PROXY_DATA",
+    "PROXY_RECIPE",
+    "SAMPLERS",
+    "SEARCH_OBJECTIVES",
+    "STUDY_NAME",
+    "TEST_FAULT_ENV",
+    "DataError",
+    "DataSettings",
+    "Dataset",
+    "Prepared",
+    "ProxyResult",
+    "RunError",
+    "RunFolder",
+    "RunFolderWriteError",
+    "SearchSettings",
+    "SettingsError",
+    "TrainRecipe",
+    "TrialContext",
+    "TrialTimeout",
+    "check_latency_device",
+    "label_column",
+    "load_dataset",
+    "load_proxy_data",
+    "make_sampler",
+    "parse_data_spec",
+    "parse_objectives",
+    "prepare",
+    "proxy_search_class",
+    "proxy_train",
+    "read_trial_table",
+    "resolution_warnings",
+    "run_search",
+    "run_trial",
+    "search_latency_table",
+]

@@ -12,34 +12,24 @@ import datetime as dt
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from mdsearch.space import SearchSpace
+from .runfolder import RunError, RunFolder, RunFolderWriteError
+from .trial_table import CONFIG_COLUMNS, LABEL_PREFIX, TRIAL_COLUMNS
 
-from .runfolder import RunError, RunFolder, RunFolderWriteError, label_column
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
 
-__all__ = ["InterruptFlag", "TrialRecorder", "LiveProgress", "front_size"]
+__all__ = ["FrontSize", "InterruptFlag", "TrialRecorder", "LiveProgress"]
 
-
-def front_size(points: Sequence[Sequence[float]], modes: Sequence[str] = ("max", "min")) -> int:
-    """Number of non-dominated points (duplicates each count).
-
-    Args:
-        points: one tuple of objective values per trial, e.g. (AUC, FLOPs).
-        modes: ``"max"`` or ``"min"`` per objective (default: AUC up, FLOPs down).
-    """
-    if not points:
-        return 0
-    import numpy as np
-
-    from mdsearch.results.pareto import non_dominated
-
-    signs = np.array([-1.0 if m == "max" else 1.0 for m in modes])
-    return int(non_dominated(np.asarray(points, dtype=float) * signs).sum())
+#: Number of non-dominated points among one tuple of objective values per trial, given
+#: ``"max"``/``"min"`` per objective (duplicates each count). The search does not define a
+#: Pareto front itself: the command line passes the results package's.
+FrontSize = Callable[[Sequence[Sequence[float]], Sequence[str]], int]
 
 
 class InterruptFlag:
@@ -53,13 +43,15 @@ class InterruptFlag:
         self._set = False
 
     def set(self) -> None:
+        """Mark the search interrupted."""
         self._set = True
 
     def is_set(self) -> bool:
+        """Whether Ctrl-C was pressed."""
         return self._set
 
 
-def _last_error_line(trial) -> str:
+def _last_error_line(trial: Trial) -> str:
     """The exception line of a failed trial's traceback (Tune writes it to the trial's error file)."""
     text = ""
     try:
@@ -79,33 +71,43 @@ class TrialRecorder(Callback):
     counts in :attr:`retries`). After Ctrl-C (``interrupted`` set) trials that did not finish
     get no row. A row that cannot be written is kept in :attr:`fatal` and raised, which ends
     the search.
+
+    The row is what the trial reported (every column it knows), plus what only the driver
+    knows: the trial's number, its Ray id, its status, when it ended and why it failed. A trial
+    whose worker died before it reported anything gets the columns its config holds (the
+    architecture and seed the searcher shipped).
+
+    Args:
+        folder: the run folder (its trials.csv).
+        label_names: the dataset's findings (the AUC columns of a new table).
+        metrics: the objective columns (AUC first), as Optuna is told them.
+        modes: ``"max"`` / ``"min"`` per objective.
+        start: rows already in the table (the next trial's number).
+        quiet: no line per failure or retry on stderr.
+        interrupted: the Ctrl-C flag.
     """
 
     def __init__(
         self,
         folder: RunFolder,
-        space: SearchSpace,
-        num_classes: int,
-        label_names,
-        settings,
+        label_names: Sequence[str],
+        metrics: Sequence[str],
+        modes: Sequence[str],
         start: int = 0,
         quiet: bool = False,
         interrupted: InterruptFlag | None = None,
     ) -> None:
         self.folder = folder
-        self.space = space
-        self.num_classes = num_classes
         self.label_names = tuple(label_names)
-        self.settings = settings
         self.count = start
         self.quiet = quiet
         self.failed = 0
         self.retries = 0
         self.interrupted = interrupted if interrupted is not None else InterruptFlag()
         self.fatal: RunError | None = None
-        #: the objective columns (``settings.metric_columns``) and their directions
-        self.metrics: list[str] = list(settings.metric_columns)
-        self.modes: list[str] = list(settings.metric_modes)
+        #: the objective columns and their directions
+        self.metrics: list[str] = list(metrics)
+        self.modes: list[str] = list(modes)
         #: objective values of every COMPLETE trial, in ``metrics`` order (AUC first)
         self.points: list[tuple[float, ...]] = []
         self._written: set[str] = set()
@@ -116,7 +118,7 @@ class TrialRecorder(Callback):
                 self._add_point(row)
             self.failed = int((table["status"] == "FAILED").sum())
 
-    def _add_point(self, row) -> None:
+    def _add_point(self, row: Mapping[str, Any]) -> None:
         try:
             values = tuple(float(row[m]) for m in self.metrics)
         except (KeyError, TypeError, ValueError):
@@ -126,41 +128,30 @@ class TrialRecorder(Callback):
 
     @property
     def best_auc(self) -> float:
+        """Best AUC of a COMPLETE trial so far (NaN before the first)."""
         return max((p[0] for p in self.points), default=math.nan)
 
-    def _row(self, trial, result: dict[str, Any], status: str, error: str = "") -> dict[str, Any]:
-        params = {k: v for k, v in trial.config.items() if not k.startswith("__")}
-        spec = self.space.decode(params, self.num_classes)
-        proxy = self.settings.proxy
-        row = {
-            "trial": self.count,
-            "ray_trial_id": trial.trial_id,
-            "arch": spec.canonical,
-            "arch_id": spec.arch_id,
-            "mdconv_stages": list(spec.mdconv_stages),
-            "status": status,
-            "fidelity": result.get("fidelity", 0.0),
-            "target_fidelity": float(proxy.epochs),
-            "auc": result.get("auc") if status != "FAILED" else math.nan,
-            "flops_m": result.get("flops_m"),
-            "latency_ms": result.get("latency_ms"),
-            "input_size": self.settings.input_size,
-            "params_m": result.get("params_m"),
-            "resolution": proxy.resolution,
-            "seed": trial.config.get("__seed"),
-            "repeat": trial.config.get("__repeat"),
-            "train_seconds": result.get("train_seconds"),
-            "images_per_s": result.get("images_per_s"),
-            "node_id": result.get("node_id", ""),
-            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "predictions": result.get("predictions", ""),
-            "error": error,
-        }
-        for name in self.label_names:
-            row[label_column(name)] = result.get(label_column(name))
+    def _row(
+        self, trial: Trial, result: Mapping[str, Any], status: str, error: str = ""
+    ) -> dict[str, Any]:
+        row = {c: trial.config.get(c) for c in CONFIG_COLUMNS}
+        row.update(
+            (k, v) for k, v in result.items() if k in TRIAL_COLUMNS or k.startswith(LABEL_PREFIX)
+        )
+        if status == "FAILED":  # a partial AUC of a failed trial is no result
+            row["auc"] = math.nan
+        row.update(
+            trial=self.count,
+            ray_trial_id=trial.trial_id,
+            status=status,
+            finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            error=error,
+        )
         return row
 
-    def _write(self, trial, result: dict[str, Any] | None, status: str, error: str = "") -> None:
+    def _write(
+        self, trial: Trial, result: Mapping[str, Any] | None, status: str, error: str = ""
+    ) -> None:
         if trial.trial_id in self._written or self.fatal is not None:
             return
         row = self._row(trial, result or {}, status, error)
@@ -218,12 +209,26 @@ class TrialRecorder(Callback):
 
 class LiveProgress(Callback):
     """Progress on stderr: a tqdm bar with ETA and a status (running / failed / best AUC / front
-    size) on a terminal; one line per finished trial, with the same figures, in a log file."""
+    size) on a terminal; one line per finished trial, with the same figures, in a log file.
 
-    def __init__(self, recorder: TrialRecorder, total: int, done: int = 0) -> None:
+    Args:
+        recorder: the run's recorder (counts, failures, objective values).
+        total: the budget.
+        done: trials already in the table.
+        front_size: counts the non-dominated objective values (None: no front size shown).
+    """
+
+    def __init__(
+        self,
+        recorder: TrialRecorder,
+        total: int,
+        done: int = 0,
+        front_size: FrontSize | None = None,
+    ) -> None:
         from tqdm import tqdm
 
         self.recorder = recorder
+        self.front_size = front_size
         self.total = total
         self.start_done = done
         self.started = time.monotonic()
@@ -249,10 +254,10 @@ class LiveProgress(Callback):
         running = sum(1 for t in trials if t.status == "RUNNING")
         best = f"{r.best_auc:.4f}" if math.isfinite(r.best_auc) else "-"
         retried = f" | retried {r.retries}" if r.retries else ""
-        return (
-            f"running {running} | failed {r.failed}{retried} | best AUC {best} | "
-            f"front {front_size(r.points, r.modes)}"
-        )
+        text = f"running {running} | failed {r.failed}{retried} | best AUC {best}"
+        if self.front_size is not None:
+            text += f" | front {self.front_size(r.points, r.modes) if r.points else 0}"
+        return text
 
     def _eta(self) -> str:
         finished = self.recorder.count - self.start_done

@@ -24,50 +24,40 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mdsearch.space.files import atomic_write_bytes
+
+from .trial_table import empty_table, read_trial_table, table_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
+    "CONFIG_FILE",
+    "FAULTS_DIR",
+    "LOCK_FILE",
+    "PREDICTIONS_DIR",
+    "STUDY_FILE",
+    "TABLE_FILE",
     "RunFolder",
     "RunError",
     "RunFolderWriteError",
-    "TABLE_COLUMNS",
-    "atomic_write_bytes",
-    "label_column",
+    "write_all",
 ]
 
-# Fixed columns of trials.csv, in order; per-label AUC columns (auc__<label>) follow them.
-# latency_ms (predicted ms per image, see config.json "latency") is empty unless latency is an
-# objective of the run.
-TABLE_COLUMNS = (
-    "trial",
-    "ray_trial_id",
-    "arch",
-    "arch_id",
-    "mdconv_stages",
-    "status",
-    "fidelity",
-    "target_fidelity",
-    "auc",
-    "flops_m",
-    "latency_ms",
-    "input_size",
-    "params_m",
-    "resolution",
-    "seed",
-    "repeat",
-    "train_seconds",
-    "images_per_s",
-    "node_id",
-    "finished_at",
-    "predictions",
-    "error",
-)
+#: File and folder names of a run folder (the layout above); readers use these too.
+CONFIG_FILE = "config.json"
+TABLE_FILE = "trials.csv"
+PREDICTIONS_DIR = "predictions"
+STUDY_FILE = "study.db"
+FAULTS_DIR = "faults"
+LOCK_FILE = ".lock"
 
 
 class RunError(ValueError):
@@ -86,30 +76,12 @@ class RunFolderWriteError(RunError):
         self.errno = exc.errno
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write until every byte is out (a regular file may take a short write)."""
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out (a regular file may take a short write). The one
+    function that writes the trial table's bytes (the fault tests replace it: a full disk)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def label_column(label: str) -> str:
-    """Name of the per-label AUC column in trials.csv."""
-    return f"auc__{label}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and a rename (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunFolder:
@@ -122,11 +94,11 @@ class RunFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).resolve()
 
-    config_path = property(lambda self: self.path / "config.json")
-    table_path = property(lambda self: self.path / "trials.csv")
-    predictions_dir = property(lambda self: self.path / "predictions")
-    faults_dir = property(lambda self: self.path / "faults")
-    study_path = property(lambda self: self.path / "study.db")
+    config_path = property(lambda self: self.path / CONFIG_FILE)
+    table_path = property(lambda self: self.path / TABLE_FILE)
+    predictions_dir = property(lambda self: self.path / PREDICTIONS_DIR)
+    faults_dir = property(lambda self: self.path / FAULTS_DIR)
+    study_path = property(lambda self: self.path / STUDY_FILE)
 
     @property
     def study_url(self) -> str:
@@ -178,12 +150,13 @@ class RunFolder:
         from filelock import FileLock, Timeout
 
         self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path / ".lock"), timeout=0)
+        lock_path = self.path / LOCK_FILE
+        lock = FileLock(str(lock_path), timeout=0)
         try:
             lock.acquire()
         except Timeout:
             raise RunError(
-                f"{self.path} is in use by another `mdsearch run` (lock {self.path / '.lock'}); "
+                f"{self.path} is in use by another `mdsearch run` (lock {lock_path}); "
                 "wait for it to finish or stop it first"
             ) from None
         try:
@@ -205,7 +178,7 @@ class RunFolder:
         """
         import io
 
-        columns = list(TABLE_COLUMNS) + [label_column(name) for name in label_names]
+        columns = table_columns(label_names)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         try:
@@ -223,7 +196,7 @@ class RunFolder:
                 writer.writeheader()
             writer.writerow({k: _cell(row.get(k)) for k in columns})
             try:
-                _write_all(fd, buf.getvalue().encode())
+                write_all(fd, buf.getvalue().encode())
                 os.fsync(fd)
             except BaseException as exc:
                 try:
@@ -236,13 +209,13 @@ class RunFolder:
         finally:
             os.close(fd)
 
-    def read_table(self):
-        """trials.csv as a pandas DataFrame (empty, with the columns, when no trial ended yet)."""
-        import pandas as pd
-
+    def read_table(self) -> pd.DataFrame:
+        """trials.csv as a DataFrame with the schema's types
+        (:func:`~mdsearch.search.trial_table.read_trial_table`); empty, with the columns, when
+        no trial ended yet."""
         if not self.table_path.exists():
-            return pd.DataFrame(columns=list(TABLE_COLUMNS))
-        return pd.read_csv(self.table_path, keep_default_na=True, dtype={"error": str})
+            return empty_table()
+        return read_trial_table(self.table_path)
 
     # -- predictions -------------------------------------------------------------------------
     def save_predictions(

@@ -1,11 +1,14 @@
 """One search trial as Ray Tune runs it: build, count, train the proxy, report.
 
 :func:`run_trial` is the function trainable. It runs in a reused Ray actor (torch, timm and the
-mapped dataset stay loaded between trials), counts the architecture's FLOPs, trains the proxy
+mapped dataset stay loaded between trials), parses the architecture the searcher shipped (its
+canonical string, once), counts its FLOPs, trains the proxy
 (:func:`mdsearch.search.proxy.proxy_train`), writes the validation predictions into the run
-folder and reports one final result. A trial that fails in its own code (exception, NaN, out of
-memory, ``--trial-timeout``) reports that as its final result instead of raising, so Ray Tune
-retries only trials whose worker died; a watchdog ends a worker whose trial hangs.
+folder and reports one final result holding every column of the trial table it knows
+(:data:`~mdsearch.search.trial_table.TRIAL_COLUMNS`). A trial that fails in its own code
+(exception, NaN, out of memory, ``--trial-timeout``) reports that as its final result instead of
+raising, so Ray Tune retries only trials whose worker died; a watchdog ends a worker whose trial
+hangs.
 """
 
 from __future__ import annotations
@@ -17,63 +20,66 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mdsearch.space import SearchSpace
+from .runfolder import RunFolder, RunFolderWriteError
+from .settings import DataSettings, TrainRecipe
+from .trial_table import label_column
 
-from .proxy import ProxyConfig
-from .runfolder import RunFolder, RunFolderWriteError, label_column
+if TYPE_CHECKING:
+    from mdsearch.mdconv.latency import LatencyTable
+
+    from .datasets import Dataset
 
 __all__ = ["FAULT_KINDS", "TEST_FAULT_ENV", "TrialContext", "run_trial"]
 
 #: Test hook: ``MDSEARCH_TEST_FAULT=KIND:REGEX`` makes every trial whose canonical arch string
 #: matches REGEX (``re.search``) fail on purpose: ``hang`` (never returns, never checks a
 #: deadline), ``oom`` (asks the allocator for 1 PiB) or ``raise``; ``slow`` only sleeps 5 s
-#: first (so a test can kill a node while it surely trains). Read on the driver when the search starts and
-#: shipped to the trials, so it works on any cluster; unset, it costs nothing.
+#: first (so a test can kill a node while it surely trains). Read on the driver when the search
+#: starts and shipped to the trials, so it works on any cluster; unset, it costs nothing.
 TEST_FAULT_ENV = "MDSEARCH_TEST_FAULT"
 FAULT_KINDS = ("hang", "oom", "raise", "slow")
 
 
 @dataclass(frozen=True)
 class TrialContext:
-    """What every trial needs besides its Optuna parameters (shipped once per worker)."""
+    """What every trial needs besides its config (shipped once per worker).
 
-    space: SearchSpace
-    data: str
-    cache_dir: str | None
-    val_fraction: float
-    data_seed: int
-    num_classes: int
+    Args:
+        data: the data the proxy trains on (its resolution is the proxy's).
+        recipe: the proxy recipe.
+        threads: torch threads per trial (its CPU share).
+        input_size: input side (px) at which FLOPs are counted.
+        run_dir: the run folder (on a filesystem every node mounts at this path).
+        eval_every_epoch: report the validation AUC after every epoch (early stopping).
+        use_gpu: train on the worker's GPU.
+        trial_timeout: seconds a trial may run (None: no limit).
+        test_fault: the :data:`TEST_FAULT_ENV` value read on the driver ("" when unset).
+        latency: the latency table when latency is an objective (a trial only looks up).
+    """
+
+    data: DataSettings
+    recipe: TrainRecipe
+    threads: int
     input_size: int
-    proxy: ProxyConfig
     run_dir: str
     eval_every_epoch: bool
     use_gpu: bool
     trial_timeout: float | None = None
     test_fault: str = ""
-    latency: Any = None  # the LatencyTable when latency is an objective (predict: a look-up)
+    latency: LatencyTable | None = None
 
 
-_WORKER_DATA: dict[tuple, Any] = {}
+_WORKER_DATA: dict[DataSettings, Dataset] = {}
 
 
-def _worker_dataset(ctx: TrialContext):
+def _worker_dataset(ctx: TrialContext) -> Dataset:
     """The dataset, loaded once per worker process (a reused actor keeps it mapped)."""
-    from .datasets import load_dataset
-
-    key = (ctx.data, ctx.proxy.resolution, ctx.cache_dir, ctx.data_seed, ctx.val_fraction)
-    if key not in _WORKER_DATA:
+    if ctx.data not in _WORKER_DATA:
         _WORKER_DATA.clear()
-        _WORKER_DATA[key] = load_dataset(
-            ctx.data,
-            resolution=ctx.proxy.resolution,
-            cache_dir=ctx.cache_dir,
-            seed=ctx.data_seed,
-            val_fraction=ctx.val_fraction,
-            progress=False,
-        )
-    return _WORKER_DATA[key]
+        _WORKER_DATA[ctx.data] = ctx.data.load(progress=False)
+    return _WORKER_DATA[ctx.data]
 
 
 def _watchdog_grace(timeout: float) -> float:
@@ -142,37 +148,51 @@ def _failure_reason(exc: BaseException) -> str:
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """Ray Tune function trainable: one proxy trial, reported to Tune.
 
+    Args:
+        config: what the searcher shipped: ``arch`` (canonical string), ``seed`` and
+            ``repeat`` (the table's columns of those names).
+        ctx: what every trial shares.
+
     Reports after each epoch (``final: False``) when early stopping needs it, then once with
-    every metric and ``final: True``. A trial that fails in its own code (exception, NaN,
-    out of memory, ``--trial-timeout``) reports ``final: True`` with an ``error`` line instead
-    of raising, so Tune retries only trials whose worker died.
+    every column it knows and ``final: True``. A trial that fails in its own code (exception,
+    NaN, out of memory, ``--trial-timeout``) reports ``final: True`` with an ``error`` line
+    instead of raising, so Tune retries only trials whose worker died.
     """
     from ray import tune
 
     from mdsearch.mdconv import cost
+    from mdsearch.space import ArchSpec
 
     from .proxy import TrialTimeout, proxy_train
 
     started = time.monotonic()
     trial_id = tune.get_context().get_trial_id()
     folder = RunFolder(ctx.run_dir)
-    params = {k: v for k, v in config.items() if not k.startswith("__")}
-    spec = ctx.space.decode(params, ctx.num_classes)
+    spec = ArchSpec.parse(config["arch"])
+    seed = int(config["seed"])
     c = cost(spec, ctx.input_size)
-    common = {
+    epochs = ctx.recipe.epochs
+    known: dict[str, Any] = {
+        "arch": spec.canonical,
+        "arch_id": spec.arch_id,
+        "mdconv_stages": list(spec.mdconv_stages),
+        "target_fidelity": float(epochs),
         "flops_m": c.flops_m,
+        "input_size": ctx.input_size,
         "params_m": c.params_m,
-        "target_fidelity": float(ctx.proxy.epochs),
+        "resolution": ctx.data.resolution,
+        "seed": seed,
+        "repeat": int(config.get("repeat", 0)),
         "node_id": _node_id(),
     }
 
     def fail(error: str, fidelity: float = 0.0, folder_error: bool = False) -> None:
         tune.report(
             {
-                **common,
+                **known,
                 "auc": math.nan,
                 "fidelity": fidelity,
-                "epoch": ctx.proxy.epochs,
+                "epoch": epochs,
                 "error": error,
                 "run_folder_error": folder_error,
                 "final": True,
@@ -181,7 +201,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     if ctx.latency is not None:
         try:
-            common["latency_ms"] = ctx.latency.predict(spec)
+            known["latency_ms"] = ctx.latency.predict(spec)
         except Exception as exc:  # a variant the driver did not time: recorded, search goes on
             return fail(_failure_reason(exc))
 
@@ -199,10 +219,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     def report(row: dict[str, float]) -> None:
         epochs_done[0] = float(row["epoch"])
-        if row["epoch"] < ctx.proxy.epochs:
+        if row["epoch"] < epochs:
             tune.report(
                 {
-                    **common,
+                    **known,
                     "auc": row.get("auc", math.nan),
                     "fidelity": float(row["epoch"]),
                     "epoch": row["epoch"],
@@ -216,9 +236,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         result = proxy_train(
             spec,
             data,
-            ctx.proxy,
-            int(config.get("__seed", 0)),
+            ctx.recipe,
+            seed,
             device="cuda" if ctx.use_gpu else "cpu",
+            threads=ctx.threads,
             report=report,
             eval_every_epoch=ctx.eval_every_epoch,
             deadline=None if ctx.trial_timeout is None else started + ctx.trial_timeout,
@@ -238,11 +259,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             done.set()
     tune.report(
         {
-            **common,
+            **known,
             "auc": result.auc,
             **{label_column(k): v for k, v in result.label_auc.items()},
             "fidelity": result.fidelity,
-            "epoch": ctx.proxy.epochs,
+            "epoch": epochs,
             "train_seconds": result.train_seconds,
             "images_per_s": result.images_per_s,
             "predictions": preds,

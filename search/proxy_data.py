@@ -1,0 +1,69 @@
+"""The data a search (or a proxy check) trains its proxies on, and what the proxy resolution
+cannot show about a space.
+
+One loader for both: :func:`load_proxy_data` loads the dataset through
+:meth:`~mdsearch.search.settings.DataSettings.load` at the proxy resolution and passes on its
+notes and the :func:`resolution_warnings` for the searched space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from mdsearch.space import SearchSpace, get_backbone
+
+from .settings import DataSettings
+
+if TYPE_CHECKING:
+    from .datasets import Dataset
+
+__all__ = ["load_proxy_data", "resolution_warnings"]
+
+
+def load_proxy_data(
+    data: DataSettings, space: SearchSpace, say: Callable[[str], None], *, progress: bool
+) -> Dataset:
+    """The dataset a search (or a proxy check) trains on, at its proxy resolution; its notes and
+    the resolution warnings for ``space`` go to ``say``.
+
+    Args:
+        data: the data settings (``resolution`` is the proxy's input side, px).
+        space: the searched space (for :func:`resolution_warnings`).
+        say: receives one line per note or warning.
+        progress: show the image-cache progress while a cache is built.
+
+    Raises:
+        DataError, SettingsError: see :meth:`DataSettings.load`.
+    """
+    dataset = data.load(progress=progress)
+    for note in dataset.notes:
+        say(f"data: {note}")
+    for w in resolution_warnings(space, data.resolution):
+        say(f"warning: {w}")
+    return dataset
+
+
+def resolution_warnings(space: SearchSpace, resolution: int) -> list[str]:
+    """Warnings for searched stages whose feature maps are not larger than their kernels.
+
+    At 64 px MobileNet-v2's stage5 runs on 4x4 -> 2x2 maps: a 5x5 kernel adds nothing a 3x3
+    does not, so the proxy cannot rank that stage's choices.
+
+    Args:
+        space: the searched space.
+        resolution: the proxy's input side, px.
+    """
+    backbone = get_backbone(space.backbone)
+    sizes = backbone.map_sizes(resolution)
+    strides = backbone.output_strides()
+    out = []
+    for i in space.searched_stages:
+        kmax = max(max(s.kernels) for s in space.choices[i])
+        if sizes[i] <= kmax:
+            out.append(
+                f"stage{i} runs on {sizes[i]}x{sizes[i]} maps at --resolution {resolution}, not "
+                f"larger than its {kmax}x{kmax} kernel choice: the proxy cannot tell those "
+                f"choices apart there (use --resolution {strides[i] * (kmax + 1)} or more)"
+            )
+    return out

@@ -1,0 +1,218 @@
+"""The Optuna side of a search: the sampler, the Ray Tune searcher that proposes architectures,
+and the study's recovery after a kill.
+
+The study lives in ``study.db`` in the run folder. The searcher decodes each sampled set of
+Optuna parameters to an :class:`~mdsearch.space.ArchSpec` once and ships its canonical string
+in the trial's config (``{"arch": ..., "seed": ..., "repeat": ...}``, the table's own column
+names); no one downstream decodes parameters again.
+
+Repeats: when the sampler proposes an architecture the run has already evaluated, it is trained
+again with the next seed (seed, seed+1, ...): a repeat is a further seed that narrows that
+architecture's uncertainty, never an accidental copy.
+
+Optuna is told only finished proxies as COMPLETE: a failed trial is FAIL, one stopped early by
+``--early-stop asha`` is PRUNED (a partial AUC never poses as a finished proxy), and one
+interrupted by Ctrl-C stays RUNNING, marked ``interrupted``, until ``--resume`` settles it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mdsearch.space import SearchSpace
+
+from .runfolder import RunFolder
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    from ray.tune.search.optuna import OptunaSearch
+
+__all__ = [
+    "STUDY_NAME",
+    "Interrupted",
+    "make_sampler",
+    "objective_values",
+    "proxy_search_class",
+    "recover_study",
+]
+
+#: Name of the Optuna study in study.db (what ``optuna.load_study`` takes).
+STUDY_NAME = "mdsearch"
+
+
+class Interrupted(Protocol):
+    """What the searcher asks of the Ctrl-C flag (:class:`~mdsearch.search.progress.InterruptFlag`)."""
+
+    def is_set(self) -> bool: ...
+
+
+def make_sampler(
+    name: str, seed: int, space: SearchSpace, budget: int
+) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``--sampler``.
+
+    tpe (default): multi-objective TPE handles categorical stage choices well and learns from
+    its first ~10 trials, so it suits budgets around 100; ``constant_liar`` keeps parallel trials
+    from all proposing the same point. nsga2 needs several generations of ~population size to
+    pay off (budgets of several hundred). random is the honest control. grid enumerates a small
+    space (e.g. the paper's 16 placements).
+    """
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=min(10, max(1, budget // 5)), constant_liar=True
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=max(4, min(50, budget // 4))
+        )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    grid = {k: list(d.choices) for k, d in space.distributions().items()}
+    return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+def objective_values(values: Mapping[str, Any], metrics: Sequence[str]) -> list[float] | None:
+    """The objectives of a result or table row in ``metrics`` order; None unless all are finite
+    numbers (a failed or diverged trial is not told to Optuna as COMPLETE)."""
+    out = []
+    for m in metrics:
+        try:
+            v = float(values.get(m, math.nan))
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(v):
+            return None
+        out.append(v)
+    return out
+
+
+def proxy_search_class() -> type[OptunaSearch]:
+    """The searcher class (built on first use: it subclasses Ray's OptunaSearch, and importing
+    Ray is left to the search itself).
+
+    Its constructor takes OptunaSearch's arguments and ``mdsearch_space`` (the
+    :class:`~mdsearch.space.SearchSpace`), ``num_classes``, ``seed`` (repeat k of an
+    architecture trains with seed + k), ``seen`` (architectures already in the table -> count)
+    and ``interrupted`` (an :class:`Interrupted` flag).
+    """
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    class ProxySearch(OptunaSearch):
+        """OptunaSearch that (1) decodes each proposal to an architecture once and ships its
+        canonical string, (2) gives repeats of an arch the next seed and (3) tells Optuna only
+        finished proxies as COMPLETE: failures are FAIL, early stops PRUNED."""
+
+        def __init__(
+            self,
+            *args: Any,
+            mdsearch_space: SearchSpace,
+            num_classes: int,
+            seed: int,
+            seen: Mapping[str, int],
+            interrupted: Interrupted,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self._md_metrics = list(kwargs["metric"])
+            self._md_space = mdsearch_space
+            self._md_classes = num_classes
+            self._md_seed = seed
+            self._md_seen = Counter(seen)
+            self._md_interrupted = interrupted
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            params = super().suggest(trial_id)
+            if params is None:
+                return None
+            spec = self._md_space.decode(params, self._md_classes)
+            repeat = self._md_seen[spec.canonical]
+            self._md_seen[spec.canonical] += 1
+            seed = self._md_seed + repeat
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr("arch", spec.canonical)
+            ot_trial.set_user_attr("arch_id", spec.arch_id)
+            ot_trial.set_user_attr("seed", seed)
+            return {"arch": spec.canonical, "seed": seed, "repeat": repeat}
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            if self._md_interrupted.is_set() and not (result or {}).get("final"):
+                # Ctrl-C: no row is written; --resume runs the trial again (see recover_study).
+                ot_trial.set_user_attr("interrupted", True)
+                self._completed_trials.add(trial_id)
+                return
+            finished = bool(result) and result.get("final") and not error
+            values = objective_values(result or {}, self._md_metrics)
+            if finished and values is not None:
+                self._ot_study.tell(ot_trial, values)
+            else:
+                if result:
+                    ot_trial.set_user_attr("fidelity", result.get("fidelity", 0.0))
+                state = TrialState.FAIL if (error or finished) else TrialState.PRUNED
+                self._ot_study.tell(ot_trial, state=state)
+            self._completed_trials.add(trial_id)
+
+        def mark_interrupted(self) -> None:
+            """Tag the trials still RUNNING in the study after Ctrl-C (they have no row)."""
+            for trial_id, ot_trial in self._ot_trials.items():
+                if trial_id not in self._completed_trials:
+                    ot_trial.set_user_attr("interrupted", True)
+
+    return ProxySearch
+
+
+def recover_study(
+    folder: RunFolder, space: SearchSpace, table: pd.DataFrame, metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """After a kill or Ctrl-C: settle the study's RUNNING trials and return the parameters of
+    those to run again first.
+
+    A RUNNING trial whose architecture and seed already have a row (the driver died between
+    writing the row and telling Optuna) is told the row's outcome; every other one is marked
+    FAIL and its architecture runs again, so no trial is lost or counted twice.
+
+    Args:
+        folder: the run folder (its study.db).
+        space: the searched space (which Optuna parameters are its own).
+        table: the trial table so far.
+        metrics: the objective columns, in the study's order.
+
+    Returns:
+        Optuna parameters to evaluate first (``points_to_evaluate``).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if not folder.study_path.exists():
+        return []
+    rows = {}
+    for _, row in table.iterrows():
+        if row["seed"] == row["seed"]:  # not NaN
+            rows[(str(row["arch"]), int(row["seed"]))] = row
+    study = optuna.load_study(study_name=STUDY_NAME, storage=folder.study_url)
+    again = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        row = rows.get((t.user_attrs.get("arch"), t.user_attrs.get("seed")))
+        if t.state == TrialState.RUNNING and row is not None:
+            values = objective_values(row, metrics)
+            if row["status"] == "COMPLETE" and values is not None:
+                study.tell(t.number, values)
+            else:
+                study.tell(t.number, state=TrialState.FAIL)
+            continue
+        if t.state == TrialState.RUNNING:
+            study.tell(t.number, state=TrialState.FAIL)
+        if t.params:
+            again.append({k: t.params[k] for k in space.distributions() if k in t.params})
+    return again

@@ -22,7 +22,7 @@ import pytest
 from ray_cluster import LocalRayCluster  # tests/ is on sys.path (rootdir-relative import)
 from search_fixtures import TINY_PROXY
 
-from mdsearch.search.orchestrate import TEST_FAULT_ENV
+from mdsearch.search import TEST_FAULT_ENV
 
 TINY = [*TINY_PROXY, "--no-report"]
 

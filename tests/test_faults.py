@@ -3,7 +3,7 @@ folder that stops taking writes, and two runs on one folder.
 
 Every search trains a few MobileNet-v2 proxies at 32 px on 64 synthetic images (as in
 test_search.py). Faults are made on purpose with the MDSEARCH_TEST_FAULT hook (see
-mdsearch.search.orchestrate.TEST_FAULT_ENV), by signals to a real subprocess, or at the one
+mdsearch.search.TEST_FAULT_ENV), by signals to a real subprocess, or at the one
 function that writes bytes to the trial table.
 """
 
@@ -25,8 +25,15 @@ import pytest
 from search_fixtures import TINY_PROXY, table_rows
 
 from mdsearch.cli import main
-from mdsearch.search import runfolder
-from mdsearch.search.orchestrate import TEST_FAULT_ENV
+from mdsearch.search import (
+    TEST_FAULT_ENV,
+    DataSettings,
+    RunFolder,
+    TrainRecipe,
+    TrialTimeout,
+    proxy_train,
+    runfolder,
+)
 
 TINY = [*TINY_PROXY, "--quiet", "--no-report"]
 
@@ -54,7 +61,7 @@ def test_the_lock_holds_across_processes_and_dies_with_its_holder(tmp_path, spac
     out = tmp_path / "run"
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from mdsearch.search.runfolder import RunFolder\n"
+         "import sys, time; from mdsearch.search import RunFolder\n"
          "with RunFolder(sys.argv[1]).lock():\n    print('held', flush=True); time.sleep(600)",
          str(out)],
         stdout=subprocess.PIPE, text=True,
@@ -69,22 +76,20 @@ def test_the_lock_holds_across_processes_and_dies_with_its_holder(tmp_path, spac
         holder.kill()
         holder.wait()
     # A lock is an OS lock on the file: a holder killed with SIGKILL leaves nothing that blocks.
-    with runfolder.RunFolder(out).lock():
+    with RunFolder(out).lock():
         pass
 
 
 # -- trials that fail in their own code ----------------------------------------------------------
 def test_the_cooperative_deadline_stops_training_between_batches(cache_dir):
-    from mdsearch.search.datasets import load_dataset
-    from mdsearch.search.proxy import ProxyConfig, TrialTimeout, proxy_train
     from mdsearch.space import ArchSpec
 
-    data = load_dataset("phantom,n=300", resolution=32, cache_dir=cache_dir, progress=False)
+    data = DataSettings("phantom,n=300", resolution=32, cache_dir=cache_dir).load(progress=False)
     spec = ArchSpec.default("mobilenetv2_100", len(data.label_names))
-    config = ProxyConfig(resolution=32, epochs=1, batch_size=32, train_subset=64)
+    recipe = TrainRecipe(epochs=1, batch_size=32, train_subset=64)
     with pytest.raises(TrialTimeout, match="deadline"):
-        proxy_train(spec, data, config, seed=0, deadline=time.monotonic())
-    assert proxy_train(spec, data, config, seed=0, deadline=time.monotonic() + 600).fidelity == 1
+        proxy_train(spec, data, recipe, seed=0, deadline=time.monotonic())
+    assert proxy_train(spec, data, recipe, seed=0, deadline=time.monotonic() + 600).fidelity == 1
 
 
 def test_a_hung_trial_is_ended_by_the_watchdog_recorded_and_not_retried(
@@ -171,7 +176,7 @@ def test_disk_full_stops_the_search_with_one_line_and_keeps_what_was_written(
     tmp_path, cache_dir, space_file, monkeypatch, capsys
 ):
     out = tmp_path / "run"
-    real = runfolder._write_all
+    real = runfolder.write_all
     rows_before_full = 2
 
     def fills_up(fd: int, data: bytes) -> None:
@@ -182,7 +187,7 @@ def test_disk_full_stops_the_search_with_one_line_and_keeps_what_was_written(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fd, data)
 
-    monkeypatch.setattr(runfolder, "_write_all", fills_up)
+    monkeypatch.setattr(runfolder, "write_all", fills_up)
     code = main(["run", "--out", str(out), "--space", space_file, "--budget", "5",
                  "--cache-dir", cache_dir, "--max-concurrent", "1", *TINY])  # fmt: skip
     assert code == 2
@@ -197,7 +202,7 @@ def test_disk_full_stops_the_search_with_one_line_and_keeps_what_was_written(
     for rel in table["predictions"]:
         assert np.load(out / rel)["y_score"].shape[0] > 0
 
-    monkeypatch.setattr(runfolder, "_write_all", real)  # space freed: resume finishes the run
+    monkeypatch.setattr(runfolder, "write_all", real)  # space freed: resume finishes the run
     assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
     after = pd.read_csv(out / "trials.csv")
     assert len(after) == 5 and after["ray_trial_id"].is_unique

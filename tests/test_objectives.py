@@ -19,12 +19,16 @@ import torch
 from search_fixtures import TINY_PROXY, TWO_STAGE_SPACE
 
 from mdsearch.cli import main
-from mdsearch.search.orchestrate import (
+from mdsearch.search import (
+    RunError,
+    RunFolder,
     SearchSettings,
     parse_objectives,
+    prepare,
+    ray_session,
     search_latency_table,
 )
-from mdsearch.search.runfolder import RunError, RunFolder
+from mdsearch.search.latency_for_search import run_latency_table
 from mdsearch.space import ArchSpec, load_space
 
 TINY = [*TINY_PROXY, "--quiet"]
@@ -103,15 +107,16 @@ def test_three_objective_search_takes_latency_from_the_table(searched):
 
 
 def test_resume_reuses_the_table_in_config_json(searched, tmp_path, monkeypatch):
-    from mdsearch.search.orchestrate import _run_latency_table, prepare
-
     monkeypatch.setenv("MDSEARCH_CACHE_DIR", str(tmp_path))  # an empty cache: nothing to reuse
     timer = NoTiming()
     monkeypatch.setattr("mdsearch.mdconv.latency.time_module", timer)
     folder = RunFolder(searched["out"])
     settings = SearchSettings.from_dict(folder.read_config()["settings"])
     assert settings.objectives == ("auc", "flops", "latency")
-    table = _run_latency_table(prepare(settings, folder.path, resume=True), print)
+    prepared = prepare(settings, folder.path, resume=True)
+    table = run_latency_table(
+        prepared.settings, prepared.space, prepared.folder, resume=True, say=print
+    )
     assert timer.calls == 0 and table.stages == searched["table"].stages
 
 
@@ -162,12 +167,10 @@ def test_auc_latency_report_plots_auc_against_latency(searched, tmp_path):
 
 @pytest.mark.parametrize("value", ["auc,speed", "flops,latency", "auc", "auc,flops,flops"])
 def test_bad_objectives_are_one_line_exit_2_before_ray(tmp_path, capsys, monkeypatch, value):
-    from mdsearch.search import orchestrate
-
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(orchestrate, "_start_ray", no_ray)
+    monkeypatch.setattr(ray_session, "start_ray", no_ray)
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), "--objectives", value, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
@@ -182,11 +185,9 @@ def test_bad_objectives_are_one_line_exit_2_before_ray(tmp_path, capsys, monkeyp
 def test_bad_latency_device_is_one_line_exit_2_before_ray(
     tmp_path, capsys, monkeypatch, device, message
 ):
-    from mdsearch.search import orchestrate
-
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the cuda table would be timed")
-    monkeypatch.setattr(orchestrate, "_start_ray", lambda *a, **k: pytest.fail("Ray was started"))
+    monkeypatch.setattr(ray_session, "start_ray", lambda *a, **k: pytest.fail("Ray was started"))
     out = tmp_path / "run"
     args = ["run", "--out", str(out), "--objectives", "auc,latency", "--latency-device", device]
     assert main([*args, "--quiet"]) == 2

@@ -19,6 +19,15 @@ import pytest
 from search_fixtures import TINY_PROXY, table_rows
 
 from mdsearch.cli import main
+from mdsearch.search import (
+    PROXY_RECIPE,
+    DataSettings,
+    RunFolder,
+    SearchSettings,
+    TrainRecipe,
+    proxy_search_class,
+    read_trial_table,
+)
 from mdsearch.space import ArchSpec
 
 TINY = [*TINY_PROXY, "--quiet", "--no-report"]
@@ -95,8 +104,6 @@ def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(
 
 
 def test_second_run_on_the_same_folder_refuses(tmp_path, space_file):
-    from mdsearch.search.runfolder import RunFolder
-
     out = tmp_path / "run"
     with RunFolder(out).lock():
         code = main(["run", "--out", str(out), "--space", space_file, *TINY])
@@ -152,11 +159,10 @@ def test_early_stopped_trials_keep_their_fidelity_and_are_pruned_for_optuna(
 def test_optuna_is_told_complete_only_for_finished_proxies(space_file):
     import threading
 
-    from mdsearch.search.orchestrate import _searcher_class
     from mdsearch.space import load_space
 
     space = load_space(space_file)
-    searcher = _searcher_class()(
+    searcher = proxy_search_class()(
         space=space.distributions(), metric=["auc", "flops_m"], mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0), mdsearch_space=space, num_classes=5,
         seed=0, seen={}, interrupted=threading.Event(),
@@ -167,9 +173,73 @@ def test_optuna_is_told_complete_only_for_finished_proxies(space_file):
         "failed": {"auc": float("nan"), "flops_m": 1200.0, "final": True, "error": "x"},
     }
     for trial_id, result in results.items():
-        assert searcher.suggest(trial_id)["__seed"] >= 0
+        config = searcher.suggest(trial_id)
+        # The searcher decodes the proposal once: the trial gets the canonical string.
+        assert set(config) == {"arch", "seed", "repeat"} and config["seed"] >= 0
+        assert ArchSpec.parse(config["arch"]).canonical == config["arch"]
         searcher.on_trial_complete(trial_id, result)
     study = searcher._ot_study
     states = [t.state.name for t in sorted(study.trials, key=lambda t: t.number)]
     assert states == ["COMPLETE", "PRUNED", "FAIL"]
     assert study.trials[0].values == [0.7, 1200.0]
+
+
+#: The settings block of a config.json written by mdsearch before DataSettings and TrainRecipe
+#: (commit 39cf6bd): flat data fields and the proxy with its resolution and threads.
+OLD_SETTINGS = {
+    "data": "phantom,n=300", "space": "paper", "backbone": None, "budget": 4, "sampler": "tpe",
+    "seed": 3, "input_size": 448,
+    "proxy": {"resolution": 32, "epochs": 1, "batch_size": 32, "train_subset": 64,
+              "val_subset": None, "lr": 0.003, "weight_decay": 0.0001, "optimizer": "adamw",
+              "schedule": "cosine", "augment": True, "head_init": "small", "threads": 1,
+              "channels_last": True},
+    "early_stop": "none", "cpus_per_trial": 1.0, "gpus_per_trial": 0.0, "max_concurrent": None,
+    "address": None, "cache_dir": "/tmp/cache", "val_fraction": 0.25, "trial_timeout": None,
+    "max_failures": 2, "objectives": ["auc", "flops"], "latency_size": 224,
+    "latency_device": "cpu",
+}  # fmt: skip
+
+
+def test_an_old_config_json_loads_and_is_written_back_in_its_layout():
+    settings = SearchSettings.from_dict(OLD_SETTINGS)
+    assert settings.data == DataSettings(
+        "phantom,n=300", resolution=32, cache_dir="/tmp/cache", seed=3, val_fraction=0.25
+    )
+    assert settings.proxy == TrainRecipe(epochs=1, train_subset=64)
+    assert settings.seed == 3 and settings.objectives == ("auc", "flops")
+    assert settings.to_dict() == OLD_SETTINGS
+    # Keys of a still older run (no objectives, no latency device) take their defaults.
+    older = {k: v for k, v in OLD_SETTINGS.items() if k not in ("objectives", "latency_device")}
+    assert SearchSettings.from_dict(older).objectives == ("auc", "flops")
+    assert SearchSettings.from_dict(SearchSettings().to_dict()) == SearchSettings()
+    assert SearchSettings().proxy == PROXY_RECIPE
+
+
+#: trials.csv as mdsearch wrote it before the trial-table schema module (commit 39cf6bd).
+OLD_TABLE = (
+    "trial,ray_trial_id,arch,arch_id,mdconv_stages,status,fidelity,target_fidelity,auc,flops_m,"
+    "latency_ms,input_size,params_m,resolution,seed,repeat,train_seconds,images_per_s,node_id,"
+    "finished_at,predictions,error,auc__A,auc__B\n"
+    "0,a_00000,ARCH0,id0,,COMPLETE,1.0,1.0,0.7,300.5,,448,2.2,32,0,0,3.1,20.5,n0,"
+    "2025-01-01T00:00:00+00:00,predictions/a_00000.npz,,0.6,0.8\n"
+    "1,a_00001,ARCH1,id1,1 5,FAILED,0.0,1.0,,310.0,,448,2.3,32,0,0,,,n0,"
+    "2025-01-01T00:01:00+00:00,,RuntimeError: x,,\n"
+)
+
+
+def test_an_old_trial_table_reads_with_the_schema_types_and_takes_new_rows(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.table_path.write_text(OLD_TABLE)
+    folder.append_row(
+        {"trial": 2, "ray_trial_id": "a_00002", "arch": "ARCH2", "mdconv_stages": [5],
+         "status": "COMPLETE", "auc": 0.9, "flops_m": 305.0, "seed": 1, "repeat": 1,
+         "auc__A": 0.85, "auc__B": 0.95},
+        ["A", "B"],
+    )  # fmt: skip
+    table = folder.read_table()
+    assert list(table["arch"]) == ["ARCH0", "ARCH1", "ARCH2"]
+    assert list(table["mdconv_stages"]) == ["", "1 5", "5"]
+    assert list(table["error"]) == ["", "RuntimeError: x", ""]
+    assert table["auc"].iloc[[0, 2]].tolist() == [0.7, 0.9] and pd.isna(table["auc"].iloc[1])
+    assert list(table["auc__B"].iloc[[0, 2]]) == [0.8, 0.95]
+    pd.testing.assert_frame_equal(table, read_trial_table(folder.table_path))

@@ -2,58 +2,80 @@
 
 from __future__ import annotations
 
+from mdsearch.search.settings import DataSettings
+
 from .common import device, usage
+from .flags import add_data_flags, add_device_flag, add_quiet_flag, given
 
 __all__ = ["add_eval"]
 
+#: The data flags' defaults when neither the user nor the training run's train.json gives one.
+_EVAL_DATA = DataSettings()
+
 
 def add_eval(sub) -> None:
+    """Add ``mdsearch eval`` to the subcommands ``sub``."""
+    from mdsearch.results import EVAL_BATCH_SIZE
+
     p = sub.add_parser(
         "eval",
         help="evaluate saved weights on the test split (the paper's table layout)",
         description="Evaluate weights written by mdsearch train on the test split, as train does "
-        "at its end (threshold for one label chosen on validation, never on test).",
+        "at its end (threshold for one label chosen on validation, never on test). Data flags "
+        "not given come from train.json next to the weights (the training run's).",
     )
     p.add_argument("arch", help="the arch.json the weights were trained with (or its string)")
     p.add_argument("--weights", required=True, help="weights.safetensors from mdsearch train")
-    p.add_argument("--data", default=None, help="as for run (default: the training run's)")
     p.add_argument("--out", default=None, help="report folder (default: the weights' folder)")
-    p.add_argument(
-        "--resolution", type=int, default=None, help="default: the weights' training resolution"
-    )
-    p.add_argument(
-        "--seed", type=int, default=None, help="validation split seed (default: the training's)"
-    )
-    p.add_argument(
-        "--val-fraction", type=float, default=None, help="default: the training's, else 0.2"
-    )
     p.add_argument(
         "--eval-on-val",
         action="store_true",
         help="data without a test split: report validation metrics, labelled as such",
     )
-    p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--cache-dir", default=None, help="decoded-image cache")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("data (unset: the training run's)")
+    add_data_flags(g, _EVAL_DATA, names=["data"], keep=True, helps={"data": "as for run"})
+    # Not a DataSettings default: the weights' header says what resolution they were trained at.
+    g.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="square input size in px (default: the weights' training resolution)",
+    )
+    add_data_flags(
+        g,
+        _EVAL_DATA,
+        names=["seed", "val_fraction", "cache_dir"],
+        keep=True,
+        helps={"seed": "validation split seed"},
+    )
+    r = p.add_argument_group("inference")
+    r.add_argument(
+        "--batch-size",
+        type=int,
+        default=EVAL_BATCH_SIZE,
+        help=f"images per forward pass (default {EVAL_BATCH_SIZE})",
+    )
+    add_device_flag(r)
+    add_quiet_flag(p, "no progress bar")
     p.set_defaults(func=_cmd_eval)
 
 
 def _cmd_eval(args) -> int:
-    from mdsearch.results.evaluate import evaluate_saved
+    from mdsearch.results import evaluate_saved
     from mdsearch.space import ArchSpec
 
     if args.batch_size < 1:
         raise usage(f"--batch-size {args.batch_size}: use 1 or more")
+    typed = given(args, DataSettings)  # only the data flags the user typed (keep=True)
     _, files = evaluate_saved(
         ArchSpec.load(args.arch),
         args.weights,
-        args.data,
+        typed.get("data"),
         out_dir=args.out,
         resolution=args.resolution,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        cache_dir=args.cache_dir,
+        seed=typed.get("seed"),
+        val_fraction=typed.get("val_fraction"),
+        cache_dir=typed.get("cache_dir"),
         eval_on_val=args.eval_on_val,
         device=device(args.device),
         batch_size=args.batch_size,

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
+
 __all__ = ["add_report", "add_pareto", "add_export"]
 
 
 def add_report(sub) -> None:
+    """Add ``mdsearch report`` to the subcommands ``sub``."""
+    from mdsearch.results import DEFAULT_RESAMPLES
+
     p = sub.add_parser(
         "report", help="write a run's Pareto-front report (HTML, Markdown, PNG, CSV)"
     )
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument("--out", default=None, help="where to write (default: the run folder)")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help=f"bootstrap resamples for the CIs (default {DEFAULT_RESAMPLES})",
+    )
     p.set_defaults(func=_cmd_report)
 
 
@@ -25,9 +35,17 @@ def _cmd_report(args) -> int:
 
 
 def add_pareto(sub) -> None:
+    """Add ``mdsearch pareto`` to the subcommands ``sub``."""
+    from mdsearch.results import DEFAULT_RESAMPLES
+
     p = sub.add_parser("pareto", help="print a run's Pareto front as a table")
     p.add_argument("run", help="run folder (runs/<name>)")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help=f"bootstrap resamples (0: no CIs; default {DEFAULT_RESAMPLES})",
+    )
     p.set_defaults(func=_cmd_pareto)
 
 
@@ -38,7 +56,26 @@ def _cmd_pareto(args) -> int:
     return 0
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    """argparse type of ``--format``: comma-separated names of registered export formats (none:
+    only arch.json and the card)."""
+    from mdsearch.results import EXPORT_FORMATS
+
+    names = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    unknown = [n for n in names if n not in EXPORT_FORMATS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown export format {', '.join(unknown)}: use "
+            f"{', '.join(EXPORT_FORMATS)} (comma-separated)"
+        )
+    return names
+
+
 def add_export(sub) -> None:
+    """Add ``mdsearch export`` to the subcommands ``sub``."""
+    from mdsearch.results import EXPORT_FORMATS
+
+    every = ",".join(EXPORT_FORMATS)
     p = sub.add_parser(
         "export",
         help="export an architecture of the front: arch.json, card, ONNX/TorchScript/safetensors",
@@ -51,8 +88,10 @@ def add_export(sub) -> None:
     )
     p.add_argument(
         "--format",
-        default="onnx,torchscript,safetensors",
-        help="comma-separated network formats (default all three)",
+        type=_formats,
+        default=tuple(EXPORT_FORMATS),
+        metavar="FORMAT[,FORMAT...]",
+        help=f"comma-separated network formats, of {', '.join(EXPORT_FORMATS)} (default {every})",
     )
     p.add_argument("--out", default=None, help="export folder (default RUN/exports/<arch id>)")
     p.add_argument("--weights", default=None, help="trained weights (.safetensors) to export")
@@ -60,10 +99,11 @@ def add_export(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from mdsearch.results.export import export
+    from mdsearch.results import export_architecture
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    files = export(args.run, args.pick, formats, out_dir=args.out, weights=args.weights)
+    files = export_architecture(
+        args.run, args.pick, args.format, out_dir=args.out, weights=args.weights
+    )
     for key, path in files.items():
         print(f"{key:12s} {path}")
     arch = files.get("arch_json")

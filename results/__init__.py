@@ -33,7 +33,6 @@ from .figures import (
     stage_figure,
 )
 from .metrics import (
-    DEFAULT_RESAMPLES,
     Evaluation,
     binary_metrics,
     evaluate_predictions,
@@ -84,6 +83,7 @@ from .stage_effects import StageEffect, StageEffectModel, choice_label, fit_stag
 from .synthetic_search import SyntheticSearch, simulate_search
 from .trials import LoadedRun, eligible_mask, load_run, pool_by_arch
 from .uncertainty import (
+    DEFAULT_RESAMPLES,
     AUCDifference,
     PredictionBootstrap,
     auc_from_counts,

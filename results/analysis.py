@@ -50,7 +50,7 @@ from .trials import (
     pool_by_arch,
     reference_archs,
 )
-from .uncertainty import PredictionBootstrap
+from .uncertainty import DEFAULT_RESAMPLES, PredictionBootstrap
 
 __all__ = ["RunAnalysis", "analyse_run", "pick_architecture"]
 
@@ -150,7 +150,7 @@ def analyse_run(
     objectives: Sequence[str | Objective] | None = None,
     reference: Mapping[str, float] | Sequence[float] | None = None,
     level: float = 0.95,
-    n_resamples: int = 1000,
+    n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> RunAnalysis:
     """Analyse a run folder (see the module docstring for what is computed).

@@ -33,6 +33,7 @@ from mdsearch.space.files import atomic_write_text
 from .analysis import RunAnalysis, analyse_run
 from .errors import ResultsError
 from .export_formats import EXPORT_FORMATS, ExportFormat, OnnxExport, check_outputs
+from .uncertainty import DEFAULT_RESAMPLES
 
 __all__ = ["FORMATS", "TRAINED_WEIGHTS", "export", "export_architecture", "export_folder"]
 
@@ -58,7 +59,7 @@ def export_architecture(
     example_size: int | None = None,
     opset: int = 17,
     seed: int = 0,
-    n_resamples: int = 1000,
+    n_resamples: int = DEFAULT_RESAMPLES,
 ) -> dict[str, Path]:
     """Export the architecture a pick chooses from a run's Pareto front.
 
@@ -132,10 +133,10 @@ def export_architecture(
     return files
 
 
-
 #: The name ``mdsearch.results.export.export`` had before; the package exports
 #: :func:`export_architecture` (``mdsearch.results.export`` is this module).
 export = export_architecture
+
 
 def _load_weights(net: Any, path: Path, spec: ArchSpec) -> None:
     from safetensors import SafetensorError, safe_open

@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import ResultsError
 from .paper_tables import paper_reference
+from .uncertainty import DEFAULT_RESAMPLES
 
 __all__ = [
     "DEFAULT_RESAMPLES",
@@ -35,9 +36,6 @@ __all__ = [
     "json_ready",
     "youden_threshold",
 ]
-
-#: Bootstrap resamples of an evaluation's intervals.
-DEFAULT_RESAMPLES = 1000
 
 
 def youden_threshold(y_true: np.ndarray, y_score: np.ndarray) -> float:

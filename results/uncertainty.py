@@ -33,6 +33,7 @@ import numpy as np
 from .trials import LoadedRun, load_run
 
 __all__ = [
+    "DEFAULT_RESAMPLES",
     "bootstrap_counts",
     "auc_from_counts",
     "mean_auc",
@@ -42,11 +43,16 @@ __all__ = [
     "PredictionBootstrap",
 ]
 
+#: Bootstrap resamples of every interval a report, export card or evaluation shows.
+DEFAULT_RESAMPLES = 1000
+
 # Elements (resamples x images) handled at once: bounds memory at ~32 MB per float64 array.
 _CHUNK_ELEMENTS = 4_000_000
 
 
-def bootstrap_counts(n_items: int, n_resamples: int = 1000, seed: int | Sequence[int] = 0):
+def bootstrap_counts(
+    n_items: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int | Sequence[int] = 0
+):
     """How often each item is drawn in each bootstrap resample.
 
     Args:
@@ -153,7 +159,7 @@ def bootstrap_mean_auc(
     y_true: np.ndarray,
     y_score: np.ndarray,
     *,
-    n_resamples: int = 1000,
+    n_resamples: int = DEFAULT_RESAMPLES,
     seed: int | Sequence[int] = 0,
     counts: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -259,7 +265,7 @@ class PredictionBootstrap:
         self,
         run: LoadedRun | str | Path,
         *,
-        n_resamples: int = 1000,
+        n_resamples: int = DEFAULT_RESAMPLES,
         level: float = 0.95,
         seed: int = 0,
         resample_seeds: bool = True,

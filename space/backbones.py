@@ -1,7 +1,8 @@
 """Stage layouts of the supported timm backbones, as plain data.
 
 ``space/`` must not import torch models, yet validating an :class:`~mdsearch.space.ArchSpec` needs
-each stage's depthwise channel counts. This table holds them; it was generated from timm 1.0 and
+each stage's depthwise channel counts. This table holds them, computed from timm 1.0's
+architecture definitions and width multipliers the way timm computes them;
 ``tests/test_backbones.py`` checks every row against ``timm.create_model`` so it cannot drift.
 Stages are timm's ``model.blocks[i]`` (the paper's Table 1 numbering for MobileNet-v2).
 """
@@ -59,134 +60,91 @@ class BackboneLayout:
         return [-(-resolution // s) for s in self.output_strides()]
 
 
+# timm's architecture definitions at width 1.0 (``timm/models/_efficientnet_builder.py`` block
+# strings): stem channels, then per stage ``(block, kernel, stride, se, blocks)`` where ``blocks``
+# is ``(repeats, expansion, out_channels)`` runs. A width multiplier scales every channel count
+# the way timm does (:func:`_round_channels`), so one definition gives the whole family.
+_MOBILENETV2 = (
+    32,
+    (
+        ("ds", 3, 1, False, ((1, 1, 16),)),
+        ("ir", 3, 2, False, ((2, 6, 24),)),
+        ("ir", 3, 2, False, ((3, 6, 32),)),
+        ("ir", 3, 2, False, ((4, 6, 64),)),
+        ("ir", 3, 1, False, ((3, 6, 96),)),
+        ("ir", 3, 2, False, ((3, 6, 160),)),
+        ("ir", 3, 1, False, ((1, 6, 320),)),
+    ),
+)
+_MOBILENETV3_LARGE = (
+    16,
+    (
+        ("ds", 3, 1, False, ((1, 1, 16),)),
+        ("ir", 3, 2, False, ((1, 4, 24), (1, 3, 24))),
+        ("ir", 5, 2, True, ((3, 3, 40),)),
+        ("ir", 3, 2, False, ((1, 6, 80), (1, 2.5, 80), (2, 2.3, 80))),
+        ("ir", 3, 1, True, ((2, 6, 112),)),
+        ("ir", 5, 2, True, ((3, 6, 160),)),
+        ("cn", None, 1, False, ((1, 1, 960),)),
+    ),
+)
+_MOBILENETV3_SMALL = (
+    16,
+    (
+        ("ds", 3, 2, True, ((1, 1, 16),)),
+        ("ir", 3, 2, False, ((1, 4.5, 24), (1, 3.67, 24))),
+        ("ir", 5, 2, True, ((1, 4, 40), (2, 6, 40))),
+        ("ir", 5, 1, True, ((2, 3, 48),)),
+        ("ir", 5, 2, True, ((3, 6, 96),)),
+        ("cn", None, 1, False, ((1, 1, 576),)),
+    ),
+)
+
+
+def _round_channels(channels: float, multiplier: float = 1.0) -> int:
+    """timm's ``round_channels`` / ``make_divisible``: the nearest multiple of 8 (at least 8),
+    one step up if rounding lost more than 10%."""
+    v = channels * multiplier
+    rounded = max(8, int(v + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * v else rounded
+
+
+def _scaled_layout(
+    name: str, definition: tuple, multiplier: float, fix_stem: bool
+) -> BackboneLayout:
+    """The layout of ``definition`` at width ``multiplier`` (timm's ``channel_multiplier``)."""
+    stem_def, stage_defs = definition
+    stem = stem_def if fix_stem else _round_channels(stem_def, multiplier)
+    in_channels, stages = stem, []
+    for block, kernel, stride, se, runs in stage_defs:
+        dw: list[int] = []
+        repeats = 0
+        for count, expansion, out in runs:
+            for _ in range(count):
+                if kernel is not None:  # a depthwise block expands its input first ("ds": x1)
+                    dw.append(
+                        _round_channels(in_channels * expansion) if block == "ir" else in_channels
+                    )
+                in_channels = _round_channels(out, multiplier)
+                repeats += 1
+        stages.append(StageLayout(block, repeats, stride, in_channels, tuple(dw), kernel, se))
+    return BackboneLayout(name, stem, tuple(stages))
+
+
+# (timm model family, definition, widths in percent, width below which timm keeps the stem at
+# its width-1.0 channels: ``fix_stem`` in ``timm.models.mobilenetv3``).
+_FAMILIES = (
+    ("mobilenetv2", _MOBILENETV2, ("035", "050", "075", "100", "140"), 0.0),
+    ("mobilenetv3_large", _MOBILENETV3_LARGE, ("075", "100"), 0.75),
+    ("mobilenetv3_small", _MOBILENETV3_SMALL, ("050", "075", "100"), 0.75),
+)
+
 BACKBONES: dict[str, BackboneLayout] = {
-    "mobilenetv2_035": BackboneLayout(
-        "mobilenetv2_035",
-        16,
-        (
-            StageLayout("ds", 1, 1, 8, (16,), 3, False),
-            StageLayout("ir", 2, 2, 8, (48, 48), 3, False),
-            StageLayout("ir", 3, 2, 16, (48, 96, 96), 3, False),
-            StageLayout("ir", 4, 2, 24, (96, 144, 144, 144), 3, False),
-            StageLayout("ir", 3, 1, 32, (144, 192, 192), 3, False),
-            StageLayout("ir", 3, 2, 56, (192, 336, 336), 3, False),
-            StageLayout("ir", 1, 1, 112, (336,), 3, False),
-        ),
-    ),
-    "mobilenetv2_050": BackboneLayout(
-        "mobilenetv2_050",
-        16,
-        (
-            StageLayout("ds", 1, 1, 8, (16,), 3, False),
-            StageLayout("ir", 2, 2, 16, (48, 96), 3, False),
-            StageLayout("ir", 3, 2, 16, (96, 96, 96), 3, False),
-            StageLayout("ir", 4, 2, 32, (96, 192, 192, 192), 3, False),
-            StageLayout("ir", 3, 1, 48, (192, 288, 288), 3, False),
-            StageLayout("ir", 3, 2, 80, (288, 480, 480), 3, False),
-            StageLayout("ir", 1, 1, 160, (480,), 3, False),
-        ),
-    ),
-    "mobilenetv2_075": BackboneLayout(
-        "mobilenetv2_075",
-        24,
-        (
-            StageLayout("ds", 1, 1, 16, (24,), 3, False),
-            StageLayout("ir", 2, 2, 24, (96, 144), 3, False),
-            StageLayout("ir", 3, 2, 24, (144, 144, 144), 3, False),
-            StageLayout("ir", 4, 2, 48, (144, 288, 288, 288), 3, False),
-            StageLayout("ir", 3, 1, 72, (288, 432, 432), 3, False),
-            StageLayout("ir", 3, 2, 120, (432, 720, 720), 3, False),
-            StageLayout("ir", 1, 1, 240, (720,), 3, False),
-        ),
-    ),
-    "mobilenetv2_100": BackboneLayout(
-        "mobilenetv2_100",
-        32,
-        (
-            StageLayout("ds", 1, 1, 16, (32,), 3, False),
-            StageLayout("ir", 2, 2, 24, (96, 144), 3, False),
-            StageLayout("ir", 3, 2, 32, (144, 192, 192), 3, False),
-            StageLayout("ir", 4, 2, 64, (192, 384, 384, 384), 3, False),
-            StageLayout("ir", 3, 1, 96, (384, 576, 576), 3, False),
-            StageLayout("ir", 3, 2, 160, (576, 960, 960), 3, False),
-            StageLayout("ir", 1, 1, 320, (960,), 3, False),
-        ),
-    ),
-    "mobilenetv2_140": BackboneLayout(
-        "mobilenetv2_140",
-        48,
-        (
-            StageLayout("ds", 1, 1, 24, (48,), 3, False),
-            StageLayout("ir", 2, 2, 32, (144, 192), 3, False),
-            StageLayout("ir", 3, 2, 48, (192, 288, 288), 3, False),
-            StageLayout("ir", 4, 2, 88, (288, 528, 528, 528), 3, False),
-            StageLayout("ir", 3, 1, 136, (528, 816, 816), 3, False),
-            StageLayout("ir", 3, 2, 224, (816, 1344, 1344), 3, False),
-            StageLayout("ir", 1, 1, 448, (1344,), 3, False),
-        ),
-    ),
-    "mobilenetv3_large_075": BackboneLayout(
-        "mobilenetv3_large_075",
-        16,
-        (
-            StageLayout("ds", 1, 1, 16, (16,), 3, False),
-            StageLayout("ir", 2, 2, 24, (64, 72), 3, False),
-            StageLayout("ir", 3, 2, 32, (72, 96, 96), 5, True),
-            StageLayout("ir", 4, 2, 64, (192, 160, 144, 144), 3, False),
-            StageLayout("ir", 2, 1, 88, (384, 528), 3, True),
-            StageLayout("ir", 3, 2, 120, (528, 720, 720), 5, True),
-            StageLayout("cn", 1, 1, 720, (), None, False),
-        ),
-    ),
-    "mobilenetv3_large_100": BackboneLayout(
-        "mobilenetv3_large_100",
-        16,
-        (
-            StageLayout("ds", 1, 1, 16, (16,), 3, False),
-            StageLayout("ir", 2, 2, 24, (64, 72), 3, False),
-            StageLayout("ir", 3, 2, 40, (72, 120, 120), 5, True),
-            StageLayout("ir", 4, 2, 80, (240, 200, 184, 184), 3, False),
-            StageLayout("ir", 2, 1, 112, (480, 672), 3, True),
-            StageLayout("ir", 3, 2, 160, (672, 960, 960), 5, True),
-            StageLayout("cn", 1, 1, 960, (), None, False),
-        ),
-    ),
-    "mobilenetv3_small_050": BackboneLayout(
-        "mobilenetv3_small_050",
-        16,
-        (
-            StageLayout("ds", 1, 2, 8, (16,), 3, True),
-            StageLayout("ir", 2, 2, 16, (40, 56), 3, False),
-            StageLayout("ir", 3, 2, 24, (64, 144, 144), 5, True),
-            StageLayout("ir", 2, 1, 24, (72, 72), 5, True),
-            StageLayout("ir", 3, 2, 48, (144, 288, 288), 5, True),
-            StageLayout("cn", 1, 1, 288, (), None, False),
-        ),
-    ),
-    "mobilenetv3_small_075": BackboneLayout(
-        "mobilenetv3_small_075",
-        16,
-        (
-            StageLayout("ds", 1, 2, 16, (16,), 3, True),
-            StageLayout("ir", 2, 2, 24, (72, 88), 3, False),
-            StageLayout("ir", 3, 2, 32, (96, 192, 192), 5, True),
-            StageLayout("ir", 2, 1, 40, (96, 120), 5, True),
-            StageLayout("ir", 3, 2, 72, (240, 432, 432), 5, True),
-            StageLayout("cn", 1, 1, 432, (), None, False),
-        ),
-    ),
-    "mobilenetv3_small_100": BackboneLayout(
-        "mobilenetv3_small_100",
-        16,
-        (
-            StageLayout("ds", 1, 2, 16, (16,), 3, True),
-            StageLayout("ir", 2, 2, 24, (72, 88), 3, False),
-            StageLayout("ir", 3, 2, 40, (96, 240, 240), 5, True),
-            StageLayout("ir", 2, 1, 48, (120, 144), 5, True),
-            StageLayout("ir", 3, 2, 96, (288, 576, 576), 5, True),
-            StageLayout("cn", 1, 1, 576, (), None, False),
-        ),
-    ),
+    f"{family}_{w}": _scaled_layout(
+        f"{family}_{w}", definition, int(w) / 100, fix_stem=int(w) / 100 < fix_stem_below
+    )
+    for family, definition, widths, fix_stem_below in _FAMILIES
+    for w in widths
 }
 
 

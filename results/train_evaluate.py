@@ -58,7 +58,8 @@ def train_and_evaluate(
         SettingsError, DataError, ResultsError: bad settings, data or output folder (before
             anything trains).
     """
-    from .evaluate import evaluate_model, format_evaluation, write_evaluation
+    from .evaluate import EVAL_BATCH_SIZE, evaluate_model
+    from .evaluation_report import format_evaluation, write_evaluation
 
     data.check()  # a bad --data fails before anything is built or loaded
     recipe.check()
@@ -95,7 +96,7 @@ def train_and_evaluate(
         dataset,
         split=split,
         device=device,
-        batch_size=max(recipe.batch_size, 128),
+        batch_size=max(recipe.batch_size, EVAL_BATCH_SIZE),
         channels_last=recipe.channels_last,
     )
     settings = {

@@ -12,17 +12,18 @@ import pytest
 import torch
 
 from mdsearch.cli import main
-from mdsearch.results.errors import ResultsError
-from mdsearch.results.evaluate import (
+from mdsearch.results import (
+    ResultsError,
     evaluate_model,
     evaluate_predictions,
     format_evaluation,
+    load_weights,
+    save_weights,
     write_evaluation,
     youden_threshold,
 )
 from mdsearch.results.train import train_architecture
 from mdsearch.results.train_folder import saved_settings
-from mdsearch.results.weights import load_weights, save_weights
 from mdsearch.search.datasets import batches, load_dataset
 from mdsearch.search.proxy import proxy_train
 from mdsearch.search.settings import FULL_RECIPE, SettingsError, TrainRecipe

@@ -161,7 +161,7 @@ def _run_settings(run: str) -> tuple[DataSettings, TrainRecipe, dict[str, Any], 
     from mdsearch.search.runfolder import RunFolder
 
     config = RunFolder(run).read_config()
-    # The oldest runs kept the proxy next to the settings, not in them.
+    # A config.json may hold the proxy beside "settings": the reader before this one took both.
     saved = {"proxy": config.get("proxy", {}), **config.get("settings", {})}
     search = SearchSettings.from_dict(saved)
     space = {"space": search.space, "backbone": search.backbone}

@@ -107,7 +107,7 @@ def test_help_shows_the_defaults_of_the_settings_classes(capsys):
         f"(default {PROXY_RECIPE.train_subset}, or the saved run's)",
         f"K architectures (default {d.archs})",
         f"default max({d.long}, 4 x longest short)",
-        f"(default {d.n_resamples})",
+        f"N_RESAMPLES default {d.n_resamples}",
     ):
         assert shown in text, shown
     for flag in ("--run", "--out", "--seed", "--val-fraction", "--cache-dir", "--ci-over",

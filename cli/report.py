@@ -7,21 +7,26 @@ import argparse
 __all__ = ["add_report", "add_pareto", "add_export"]
 
 
-def add_report(sub) -> None:
-    """Add ``mdsearch report`` to the subcommands ``sub``."""
+def _add_resamples_flag(parser) -> None:
+    """``--resamples``: bootstrap resamples of the AUC intervals, default from the results."""
     from mdsearch.results import DEFAULT_RESAMPLES
 
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help=f"bootstrap resamples for the AUC intervals (0: none; default {DEFAULT_RESAMPLES})",
+    )
+
+
+def add_report(sub) -> None:
+    """Add ``mdsearch report`` to the subcommands ``sub``."""
     p = sub.add_parser(
         "report", help="write a run's Pareto-front report (HTML, Markdown, PNG, CSV)"
     )
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument("--out", default=None, help="where to write (default: the run folder)")
-    p.add_argument(
-        "--resamples",
-        type=int,
-        default=DEFAULT_RESAMPLES,
-        help=f"bootstrap resamples for the CIs (default {DEFAULT_RESAMPLES})",
-    )
+    _add_resamples_flag(p)
     p.set_defaults(func=_cmd_report)
 
 
@@ -36,16 +41,9 @@ def _cmd_report(args) -> int:
 
 def add_pareto(sub) -> None:
     """Add ``mdsearch pareto`` to the subcommands ``sub``."""
-    from mdsearch.results import DEFAULT_RESAMPLES
-
     p = sub.add_parser("pareto", help="print a run's Pareto front as a table")
     p.add_argument("run", help="run folder (runs/<name>)")
-    p.add_argument(
-        "--resamples",
-        type=int,
-        default=DEFAULT_RESAMPLES,
-        help=f"bootstrap resamples (0: no CIs; default {DEFAULT_RESAMPLES})",
-    )
+    _add_resamples_flag(p)
     p.set_defaults(func=_cmd_pareto)
 
 

@@ -156,13 +156,7 @@ class TorchScriptExport:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(path))
-
-        def run(x: torch.Tensor) -> np.ndarray:
-            with torch.no_grad():
-                return module(x).numpy()
-
-        return run
+            return _torch_runner(torch.jit.load(str(path)))
 
     def card_line(self, spec: ArchSpec, size: int) -> str:
         """The tracing size."""
@@ -186,23 +180,28 @@ class SafetensorsExport:
 
     def load(self, path: Path, spec: ArchSpec) -> Runner:
         """``build(spec)`` with the file's tensors, in eval mode."""
-        import torch
         from safetensors.torch import load_file
 
         from mdsearch.mdconv import build
 
         net = build(spec).eval()
         net.load_state_dict(load_file(str(path)))
-
-        def run(x: torch.Tensor) -> np.ndarray:
-            with torch.no_grad():
-                return net(x).numpy()
-
-        return run
+        return _torch_runner(net)
 
     def card_line(self, spec: ArchSpec, size: int) -> str:
         """What the file holds."""
         return f"`{self.filename}`: state dict"
+
+
+def _torch_runner(module: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
+    """A torch module (eager or TorchScript) as a runner: no gradients, numpy out."""
+    import torch
+
+    def run(x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return module(x).numpy()
+
+    return run
 
 
 #: Every export format by ``--format`` name, in the order they are written and listed.

@@ -1,6 +1,6 @@
 """Bootstrap confidence intervals of validation AUC from saved predictions.
 
-AUC differences between MD-Conv placements are about the size of the noise (DESIGN.md), so every
+AUC differences between MD-Conv placements are about the size of the noise, so every
 AUC a report shows carries an interval. Method:
 
 - One resample draws the validation images with replacement (the same draw for all labels of an

@@ -82,7 +82,7 @@ class TrainResult:
 
 
 @dataclass
-class _Progress:
+class _History:
     """The history and the best weights so far (what a checkpoint carries besides the state).
 
     ``best`` is ``{"epoch", "val_auc", "state"}``: the layout of every checkpoint version.
@@ -128,14 +128,99 @@ def _check_labels(spec: ArchSpec, dataset: Dataset) -> None:
         )
 
 
-def _folder_files(out: Path) -> dict[str, Path]:
-    return {
-        "checkpoint": out / CHECKPOINT,
-        "history": out / HISTORY_CSV,
-        "train_json": out / TRAIN_JSON,
-        "weights": out / WEIGHTS,
-        "arch": out / ARCH_JSON,
-    }
+@dataclass
+class _Folder:
+    """The output folder of one training call: where each epoch and the end are written.
+
+    Attributes:
+        files: ``checkpoint``, ``history``, ``train_json``, ``weights``, ``arch`` paths.
+        spec: the architecture.
+        config: the settings record (recipe, resolution, seed) stored in every file.
+        data: the data key a resume must match.
+        header: the train.json entries that stay the same for the whole run.
+        done: the history and the best weights (from the checkpoint when resuming).
+        checkpoint: the checkpoint resumed (None for a fresh run).
+    """
+
+    files: dict[str, Path]
+    spec: ArchSpec
+    config: dict[str, Any]
+    data: dict[str, Any]
+    header: dict[str, Any]
+    done: _History
+    checkpoint: dict[str, Any] | None
+
+    @classmethod
+    def open(
+        cls,
+        out: Path,
+        spec: ArchSpec,
+        dataset: Dataset,
+        config: dict[str, Any],
+        *,
+        resume: bool,
+        header: dict[str, Any],
+    ) -> _Folder:
+        """Check the folder (a checkpoint only with ``resume``, of the same arch, settings and
+        data), create it, write arch.json and a train.json saying training started."""
+        data = data_key(dataset)
+        ckpt = check_out_dir(out, resume, spec, config)
+        if ckpt is not None:
+            check_resumable(ckpt, spec, config, data)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {
+            "checkpoint": out / CHECKPOINT,
+            "history": out / HISTORY_CSV,
+            "train_json": out / TRAIN_JSON,
+            "weights": out / WEIGHTS,
+            "arch": out / ARCH_JSON,
+        }
+        atomic_write_text(files["arch"], spec.to_json() + "\n")
+        done = _History() if ckpt is None else _History(list(ckpt["history"]), dict(ckpt["best"]))
+        folder = cls(files, spec, config, data, header, done, ckpt)
+        folder.write_status("training", epochs_done=folder.start_epoch)
+        return folder
+
+    @property
+    def start_epoch(self) -> int:
+        """Epochs done before this call (the checkpoint's)."""
+        return 0 if self.checkpoint is None else int(self.checkpoint["epoch"])
+
+    def write_status(self, status: str, **more: Any) -> None:
+        """Rewrite train.json with ``status`` (``training`` or ``done``) and ``more``."""
+        write_train_json(self.files["train_json"], {**self.header, "status": status, **more})
+
+    def save_epoch(self, run: TrainingRun, epoch: EpochResult) -> dict[str, Any]:
+        """Record ``epoch``, write the checkpoint, history.csv and train.json; returns the
+        epoch's history row."""
+        row = self.done.add(epoch, run.model)
+        save_checkpoint(
+            self.files["checkpoint"],
+            {
+                "arch": self.spec.canonical,
+                "config": self.config,
+                "data": self.data,
+                **run.state(),
+                "best": self.done.best,
+                "history": self.done.history,
+            },
+        )
+        write_history(self.files["history"], self.done.history)
+        self.write_status("training", epochs_done=epoch.epoch)
+        return row
+
+    def finish(self, epochs: int) -> None:
+        """train.json says done, with the best epoch; history.csv exists even when a resume
+        found every epoch done."""
+        if not self.files["history"].is_file():
+            write_history(self.files["history"], self.done.history)
+        best_auc = self.done.best["val_auc"]
+        self.write_status(
+            "done",
+            epochs_done=epochs,
+            best_epoch=self.done.best["epoch"],
+            best_val_auc=None if math.isnan(best_auc) else best_auc,
+        )
 
 
 def train_architecture(
@@ -191,85 +276,33 @@ def train_architecture(
     _check_labels(spec, dataset)
     n_train = len(dataset.splits["train"])
     recipe.check_train_split(n_train)
-    out = Path(out_dir)
     config = settings_record(recipe, resolution=dataset.resolution, seed=seed)
-    data = data_key(dataset)
-    ckpt = check_out_dir(out, resume, spec, config)
-    if ckpt is not None:
-        check_resumable(ckpt, spec, config, data)
-    out.mkdir(parents=True, exist_ok=True)
-    files = _folder_files(out)
-    atomic_write_text(files["arch"], spec.to_json() + "\n")
-    done = _Progress() if ckpt is None else _Progress(list(ckpt["history"]), dict(ckpt["best"]))
-    start_epoch = 0 if ckpt is None else int(ckpt["epoch"])
     header = _train_json_header(spec, dataset, config, device, threads, record)
-    write_train_json(
-        files["train_json"], {**header, "status": "training", "epochs_done": start_epoch}
-    )
-
+    folder = _Folder.open(Path(out_dir), spec, dataset, config, resume=resume, header=header)
     display = TrainingProgress(
         spec.arch_id,
         epochs=recipe.epochs,
         steps_per_epoch=recipe.steps_per_epoch(n_train),
-        history=done.history,
+        history=folder.done.history,
         enabled=progress,
     )
 
     def after_epoch(run: TrainingRun, epoch: EpochResult) -> None:
-        row = done.add(epoch, run.model)
-        payload = {"arch": spec.canonical, "config": config, "data": data, **run.state()}
-        save_checkpoint(
-            files["checkpoint"], {**payload, "best": done.best, "history": done.history}
-        )
-        write_history(files["history"], done.history)
-        write_train_json(
-            files["train_json"], {**header, "status": "training", "epochs_done": epoch.epoch}
-        )
+        row = folder.save_epoch(run, epoch)
         display.epoch(row)
         if on_epoch is not None:
             on_epoch(dict(row))
 
-    from mdsearch.search.training import Diverged, train
-
-    try:
-        run = train(
-            spec,
-            dataset,
-            recipe,
-            seed,
-            device=device,
-            threads=threads,
-            on_epoch=after_epoch,
-            on_step=display.step,
-            resume=ckpt,
-        )
-    except Diverged as exc:
-        raise ResultsError(
-            f"{exc} (epoch {len(done.history) + 1}); start again in a fresh --out with a lower --lr"
-        ) from None
-    finally:
-        display.close()
-    model = _save_best(run.model, done, spec, dataset, recipe, files["weights"])
-    if not files["history"].is_file():  # resumed after the last epoch: nothing ran here
-        write_history(files["history"], done.history)
-    best_auc = done.best["val_auc"]
-    write_train_json(
-        files["train_json"],
-        {
-            **header,
-            "status": "done",
-            "epochs_done": recipe.epochs,
-            "best_epoch": done.best["epoch"],
-            "best_val_auc": None if math.isnan(best_auc) else best_auc,
-        },
-    )
+    run = _run_loop(spec, dataset, recipe, seed, folder, display, after_epoch, device, threads)
+    model = _save_best(run.model, folder.done, spec, dataset, folder.files["weights"])
+    folder.finish(recipe.epochs)
     return TrainResult(
         model=model,
-        best_epoch=int(done.best["epoch"]),
-        best_val_auc=float(best_auc),
-        history=done.history,
-        resumed_from=start_epoch,
-        files=files,
+        best_epoch=int(folder.done.best["epoch"]),
+        best_val_auc=float(folder.done.best["val_auc"]),
+        history=folder.done.history,
+        resumed_from=folder.start_epoch,
+        files=folder.files,
     )
 
 
@@ -295,12 +328,47 @@ def _train_json_header(
     }
 
 
-def _save_best(
-    model: nn.Module,
-    done: _Progress,
+def _run_loop(
     spec: ArchSpec,
     dataset: Dataset,
     recipe: TrainRecipe,
+    seed: int,
+    folder: _Folder,
+    display: TrainingProgress,
+    after_epoch: Callable[[TrainingRun, EpochResult], None],
+    device: str,
+    threads: int | None,
+) -> TrainingRun:
+    """The shared loop (:func:`mdsearch.search.training.train`), validating every epoch and
+    continuing from the folder's checkpoint; a diverged loss becomes a one-line error."""
+    from mdsearch.search.training import Diverged, train
+
+    try:
+        return train(
+            spec,
+            dataset,
+            recipe,
+            seed,
+            device=device,
+            threads=threads,
+            on_epoch=after_epoch,
+            on_step=display.step,
+            resume=folder.checkpoint,
+        )
+    except Diverged as exc:
+        epoch = len(folder.done.history) + 1
+        raise ResultsError(
+            f"{exc} (epoch {epoch}); start again in a fresh --out with a lower --lr"
+        ) from None
+    finally:
+        display.close()
+
+
+def _save_best(
+    model: nn.Module,
+    done: _History,
+    spec: ArchSpec,
+    dataset: Dataset,
     path: Path,
 ) -> nn.Module:
     """Load the best-on-validation weights into ``model`` and write them to ``path``."""

@@ -48,9 +48,7 @@ from .paper_tables import (
 )
 from .pareto import (
     OBJECTIVES,
-    Constraint,
     Objective,
-    Pick,
     default_reference,
     hypervolume,
     hypervolume_history,
@@ -59,10 +57,9 @@ from .pareto import (
     non_dominated,
     objective_column,
     pareto_mask,
-    parse_pick,
     resolve_objectives,
-    select_pick,
 )
+from .picks import Constraint, Pick, parse_pick, select_pick
 from .proxy_fidelity import (
     TauEstimate,
     kendall_tau_ci,

@@ -39,8 +39,8 @@ from .pareto import (
     non_dominated,
     objective_column,
     resolve_objectives,
-    select_pick,
 )
+from .picks import select_pick
 from .trials import (
     LoadedRun,
     eligible_mask,
@@ -319,7 +319,7 @@ def pick_architecture(run_dir: str | Path, pick: str = "knee", **kwargs: Any) ->
     Args:
         run_dir: the run folder.
         pick: ``knee``, ``best-auc``, ``flops<=1250``, ``auc>=0.78`` or ``,``-joined parts
-            (see :func:`mdsearch.results.pareto.parse_pick`).
+            (see :func:`mdsearch.results.picks.parse_pick`).
         **kwargs: passed to :func:`analyse_run` (``n_resamples=0`` skips the intervals).
 
     Returns:

@@ -66,7 +66,7 @@ def export_architecture(
     Args:
         run_dir: the run folder.
         pick: ``knee``, ``best-auc``, ``flops<=1250``, ``auc>=0.78``... (see
-            :func:`mdsearch.results.pareto.parse_pick`).
+            :func:`mdsearch.results.picks.parse_pick`).
         formats: names in :data:`~mdsearch.results.export_formats.EXPORT_FORMATS` (``onnx``,
             ``torchscript``, ``safetensors``); ``arch.json`` and ``card.md`` are always written.
         out_dir: export folder (default ``RUN/exports/<arch_id>``).

@@ -180,7 +180,8 @@ def recover_study(
 
     A RUNNING trial whose architecture and seed already have a row (the driver died between
     writing the row and telling Optuna) is told the row's outcome; every other one is marked
-    FAIL and its architecture runs again, so no trial is lost or counted twice.
+    FAIL and its architecture runs again, so no trial is lost or counted twice (one whose
+    proposal was cut short by the kill is only marked FAIL).
 
     Args:
         folder: the run folder (its study.db).
@@ -201,6 +202,7 @@ def recover_study(
         if row["seed"] == row["seed"]:  # not NaN
             rows[(str(row["arch"]), int(row["seed"]))] = row
     study = optuna.load_study(study_name=STUDY_NAME, storage=folder.study_url)
+    names = list(space.distributions())
     again = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         row = rows.get((t.user_attrs.get("arch"), t.user_attrs.get("seed")))
@@ -213,6 +215,9 @@ def recover_study(
             continue
         if t.state == TrialState.RUNNING:
             study.tell(t.number, state=TrialState.FAIL)
-        if t.params:
-            again.append({k: t.params[k] for k in space.distributions() if k in t.params})
+        point = {k: t.params[k] for k in names if k in t.params}
+        # A driver killed while Optuna stored a proposal leaves some of its parameters: such a
+        # trial never ran, and Tune refuses a partial point; the sampler proposes anew.
+        if len(point) == len(names):
+            again.append(point)
     return again

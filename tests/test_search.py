@@ -243,3 +243,23 @@ def test_an_old_trial_table_reads_with_the_schema_types_and_takes_new_rows(tmp_p
     assert table["auc"].iloc[[0, 2]].tolist() == [0.7, 0.9] and pd.isna(table["auc"].iloc[1])
     assert list(table["auc__B"].iloc[[0, 2]]) == [0.8, 0.95]
     pd.testing.assert_frame_equal(table, read_trial_table(folder.table_path))
+
+
+def test_resume_settles_running_trials_and_reruns_only_whole_proposals(tmp_path, space_file):
+    from mdsearch.search.study import STUDY_NAME, recover_study
+    from mdsearch.space import load_space
+
+    space = load_space(space_file)
+    folder = RunFolder(tmp_path)
+    study = optuna.create_study(
+        study_name=STUDY_NAME, storage=folder.study_url, directions=["maximize", "minimize"]
+    )
+    dists = space.distributions()
+    whole = study.ask(dists)  # a proposal that was running when the driver died
+    cut = study.ask()  # one the kill interrupted while Optuna stored its parameters
+    cut.suggest_categorical("stage1", dists["stage1"].choices)
+    table = pd.DataFrame(columns=["arch", "seed", "status"])
+    again = recover_study(folder, space, table, ["auc", "flops_m"])
+    assert again == [whole.params]
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states == {whole.number: "FAIL", cut.number: "FAIL"}

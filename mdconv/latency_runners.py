@@ -127,28 +127,6 @@ class LatencyRunner(ABC):
                     break
         return times
 
-    def time_module(
-        self,
-        module: nn.Module,
-        x: torch.Tensor,
-        *,
-        warmup: int = 3,
-        min_repeats: int = 15,
-        max_seconds: float = 1.0,
-        target_rel_error: float = 0.03,
-    ) -> float:
-        """Median milliseconds of one inference forward pass of ``module`` on ``x`` (whole
-        batch), in ``eval()`` mode without autograd; ``module`` and ``x`` must already be on
-        :attr:`device`."""
-        seconds = self.time_calls(
-            inference_call(module.eval(), x),
-            warmup=warmup,
-            min_repeats=min_repeats,
-            max_seconds=max_seconds,
-            target_rel_error=target_rel_error,
-        )
-        return statistics.median(seconds) * 1e3
-
 
 class CpuRunner(LatencyRunner):
     """Times on the CPU: calls return when the work is done, so there is nothing to wait for."""

@@ -244,14 +244,14 @@ def time_module(
     (through that device's :class:`~mdsearch.mdconv.LatencyRunner`), with the current thread
     count.
     """
-    return runner_for(x.device).time_module(
-        module,
-        x,
+    seconds = runner_for(x.device).time_calls(
+        inference_call(module.eval(), x),
         warmup=warmup,
         min_repeats=min_repeats,
         max_seconds=max_seconds,
         target_rel_error=target_rel_error,
     )
+    return statistics.median(seconds) * 1e3
 
 
 def settle_allocator() -> None:

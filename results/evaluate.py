@@ -25,8 +25,8 @@ from mdsearch.space import ArchSpec
 
 from .errors import ResultsError
 from .evaluation_report import format_evaluation, write_evaluation
-from .metrics import DEFAULT_RESAMPLES, Evaluation, evaluate_predictions, youden_threshold
-from .paper_tables import PAPER_TABLE6, PAPER_TABLE6_MEAN, PAPER_TABLE8, paper_table6, paper_table8
+from .metrics import Evaluation, evaluate_predictions
+from .uncertainty import DEFAULT_RESAMPLES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -38,17 +38,6 @@ __all__ = [
     "evaluate_model",
     "evaluate_saved",
     "evaluate_weights",
-    # Moved to metrics / evaluation_report / paper_tables; still importable from here.
-    "PAPER_TABLE6",
-    "PAPER_TABLE6_MEAN",
-    "PAPER_TABLE8",
-    "Evaluation",
-    "evaluate_predictions",
-    "format_evaluation",
-    "paper_table6",
-    "paper_table8",
-    "write_evaluation",
-    "youden_threshold",
 ]
 
 #: Images per forward pass at evaluation (memory only: the scores do not depend on it).

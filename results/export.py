@@ -35,7 +35,7 @@ from .errors import ResultsError
 from .export_formats import EXPORT_FORMATS, ExportFormat, OnnxExport, check_outputs
 from .uncertainty import DEFAULT_RESAMPLES
 
-__all__ = ["FORMATS", "TRAINED_WEIGHTS", "export", "export_architecture", "export_folder"]
+__all__ = ["FORMATS", "TRAINED_WEIGHTS", "export_architecture", "export_folder"]
 
 #: Names of every export format (``--format`` choices), in the order they are written.
 FORMATS = tuple(EXPORT_FORMATS)
@@ -131,11 +131,6 @@ def export_architecture(
     card = _card(analysis, row, spec, pick, weights_note, size, chosen, checks)
     atomic_write_text(files["card"], card)
     return files
-
-
-#: The name ``mdsearch.results.export.export`` had before; the package exports
-#: :func:`export_architecture` (``mdsearch.results.export`` is this module).
-export = export_architecture
 
 
 def _load_weights(net: Any, path: Path, spec: ArchSpec) -> None:

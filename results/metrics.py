@@ -29,7 +29,6 @@ from .paper_tables import paper_reference
 from .uncertainty import DEFAULT_RESAMPLES
 
 __all__ = [
-    "DEFAULT_RESAMPLES",
     "Evaluation",
     "binary_metrics",
     "evaluate_predictions",

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "atomic_write_bytes",  # mdsearch.space.files' writer, still importable from here
     "check_weights_arch",
     "load_weights",
     "read_weights_metadata",

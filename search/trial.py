@@ -158,6 +158,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     NaN, out of memory, ``--trial-timeout``) reports ``final: True`` with an ``error`` line
     instead of raising, so Tune retries only trials whose worker died.
     """
+    # The worker's one-time imports (torch and timm: seconds on a busy machine) are not the
+    # trial's time: --trial-timeout measures the trial, from `started`.
+    import timm  # noqa: F401
+    import torch  # noqa: F401
     from ray import tune
 
     from mdsearch.mdconv import cost

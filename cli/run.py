@@ -22,7 +22,7 @@ from .flags import (
     train_recipe,
 )
 
-__all__ = ["add_run", "front_size"]
+__all__ = ["DEFAULTS", "add_run", "front_size"]
 
 #: The defaults every flag of ``run`` shows and takes (a search's own fields; the data and
 #: the proxy recipe are PROXY_DATA and PROXY_RECIPE).

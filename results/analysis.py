@@ -12,9 +12,12 @@ proxy, pools repeated seeds per architecture, and computes:
   AUC 0.5, i.e. chance, and 1.1 x the largest eligible value of each minimised objective; or one
   the caller gives) and the hypervolume after every trial;
 - the knee (:func:`mdsearch.results.pareto.knee_index`);
-- a bootstrap interval of every front member's AUC and of the baseline's and paper
-  architecture's, and paired-bootstrap differences of each member against its cheaper
-  neighbour on the front and against the baseline (``mdsearch.results.uncertainty``);
+- the run's seed noise (pooled over its repeated architectures and its proxy-check,
+  :mod:`mdsearch.results.seed_noise`), and an interval of every front member's AUC and of the
+  baseline's and paper architecture's that includes it beside the validation images, and
+  paired differences of each member against its cheaper neighbour on the front and against the
+  baseline (``mdsearch.results.uncertainty``); without any seed-noise estimate no difference is
+  judged;
 - how often each stage carries MD-Conv on the front versus among all eligible architectures.
 """
 
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ResultsError
+from .fidelity import proxy_check_seed_noise
 from .pareto import (
     Objective,
     default_reference,
@@ -41,6 +45,7 @@ from .pareto import (
     resolve_objectives,
 )
 from .picks import select_pick
+from .seed_noise import SeedNoise, pooled_seed_noise
 from .trials import (
     LoadedRun,
     eligible_mask,
@@ -52,7 +57,15 @@ from .trials import (
 )
 from .uncertainty import DEFAULT_RESAMPLES, PredictionBootstrap
 
-__all__ = ["RunAnalysis", "analyse_run", "pick_architecture"]
+__all__ = ["NO_SEED_NOISE", "RunAnalysis", "analyse_run", "pick_architecture", "run_seed_noise"]
+
+#: What a report says when no architecture was trained twice and there is no proxy-check.
+NO_SEED_NOISE = (
+    "seed noise unknown: no architecture was trained with more than one seed and the run has no "
+    "proxy-check, so intervals cover the validation images only and no difference is judged; "
+    "`mdsearch proxy-check --run RUN` measures it (or a search long enough for the sampler to "
+    "propose an architecture again, which trains it with a new seed)"
+)
 
 
 @dataclass
@@ -80,6 +93,7 @@ class RunAnalysis:
         counts: trial counts by outcome (``total``, ``complete``, ``failed``, ``stopped``,
             ``eligible``, ``archs``).
         level: interval coverage; ``n_resamples``: 0 when intervals were not computed.
+        seed_noise: the seed-to-seed noise of one run's AUC the intervals include.
         notes: remarks for the report (missing predictions and the like).
     """
 
@@ -98,6 +112,7 @@ class RunAnalysis:
     counts: dict[str, int]
     level: float
     n_resamples: int
+    seed_noise: SeedNoise = field(default_factory=SeedNoise)
     notes: list[str] = field(default_factory=list)
 
     def pick(self, pick: str) -> pd.Series:
@@ -231,12 +246,17 @@ def analyse_run(
     knee_arch = front.index[knee_index(minimisation_matrix(front, objs))]
 
     notes: list[str] = []
+    noise = run_seed_noise(run, good)
+    if not noise.known:
+        notes.append(NO_SEED_NOISE)
     archs["auc_ci_low"] = np.nan
     archs["auc_ci_high"] = np.nan
     front["vs_cheaper"] = None
     front["vs_baseline"] = None
     if n_resamples > 0:
-        boot = PredictionBootstrap(run, n_resamples=n_resamples, level=level, seed=seed)
+        boot = PredictionBootstrap(
+            run, n_resamples=n_resamples, level=level, seed=seed, seed_noise=noise
+        )
         wanted = [a for a in [*front.index, baseline, paper] if a in archs.index]
         for arch in dict.fromkeys(wanted):
             low, high = boot.interval(archs.at[arch, "trials"])
@@ -279,8 +299,18 @@ def analyse_run(
         counts=counts,
         level=level,
         n_resamples=n_resamples,
+        seed_noise=noise,
         notes=notes,
     )
+
+
+def run_seed_noise(run: LoadedRun, trials: pd.DataFrame) -> SeedNoise:
+    """Seed noise of one proxy run's AUC in ``run``: pooled over the architectures among
+    ``trials`` (those that finished the proxy) with several seeds, plus the run's proxy-check at
+    the run's proxy length when there is one."""
+    own = pooled_seed_noise(trials["auc"].to_numpy(), trials["arch"].to_numpy())
+    epochs = (run.config.get("proxy") or {}).get("epochs")
+    return own + proxy_check_seed_noise(run.path, epochs)
 
 
 def _stage_share(archs: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:

@@ -171,7 +171,14 @@ def _card(
     stages = ", ".join(f"stage{i}" for i in spec.mdconv_stages) or "none (the baseline)"
     auc = f"{row['auc']:.4f}"
     if not np.isnan(row.get("auc_ci_low", np.nan)):
-        auc += f" [{row['auc_ci_low']:.4f}, {row['auc_ci_high']:.4f}] ({analysis.level:.0%} CI)"
+        auc += (
+            f" [{row['auc_ci_low']:.4f}, {row['auc_ci_high']:.4f}] ({analysis.level:.0%} CI over "
+            + (
+                f"the validation images and training seeds: {analysis.seed_noise.describe()})"
+                if analysis.seed_noise.known
+                else "the validation images only: seed noise unknown)"
+            )
+        )
     lines: list[str | None] = [f"# {spec.arch_id}: {spec.backbone} with MD-Conv in {stages}", ""]
     if run.synthetic:
         lines += [

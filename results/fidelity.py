@@ -18,9 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mdsearch.search.proxy_check import PROXY_CHECK_FILE, PROXY_CHECK_SCHEMA
 
 from .errors import ResultsError
+from .seed_noise import SeedNoise, pooled_seed_noise
 
 __all__ = [
     "PROXY_CHECK_FILE",
@@ -29,6 +32,7 @@ __all__ = [
     "format_fidelity_table",
     "lead_within_seed_noise",
     "load_proxy_check",
+    "proxy_check_seed_noise",
     "proxy_seed_std",
 ]
 
@@ -83,6 +87,32 @@ def proxy_seed_std(source: Source, epochs: int | None = None) -> float | None:
         return None
     value = data["settings"][key].get("seed_std")
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+def proxy_check_seed_noise(source: Source, epochs: int | None = None) -> SeedNoise:
+    """The seed noise a proxy-check measured at a proxy length, with its degrees of freedom
+    (K architectures x S seeds: K (S - 1)), to pool with a run's own repeats.
+
+    Args:
+        source: run folder, ``proxy_check.json`` path or result dict.
+        epochs: proxy length (default as :func:`proxy_seed_std`).
+
+    Returns:
+        The estimate; unknown when there is no check, it did not measure that length, or it
+        had one seed.
+    """
+    data = load_proxy_check(source)
+    key = None if data is None else _run_setting(data, epochs)
+    if key is None or key not in data.get("auc", {}):
+        return SeedNoise()
+    auc = np.array(
+        [[np.nan if v is None else v for v in row] for row in data["auc"][key]], dtype=float
+    )
+    noise = pooled_seed_noise(auc.ravel(), np.repeat(np.arange(auc.shape[0]), auc.shape[1]))
+    if not noise.known:
+        return noise
+    where = f"proxy-check, {auc.shape[0]} archs x {auc.shape[1]} seeds at {key} epochs"
+    return SeedNoise(noise.sum_squares, noise.df, (where,))
 
 
 def _run_setting(data: Mapping[str, Any], epochs: int | None) -> str | None:

@@ -14,9 +14,12 @@ AUC a report shows carries an interval. Method:
   labels with one class are skipped for that resample.
 - Trials whose predictions are on the same validation split (identical ``y_true``) share the same
   resamples, so the difference of two architectures is a paired bootstrap on the same images.
-- An architecture evaluated with several seeds: each resample also draws its seeds with
-  replacement (a two-level bootstrap), so the interval covers seed-to-seed spread as well as the
-  finite validation set. With S seeds this spread is estimated as (S-1)/S of its size.
+- Training seeds: an architecture's AUC is the mean over its seeds, and every resample also gets
+  an independent draw of seed noise (variance sigma^2 / S for S seeds; sigma^2 pooled over the
+  run's repeated architectures and its proxy-check, :mod:`mdsearch.results.seed_noise`), so an
+  interval covers the training noise as well as the finite validation set, for one seed as for
+  several. Without any estimate of sigma^2 an interval covers the images only and no difference
+  is judged (:attr:`AUCDifference.judged` is False, never "distinct").
 - Intervals are percentile intervals (default 95%, 1000 resamples, seeded).
 """
 
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .seed_noise import SeedNoise, difference_samples, with_seed_noise
 from .trials import LoadedRun, load_run
 
 __all__ = [
@@ -226,17 +230,19 @@ class AUCDifference:
         mean: mean of the bootstrap differences.
         low, high: percentile interval at the bootstrap's level.
         paired: whether both were resampled on the same validation images.
+        judged: whether seed noise was known, so that the interval can decide anything.
     """
 
     mean: float
     low: float
     high: float
     paired: bool
+    judged: bool = True
 
     @property
     def distinguishable(self) -> bool:
-        """Whether the interval excludes 0."""
-        return bool(self.low > 0 or self.high < 0)
+        """Whether the interval excludes 0 (never without an estimate of seed noise)."""
+        return bool(self.judged and (self.low > 0 or self.high < 0))
 
     def __str__(self) -> str:
         return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
@@ -253,7 +259,8 @@ class PredictionBootstrap:
         n_resamples: bootstrap resamples.
         level: interval coverage.
         seed: seed of all resampling (results are reproducible).
-        resample_seeds: also resample an architecture's seeds (see the module docstring).
+        seed_noise: the run's seed-noise estimate (None or unknown: images only, nothing
+            judged; see the module docstring).
 
     Example:
         >>> boot = PredictionBootstrap("runs/demo")  # doctest: +SKIP
@@ -268,13 +275,13 @@ class PredictionBootstrap:
         n_resamples: int = DEFAULT_RESAMPLES,
         level: float = 0.95,
         seed: int = 0,
-        resample_seeds: bool = True,
+        seed_noise: SeedNoise | None = None,
     ) -> None:
         self.run = run if isinstance(run, LoadedRun) else load_run(run)
         self.n_resamples = int(n_resamples)
         self.level = float(level)
         self.seed = int(seed)
-        self.resample_seeds = bool(resample_seeds)
+        self.seed_noise = seed_noise if seed_noise is not None else SeedNoise()
         self.notes: list[str] = []
         self._samples: dict[int, np.ndarray | None] = {}
         self._keys: dict[int, str | None] = {}
@@ -318,19 +325,27 @@ class PredictionBootstrap:
                 self._samples[trial] = bootstrap_mean_auc(y_true, y_score, counts=self._counts[key])
         return self._samples[trial]
 
-    def arch_samples(self, trials: Sequence[int]) -> np.ndarray | None:
-        """(B,) bootstrap of an architecture's mean AUC pooled over its seeds (its trials)."""
+    def _seed_samples(self, trials: Sequence[int]) -> np.ndarray | None:
+        """(S, B) image-bootstrap samples of each seed's AUC (trials with predictions only)."""
         per_trial = [s for s in (self.trial_samples(t) for t in trials) if s is not None]
-        if not per_trial:
+        return np.stack(per_trial) if per_trial else None
+
+    def _rng(self, *groups: Sequence[int]) -> np.random.Generator:
+        """A generator for the seed-noise draws of these trials (reproducible reports)."""
+        text = repr([sorted(int(t) for t in g) for g in groups])
+        return np.random.default_rng(
+            [self.seed, int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)]
+        )
+
+    def arch_samples(self, trials: Sequence[int]) -> np.ndarray | None:
+        """(B,) samples of an architecture's mean AUC over its seeds (its trials): the image
+        bootstrap plus a seed-noise draw per resample (images only when seed noise is unknown);
+        ``None`` without predictions."""
+        stacked = self._seed_samples(trials)
+        if stacked is None:
             return None
-        stacked = np.stack(per_trial)  # (S, B)
-        n_seeds = len(per_trial)
-        if n_seeds == 1 or not self.resample_seeds:
-            return _nanmean_rows(stacked.T)
-        digest = hashlib.sha1(repr(sorted(int(t) for t in trials)).encode()).hexdigest()
-        rng = np.random.default_rng([self.seed, int(digest[:12], 16)])
-        pick = rng.integers(0, n_seeds, size=(self.n_resamples, n_seeds))
-        return _nanmean_rows(stacked[pick, np.arange(self.n_resamples)[:, None]])
+        mean = _nanmean_rows(stacked.T)
+        return with_seed_noise(mean, self.seed_noise, 1.0 / len(stacked), self._rng(trials))
 
     def interval(self, trials: Sequence[int]) -> tuple[float, float]:
         """Percentile interval of an architecture's mean AUC (NaN without predictions)."""
@@ -340,14 +355,15 @@ class PredictionBootstrap:
         return percentile_interval(samples, self.level)
 
     def difference(self, trials_a: Sequence[int], trials_b: Sequence[int]) -> AUCDifference | None:
-        """Bootstrap of mean AUC(a) - mean AUC(b); ``None`` when either has no predictions."""
-        a, b = self.arch_samples(trials_a), self.arch_samples(trials_b)
+        """Mean AUC(a) - mean AUC(b): paired over the images, plus the seed noise of both means;
+        ``None`` when either has no predictions."""
+        a, b = self._seed_samples(trials_a), self._seed_samples(trials_b)
         if a is None or b is None:
             return None
         keys = {self._keys.get(int(t)) for t in (*trials_a, *trials_b)} - {None}
-        diff = a - b
+        diff = difference_samples(a, b, self.seed_noise, self._rng(trials_a, trials_b))
         low, high = percentile_interval(diff, self.level)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = float(np.nanmean(diff))
-        return AUCDifference(mean, low, high, paired=len(keys) == 1)
+        return AUCDifference(mean, low, high, paired=len(keys) == 1, judged=self.seed_noise.known)

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from mdsearch.results import (
     PredictionBootstrap,
+    SeedNoise,
     auc_from_counts,
     bootstrap_counts,
     bootstrap_mean_auc,
@@ -103,7 +104,8 @@ def test_paired_differences_tell_a_real_gap_from_noise(tmp_path):
         ],
         n_images=500,
     )
-    boot = PredictionBootstrap(run, n_resamples=500, seed=0)
+    noise = SeedNoise.from_sd(0.005, 10, "test")
+    boot = PredictionBootstrap(run, n_resamples=500, seed=0, seed_noise=noise)
     same = boot.difference([1], [0])
     gap = boot.difference([2], [0])
     assert same.paired and gap.paired
@@ -116,15 +118,28 @@ def test_paired_differences_tell_a_real_gap_from_noise(tmp_path):
     assert any("trial 3" in note for note in boot.notes)
 
 
-def test_seeds_of_one_arch_are_pooled_and_their_spread_widens_the_interval(tmp_path):
+def test_seed_noise_widens_intervals_and_unknown_noise_judges_nothing(tmp_path):
     run = make_run_folder(
-        tmp_path, [FixtureTrial((), 0.62, 1223.0), FixtureTrial((), 0.90, 1223.0)], n_images=300
+        tmp_path,
+        [
+            FixtureTrial((), 0.62, 1223.0),
+            FixtureTrial((), 0.66, 1223.0),
+            FixtureTrial((5,), 0.8, 1228.0),
+        ],
+        n_images=300,
     )
-    with_seeds = PredictionBootstrap(run, n_resamples=400, seed=0)
-    images_only = PredictionBootstrap(run, n_resamples=400, seed=0, resample_seeds=False)
+    noise = SeedNoise.from_sd(0.03, 6, "test")
+    with_seeds = PredictionBootstrap(run, n_resamples=400, seed=0, seed_noise=noise)
+    images_only = PredictionBootstrap(run, n_resamples=400, seed=0)
     pooled = with_seeds.arch_samples([0, 1])
     center = (with_seeds.trial_samples(0) + with_seeds.trial_samples(1)) / 2
-    assert np.nanmean(pooled) == pytest.approx(np.nanmean(center), abs=0.02)
+    assert np.nanmean(pooled) == pytest.approx(np.nanmean(center), abs=0.01)
     low, high = with_seeds.interval([0, 1])
     low_i, high_i = images_only.interval([0, 1])
-    assert high - low > 2 * (high_i - low_i)
+    assert high - low > high_i - low_i
+    # One seed gets the whole seed variance, two seeds half of it: a wider interval.
+    one = np.subtract(*with_seeds.interval([2])[::-1])
+    assert one > high - low
+    assert with_seeds.difference([2], [0, 1]).judged
+    unjudged = images_only.difference([2], [0, 1])
+    assert not unjudged.judged and not unjudged.distinguishable

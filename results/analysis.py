@@ -46,6 +46,7 @@ from .pareto import (
 )
 from .picks import select_pick
 from .seed_noise import SeedNoise, pooled_seed_noise
+from .stage_effects import StageEffectModel, fit_stage_effects
 from .trials import (
     LoadedRun,
     eligible_mask,
@@ -94,6 +95,10 @@ class RunAnalysis:
             ``eligible``, ``archs``).
         level: interval coverage; ``n_resamples``: 0 when intervals were not computed.
         seed_noise: the seed-to-seed noise of one run's AUC the intervals include.
+        stage_model: the additive stage-effect model over every eligible trial (None when it
+            cannot be fitted: one architecture, or no stage choice varies); when it could split
+            seed noise from interactions, ``archs['auc']`` holds its empirical-Bayes estimates
+            and ``archs['auc_mean']`` the raw means over seeds.
         notes: remarks for the report (missing predictions and the like).
     """
 
@@ -113,6 +118,7 @@ class RunAnalysis:
     level: float
     n_resamples: int
     seed_noise: SeedNoise = field(default_factory=SeedNoise)
+    stage_model: StageEffectModel | None = None
     notes: list[str] = field(default_factory=list)
 
     def pick(self, pick: str) -> pd.Series:
@@ -167,6 +173,7 @@ def analyse_run(
     level: float = 0.95,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    shrink: bool = True,
 ) -> RunAnalysis:
     """Analyse a run folder (see the module docstring for what is computed).
 
@@ -179,6 +186,8 @@ def analyse_run(
         level: confidence level of the intervals.
         n_resamples: bootstrap resamples; 0 skips the intervals and comparisons.
         seed: bootstrap seed.
+        shrink: rank architectures on the stage model's empirical-Bayes estimates when it can
+            be fitted with seed noise separated (False: on raw means over seeds).
 
     Raises:
         ResultsError: the folder or its trial table is missing or empty, or no trial is eligible
@@ -219,6 +228,12 @@ def analyse_run(
     metrics += label_columns(trials)
     archs = pool_by_arch(good, metrics)
     counts["archs"] = len(archs)
+    stage_model = _fit_stage_model(good, level)
+    if stage_model is not None and shrink and not stage_model.notes:
+        # A single lucky run must not put an architecture on the front: rank on the
+        # empirical-Bayes estimates, keep the raw means beside them.
+        archs["auc_mean"] = archs["auc"]
+        archs["auc"] = stage_model.estimates["shrunk"].reindex(archs.index)
 
     points = minimisation_matrix(archs, objs)
     ref = _reference_for(objs, points, reference)
@@ -300,8 +315,17 @@ def analyse_run(
         level=level,
         n_resamples=n_resamples,
         seed_noise=noise,
+        stage_model=stage_model,
         notes=notes,
     )
+
+
+def _fit_stage_model(trials: pd.DataFrame, level: float) -> StageEffectModel | None:
+    """The additive stage model of the eligible trials, or None when it cannot be fitted."""
+    try:
+        return fit_stage_effects(trials, level=level)
+    except ValueError:
+        return None
 
 
 def run_seed_noise(run: LoadedRun, trials: pd.DataFrame) -> SeedNoise:

@@ -13,10 +13,12 @@ import io
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .analysis import RunAnalysis
 
 __all__ = [
+    "effects_figure",
     "figure_names",
     "figure_pngs",
     "hypervolume_figure",
@@ -229,6 +231,31 @@ def stage_figure(analysis: RunAnalysis) -> bytes:
     return _png(fig)
 
 
+def effects_figure(analysis: RunAnalysis) -> bytes:
+    """Stage effects with their intervals (a forest plot), as PNG bytes; an empty note when
+    the model was not fitted."""
+    from matplotlib.figure import Figure
+
+    model = analysis.stage_model
+    table = model.table() if model is not None else pd.DataFrame()
+    fig = Figure(figsize=(7, 0.9 + 0.28 * max(len(table), 1)))
+    ax = fig.add_subplot()
+    if table.empty:
+        ax.text(0.5, 0.5, "stage effects not fitted", ha="center", va="center")
+        ax.set_axis_off()
+        return _png(fig)
+    y = np.arange(len(table))[::-1]
+    err = [table["effect"] - table["low"], table["high"] - table["effect"]]
+    ax.errorbar(table["effect"], y, xerr=err, fmt="o", color="C0", capsize=3)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_yticks(y, [f"stage {k}: {c}" for k, c in zip(table["stage"], table["choice"])])
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel(f"AUC difference to the backbone's own kernel ({model.level:.0%} interval)")
+    ax.set_title("Where MD-Conv pays off: additive effects over every trial", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def figure_names(analysis: RunAnalysis) -> dict[str, str]:
     """File key -> file name of every plot of the report (``pareto_png`` -> ``pareto.png``,
     ``pareto_latency_png`` -> ``pareto_latency.png``, ``stages_png`` -> ``mdconv_stages.png``)."""
@@ -236,7 +263,11 @@ def figure_names(analysis: RunAnalysis) -> dict[str, str]:
     for x in projections(analysis)[1:]:
         key = projection_key(analysis, x)
         names[key] = f"{key[: -len('_png')]}.png"
-    names |= {"hypervolume_png": "hypervolume.png", "stages_png": "mdconv_stages.png"}
+    names |= {
+        "hypervolume_png": "hypervolume.png",
+        "stages_png": "mdconv_stages.png",
+        "effects_png": "stage_effects.png",
+    }
     return names
 
 
@@ -246,4 +277,5 @@ def figure_pngs(analysis: RunAnalysis) -> dict[str, bytes]:
         **{projection_key(analysis, x): pareto_figure(analysis, x) for x in projections(analysis)},
         "hypervolume_png": hypervolume_figure(analysis),
         "stages_png": stage_figure(analysis),
+        "effects_png": effects_figure(analysis),
     }

@@ -71,10 +71,12 @@ def _stages_text(stages: tuple[int, ...]) -> str:
 
 
 def _auc_text(row: pd.Series) -> str:
+    """The raw mean over seeds with its interval (the interval is of that mean)."""
+    mean = row.get("auc_mean", row["auc"])
     low, high = row.get("auc_ci_low", np.nan), row.get("auc_ci_high", np.nan)
     if pd.isna(low) or pd.isna(high):
-        return f"{row['auc']:.3f}"
-    return f"{row['auc']:.3f} [{low:.3f}, {high:.3f}]"
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _difference_text(diff: Any) -> str:
@@ -111,6 +113,7 @@ def pareto_table(analysis: RunAnalysis, *, full_arch: bool = True) -> pd.DataFra
         out |= {
             "params M": f"{row['params_m']:.2f}" if pd.notna(row.get("params_m")) else "-",
             f"AUC [{pct} CI]": _auc_text(row),
+            **({"AUC shrunk": f"{row['auc']:.3f}"} if "auc_mean" in row.index else {}),
             "seeds": int(row["seeds"]),
             "train s": f"{row['train_seconds']:.0f}" if pd.notna(row.get("train_seconds")) else "-",
             "vs cheaper": _difference_text(row.get("vs_cheaper")),
@@ -142,6 +145,7 @@ def pareto_csv_table(analysis: RunAnalysis) -> pd.DataFrame:
         "latency_ms",
         "params_m",
         "auc",
+        "auc_mean",
         "auc_ci_low",
         "auc_ci_high",
         "auc_seed_sd",
@@ -161,6 +165,54 @@ def pareto_csv_table(analysis: RunAnalysis) -> pd.DataFrame:
     out["input_size"] = analysis.run.input_size
     out["trials"] = [";".join(str(t) for t in ts) for ts in front["trials"]]
     return out
+
+
+def _effects_table(analysis: RunAnalysis) -> pd.DataFrame | None:
+    """The stage-effect model as a display table, or None when it was not fitted."""
+    model = analysis.stage_model
+    if model is None:
+        return None
+    table = model.table()
+    pct = f"{model.level:.0%}"
+    return pd.DataFrame(
+        {
+            "stage": table["stage"],
+            "choice": table["choice"],
+            f"AUC effect [{pct} CI]": [
+                f"{e:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+                for e, lo, hi in zip(table["effect"], table["low"], table["high"])
+            ],
+            "excludes 0": [
+                ("yes" if lo > 0 or hi < 0 else "no") for lo, hi in zip(table["low"], table["high"])
+            ],  # fmt: skip
+            "architectures": table["archs"],
+        }
+    )
+
+
+def _effects_text(analysis: RunAnalysis) -> list[str]:
+    """What the stage-effect section says besides its table."""
+    model = analysis.stage_model
+    if model is None:
+        return ["Stage effects were not fitted (fewer than two architectures, or no stage varies)."]
+    lines = [
+        "Additive model over every trial that finished the proxy: AUC = baseline + one effect "
+        "per stage choice (against the backbone's own kernel in that stage) + what the sum "
+        "misses for each architecture (interactions) + seed noise (statsmodels MixedLM, REML; "
+        f"Wald intervals). Baseline predicted at {model.intercept:.4f}; seed SD "
+        f"{model.seed_sd:.4f}; architectures scatter around the sum by SD {model.arch_sd:.4f}.",
+        model.fit_text(),
+    ]
+    if model.notes:
+        lines += list(model.notes)
+    elif "auc_mean" in analysis.archs:
+        lines.append(
+            "The front ranks architectures on empirical-Bayes estimates ('AUC shrunk': each "
+            "architecture's mean pulled toward what its stages predict, the more so the fewer its "
+            "seeds), so one lucky run does not put an architecture on the front; the raw mean "
+            "over seeds and its interval stand beside it."
+        )
+    return lines
 
 
 def _label_table(analysis: RunAnalysis) -> pd.DataFrame:
@@ -367,6 +419,12 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
         f"![MD-Conv stages]({files['stages_png'].name})",
         "",
     ]
+    out += ["## Stage effects: every trial at once", ""]
+    effects = _effects_table(analysis)
+    if effects is not None:
+        out += [_markdown_table(effects), ""]
+        out += [f"![stage effects]({files['effects_png'].name})", ""]
+    out += [f"- {line}" for line in _effects_text(analysis)] + [""]
     out += [
         "## Per-label validation AUC of the front (mean over seeds)",
         "",
@@ -432,6 +490,12 @@ def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
         _html_table(_stage_table(analysis)),
         _img(pngs["stages_png"], "MD-Conv stages"),
     ]
+    parts.append("<h2>Stage effects: every trial at once</h2>")
+    effects = _effects_table(analysis)
+    if effects is not None:
+        parts += [_html_table(effects), _img(pngs["effects_png"], "stage effects")]
+    parts += ['<ul class="methods">'] + [f"<li>{esc(t)}</li>" for t in _effects_text(analysis)]
+    parts.append("</ul>")
     parts += [
         "<h2>Per-label validation AUC of the front (mean over seeds)</h2>",
         _html_table(_label_table(analysis).round(3)),
@@ -459,8 +523,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
     Returns:
         ``dict[str, Path]`` with keys ``html`` (report.html, self-contained), ``markdown``
         (report.md), ``pareto_png`` (AUC vs the first cost objective), ``pareto_csv``,
-        ``hypervolume_png``, ``stages_png``, and for each further cost objective
-        ``pareto_<name>_png`` (``pareto_latency_png``: pareto_latency.png).
+        ``hypervolume_png``, ``stages_png``, ``effects_png`` (stage_effects.png) and
+        ``effects_csv`` (stage_effects.csv, when the stage model could be fitted), and for each
+        further cost objective ``pareto_<name>_png`` (``pareto_latency_png``:
+        pareto_latency.png).
 
     Raises:
         ResultsError: the run folder or trial table is missing or empty, or no trial finished
@@ -488,6 +554,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
     for key, data in pngs.items():
         atomic_write_bytes(files[key], data)
     atomic_write_text(files["pareto_csv"], pareto_csv_table(analysis).to_csv(index=False))
+    if analysis.stage_model is not None:
+        files["effects_csv"] = out / "stage_effects.csv"
+        table = analysis.stage_model.table()
+        atomic_write_text(files["effects_csv"], table.to_csv(index=False))
     atomic_write_text(files["markdown"], _markdown(analysis, files))
     atomic_write_text(files["html"], _html(analysis, pngs))
     return files

@@ -243,8 +243,10 @@ def fit_stage_effects(
         var = float(resid @ resid) / dof
         cov = var * np.linalg.pinv(x_arch.T @ x_arch)
         se = np.sqrt(np.clip(np.diag(cov), 0, None))
-        seed_var, arch_var, blup = var, 0.0, resid * 0.0
+        seed_var, arch_var = var, 0.0
     predicted = x_arch @ beta
+    if fit is None:
+        blup = means - predicted  # nothing to shrink with: each architecture keeps its mean
     effects = tuple(
         StageEffect(
             stage,

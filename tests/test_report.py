@@ -186,3 +186,27 @@ def test_a_proxy_check_in_the_run_folder_goes_into_the_report(tmp_path):
     # Without a check, no such section.
     (run / "proxy_check.json").unlink()
     assert "Proxy fidelity" not in write_report(run)["markdown"].read_text()
+
+
+def test_stage_effects_section_table_and_plot(report):
+    _, files = report
+    text = files["markdown"].read_text()
+    assert "## Stage effects: every trial at once" in text
+    assert "(stage_effects.png)" in files["markdown"].read_text()
+    assert files["effects_png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(files["effects_csv"])
+    # The fixture varies stages 1, 2, 3 and 5 (stage 2 only in a dominated arch).
+    assert set(table["stage"]) == {1, 2, 3, 5}
+    assert (table["low"] <= table["effect"]).all() and (table["effect"] <= table["high"]).all()
+    assert "Leave-one-architecture-out" in text or "Too few architectures" in text
+
+
+def test_a_run_without_repeats_judges_no_difference(tmp_path):
+    once = [t for t in DEFAULT_TRIALS if t.status == "COMPLETE"][:5]
+    run = make_run_folder(tmp_path, once)
+    analysis = analyse_run(run, n_resamples=200)
+    assert not analysis.seed_noise.known
+    assert not any(analysis.front["vs_baseline_distinct"].fillna(False))
+    text = format_pareto_table(run, n_resamples=200)
+    assert "seed noise unknown" in text and "proxy-check" in text
+    assert "distinct" not in text.replace("not judged", "")

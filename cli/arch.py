@@ -55,7 +55,7 @@ def _cmd_show(args) -> int:
     if args.input_size < 32:
         raise usage(f"--input-size {args.input_size}: must be at least 32")
     from mdsearch.mdconv import format_arch_table
-    from mdsearch.search.orchestrate import check_latency_device
+    from mdsearch.search import check_latency_device
 
     check_latency_device(args.device, needed=args.latency, flag="--device")
 

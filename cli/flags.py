@@ -165,9 +165,7 @@ def train_recipe(args: argparse.Namespace, base: TrainRecipe) -> TrainRecipe:
 def add_device_flag(group: Any, *, default: str = "auto", what: str = "") -> None:
     """``--device cpu|cuda|auto``."""
     choices = "cpu, cuda or auto" if default == "auto" else "cpu or cuda"
-    group.add_argument(
-        "--device", default=default, help=f"{choices}{what} (default {default})"
-    )
+    group.add_argument("--device", default=default, help=f"{choices}{what} (default {default})")
 
 
 def add_quiet_flag(parser: Any, what: str = "no progress display") -> None:

@@ -9,8 +9,9 @@ re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check.
 
 from .datasets import DataError, Dataset, load_dataset, parse_data_spec
 from .latency_for_search import check_latency_device, search_latency_table
-from .orchestrate import Prepared, load_proxy_data, prepare, resolution_warnings, run_search
+from .orchestrate import Prepared, prepare, run_search
 from .proxy import ProxyResult, TrialTimeout, proxy_train
+from .proxy_data import load_proxy_data, resolution_warnings
 from .run_settings import (
     EARLY_STOP,
     SAMPLERS,

@@ -1,7 +1,7 @@
 """Latency as a search objective: the per-stage table a search predicts ``latency_ms`` from.
 
 With ``--objectives auc,latency`` (or ``auc,flops,latency``) the driver loads the latency table
-(:mod:`mdsearch.mdconv.latency`) for the space from the user cache dir before Ray starts, times
+(:class:`mdsearch.mdconv.LatencyTable`) for the space from the user cache dir before Ray starts, times
 the block variants it lacks (once per device and thread count), writes the table into
 config.json and ships it to the trials, which add its prediction (``latency_ms``, ms per image
 at ``--latency-size``, batch 1, ``--cpus-per-trial`` threads, on the driver's CPU, or its GPU
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from mdsearch.mdconv.latency import LatencyTable
+    from mdsearch.mdconv import LatencyTable
     from mdsearch.space import SearchSpace
 
     from .run_settings import SearchSettings
@@ -65,13 +65,13 @@ def search_latency_table(
             ``latency_device``).
         space: the search space whose stage choices must all be in the table.
         timer: ms of one forward pass of a module on an input (default
-            :func:`mdsearch.mdconv.latency.time_module`).
+            :func:`mdsearch.mdconv.time_module`).
         say: receives one progress line before timing starts.
 
     Returns:
-        A :class:`mdsearch.mdconv.latency.LatencyTable` with every variant of ``space``.
+        A :class:`mdsearch.mdconv.LatencyTable` with every variant of ``space``.
     """
-    from mdsearch.mdconv.latency import (
+    from mdsearch.mdconv import (
         LatencyTable,
         build_latency_table,
         device_name,
@@ -115,7 +115,7 @@ def run_latency_table(
 ) -> LatencyTable:
     """The table of a new search, or on resume the one its config.json recorded (so every trial
     of a run is predicted from the same times, wherever it is resumed)."""
-    from mdsearch.mdconv.latency import LatencyTable
+    from mdsearch.mdconv import LatencyTable
 
     if resume:
         saved = (folder.read_config().get("latency") or {}).get("table")

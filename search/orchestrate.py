@@ -32,7 +32,7 @@ from mdsearch.space import SearchSpace, load_space
 from . import ray_session
 from .latency_for_search import check_latency_device, run_latency_table
 from .provenance import run_config
-from .proxy_data import load_proxy_data, resolution_warnings
+from .proxy_data import load_proxy_data
 from .run_settings import GRID_LIMIT, SearchSettings
 from .runfolder import RunError, RunFolder
 from .study import recover_study
@@ -41,13 +41,7 @@ from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext
 if TYPE_CHECKING:
     from .progress import FrontSize
 
-__all__ = [
-    "Prepared",
-    "load_proxy_data",
-    "prepare",
-    "resolution_warnings",
-    "run_search",
-]
+__all__ = ["Prepared", "prepare", "run_search"]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .latency_for_search import latency_config
 from .run_settings import SearchSettings
 
 if TYPE_CHECKING:
-    from mdsearch.mdconv.latency import LatencyTable
+    from mdsearch.mdconv import LatencyTable
 
     from .datasets import Dataset
 

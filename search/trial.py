@@ -27,7 +27,7 @@ from .settings import DataSettings, TrainRecipe
 from .trial_table import label_column
 
 if TYPE_CHECKING:
-    from mdsearch.mdconv.latency import LatencyTable
+    from mdsearch.mdconv import LatencyTable
 
     from .datasets import Dataset
 

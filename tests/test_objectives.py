@@ -62,8 +62,6 @@ def _write_space(folder: Path) -> str:
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """A 3-objective search over a 2-stage space with a prefilled latency table."""
-    from mdsearch.mdconv import latency as latency_module
-
     root = tmp_path_factory.mktemp("objectives")
     space_file = _write_space(root)
     with pytest.MonkeyPatch.context() as mp:
@@ -71,7 +69,7 @@ def searched(tmp_path_factory):
         settings = SearchSettings(space=space_file, latency_size=LATENCY_SIZE)
         table = search_latency_table(settings, load_space(space_file), timer=stub_ms)
         timer = NoTiming()
-        mp.setattr(latency_module, "time_module", timer)  # the table's default timer
+        mp.setattr("mdsearch.mdconv.stage_table.time_module", timer)  # the table's default timer
         out = root / "run"
         code = main(
             ["run", "--out", str(out), "--space", space_file, "--budget", "4",
@@ -109,7 +107,7 @@ def test_three_objective_search_takes_latency_from_the_table(searched):
 def test_resume_reuses_the_table_in_config_json(searched, tmp_path, monkeypatch):
     monkeypatch.setenv("MDSEARCH_CACHE_DIR", str(tmp_path))  # an empty cache: nothing to reuse
     timer = NoTiming()
-    monkeypatch.setattr("mdsearch.mdconv.latency.time_module", timer)
+    monkeypatch.setattr("mdsearch.mdconv.stage_table.time_module", timer)
     folder = RunFolder(searched["out"])
     settings = SearchSettings.from_dict(folder.read_config()["settings"])
     assert settings.objectives == ("auc", "flops", "latency")

@@ -50,7 +50,9 @@ def test_shrinks_a_lucky_single_run_toward_its_stages():
     rng = np.random.default_rng(1)
     trials = _trials(rng, seeds=3)
     lucky = ArchSpec.parse(ARCHS[3]).canonical
-    trials = pd.concat([trials[trials["arch"] != lucky], pd.DataFrame([{"arch": lucky, "auc": 0.80}])])
+    trials = pd.concat(
+        [trials[trials["arch"] != lucky], pd.DataFrame([{"arch": lucky, "auc": 0.80}])]
+    )
     est = fit_stage_effects(trials).estimates.loc[lucky]
     assert est["mean"] == pytest.approx(0.80)
     assert est["predicted"] < est["shrunk"] < est["mean"]

@@ -217,9 +217,7 @@ def fit_stage_effects(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                fit = sm.MixedLM(data["y"].to_numpy(), x_trial, groups=data["arch"]).fit(
-                    reml=True
-                )
+                fit = sm.MixedLM(data["y"].to_numpy(), x_trial, groups=data["arch"]).fit(reml=True)
             except (np.linalg.LinAlgError, ValueError):
                 fit = None
         if fit is not None and not np.all(np.isfinite(fit.bse_fe)):

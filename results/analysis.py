@@ -23,6 +23,7 @@ proxy, pools repeated seeds per architecture, and computes:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,9 @@ from .trials import (
 from .uncertainty import DEFAULT_RESAMPLES, PredictionBootstrap
 
 __all__ = ["NO_SEED_NOISE", "RunAnalysis", "analyse_run", "pick_architecture", "run_seed_noise"]
+
+#: An architecture id (SHA-1 prefix of its canonical string) or a unique prefix of one.
+_ARCH_ID = re.compile(r"[0-9a-f]{4,40}")
 
 #: What a report says when no architecture was trained twice and there is no proxy-check.
 NO_SEED_NOISE = (
@@ -122,8 +126,25 @@ class RunAnalysis:
     notes: list[str] = field(default_factory=list)
 
     def pick(self, pick: str) -> pd.Series:
-        """The front member (a row of :attr:`front`) a pick string chooses (``knee``,
-        ``flops<=1250``, ``auc>=0.78``...); ResultsError naming the nearest when none fits."""
+        """The architecture a pick string chooses: a front member (a row of :attr:`front`) for
+        ``knee``, ``best-auc``, ``flops<=1250``, ``auc>=0.78``...; for an architecture id (or a
+        unique prefix of one, at least 4 hex digits) any evaluated architecture (its row of
+        :attr:`front`, else of :attr:`archs`). ResultsError naming the nearest when none fits."""
+        text = str(pick).strip().lower()
+        if _ARCH_ID.fullmatch(text):
+            hits = self.archs.index[self.archs["arch_id"].str.startswith(text)]
+            if len(hits) == 1:
+                table = self.front if hits[0] in self.front.index else self.archs
+                return table.loc[hits[0]]
+            if len(hits) > 1:
+                ids = ", ".join(self.archs.loc[hits, "arch_id"])
+                raise ResultsError(
+                    f"pick {pick!r} matches several architectures ({ids}): give more digits"
+                )
+            raise ResultsError(
+                f"pick {pick!r}: no architecture of this run has that id; `mdsearch pareto "
+                f"{self.run.path}` lists the front's ids"
+            )
         return self.front.loc[select_pick(self.front, pick, self.objectives)]
 
     @property

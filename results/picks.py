@@ -26,7 +26,8 @@ _CONSTRAINT = re.compile(
 )
 _OPS = {"<=": np.less_equal, ">=": np.greater_equal, "<": np.less, ">": np.greater}
 _PICK_HELP = (
-    "use 'knee', 'best-auc', a bound like 'flops<=1250' or 'auc>=0.78', or several joined by ','"
+    "use 'knee', 'best-auc', a bound like 'flops<=1250' or 'auc>=0.78', several joined by ',', "
+    "or an architecture id"
 )
 
 

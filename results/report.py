@@ -203,6 +203,12 @@ def _effects_text(analysis: RunAnalysis) -> list[str]:
         f"{model.seed_sd:.4f}; architectures scatter around the sum by SD {model.arch_sd:.4f}.",
         model.fit_text(),
     ]
+    n = len(model.effects)
+    if n > 1:
+        lines.append(
+            f"Each interval is at {model.level:.0%} on its own: of {n} effects about "
+            f"{(1 - model.level) * n:.1f} would exclude 0 by chance alone even if none were real."
+        )
     if model.notes:
         lines += list(model.notes)
     elif "auc_mean" in analysis.archs:

@@ -113,6 +113,16 @@ def test_picks_on_a_run(tmp_path):
         analysis.pick("flops==1000")
 
 
+def test_pick_by_architecture_id_as_the_help_offers(tmp_path):
+    run = make_run_folder(tmp_path)
+    analysis = analyse_run(run, n_resamples=0)
+    assert analysis.pick(_id(FRONT[1])).name == FRONT[1]
+    assert analysis.pick(_id(FRONT[1])[:6].upper()).name == FRONT[1]  # a unique prefix
+    assert analysis.pick(_id(OFF_FRONT[0])).name == OFF_FRONT[0]  # evaluated, not on the front
+    with pytest.raises(ResultsError, match="no architecture of this run has that id"):
+        analysis.pick("0123456789")
+
+
 def test_missing_run_folder(tmp_path):
     with pytest.raises(ResultsError, match="does not exist"):
         write_report(tmp_path / "nope")

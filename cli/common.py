@@ -25,8 +25,13 @@ def positive_int(text: str) -> int:
 
 
 def optional_int(text: str) -> int | None:
-    """argparse type: a whole number, or ``all``/``none``/``0`` for "no limit"."""
-    return None if text.lower() in {"all", "none", "0"} else positive_int(text)
+    """argparse type: a whole number of at least 1, or ``all``/``none`` for "no limit"."""
+    if text.lower() in {"all", "none"}:
+        return None
+    value = positive_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more, or 'all' for every image")
+    return value
 
 
 def device(name: str) -> str:

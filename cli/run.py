@@ -255,3 +255,21 @@ def _write_report(path: Path) -> None:
         print(f"no report: {exc}", file=sys.stderr)
         return
     print(f"report: {files['html']}")
+    print(_knee_line(files["pareto_csv"]))
+    print(f"next: mdsearch pareto {path}   |   mdsearch export {path} --pick knee")
+
+
+def _knee_line(pareto_csv: Path) -> str:
+    """The knee of the front as the report wrote it (pareto.csv): id, FLOPs, AUC, interval."""
+    import pandas as pd
+
+    front = pd.read_csv(pareto_csv)
+    knee = front[front["knee"]].iloc[0]
+    auc = f"AUC {knee['auc']:.3f}"
+    if "auc_mean" in knee and pd.notna(knee["auc_mean"]):
+        auc += f" (shrunk; mean over {int(knee['seeds'])} seed(s) {knee['auc_mean']:.3f}"
+    else:
+        auc += f" (mean over {int(knee['seeds'])} seed(s)"
+    if pd.notna(knee.get("auc_ci_low")):
+        auc += f" [{knee['auc_ci_low']:.3f}, {knee['auc_ci_high']:.3f}]"
+    return f"knee: {knee['arch_id']}, {knee['flops_m']:.1f} M FLOPs at {front['input_size'].iloc[0]} px, {auc})"

@@ -112,6 +112,7 @@ class RunFolder:
     def check_new(self) -> None:
         """Refuse to start a new search over an existing one."""
         if self.exists():
+            self.check_not_in_use()
             raise RunError(
                 f"{self.path} already holds a search: continue it with "
                 f"`mdsearch run --resume {self.path}` or choose another --out"
@@ -120,12 +121,13 @@ class RunFolder:
             raise RunError(f"--out {self.path} is a file: give a folder path")
 
     def check_resumable(self) -> None:
-        """Refuse to resume a folder that holds no search."""
+        """Refuse to resume a folder that holds no search, or one a running search holds."""
         if not self.exists():
             raise RunError(
                 f"--resume {self.path}: no config.json there; give the folder of a run that "
                 "`mdsearch run` started"
             )
+        self.check_not_in_use()
 
     def create(self, config: Mapping[str, Any]) -> None:
         """Create the folder and write config.json (atomically)."""
@@ -143,6 +145,24 @@ class RunFolder:
             return json.loads(self.config_path.read_text())
         except FileNotFoundError:
             raise RunError(f"{self.path} is not a run folder (no config.json)") from None
+
+    def check_not_in_use(self) -> None:
+        """Refuse, with one line, when another ``mdsearch run`` holds the folder right now."""
+        from filelock import FileLock, Timeout
+
+        lock_path = self.path / LOCK_FILE
+        if not lock_path.exists():
+            return
+        probe = FileLock(str(lock_path), timeout=0)
+        try:
+            probe.acquire()
+        except Timeout:
+            raise RunError(
+                f"{self.path} is in use by a running search (another `mdsearch run` holds "
+                f"{lock_path}); wait for it to finish or stop it, then `mdsearch run --resume "
+                f"{self.path}` continues it"
+            ) from None
+        probe.release()
 
     @contextmanager
     def lock(self) -> Iterator[None]:

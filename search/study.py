@@ -126,6 +126,9 @@ def proxy_search_class() -> type[OptunaSearch]:
             self._md_seed = seed
             self._md_seen = Counter(seen)
             self._md_interrupted = interrupted
+            study = getattr(self, "_ot_study", None)
+            if study is not None:  # optuna-dashboard then names the objectives, not "Objective 0"
+                study.set_metric_names(self._md_metrics)
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
             params = super().suggest(trial_id)

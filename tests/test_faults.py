@@ -80,6 +80,36 @@ def test_the_lock_holds_across_processes_and_dies_with_its_holder(tmp_path, spac
         pass
 
 
+def test_a_folder_in_use_says_so_instead_of_advising_resume(tmp_path, space_file, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # a search was started here
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from mdsearch.search import RunFolder\n"
+         "with RunFolder(sys.argv[1]).lock():\n    print('held', flush=True); time.sleep(600)",
+         str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for args in (["--out", str(out), "--space", space_file, *TINY], ["--resume", str(out)]):
+            assert main(["run", *args]) == 2
+            err = capsys.readouterr().err
+            assert "in use by a running search" in err and err.count("\n") == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_zero_images_per_epoch_is_refused_not_read_as_all(tmp_path, space_file, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--out", str(out), "--space", space_file, *TINY, "--train-subset", "0"])
+    assert exit_info.value.code == 2
+    assert "'all'" in capsys.readouterr().err and not out.exists()
+
+
 # -- trials that fail in their own code ----------------------------------------------------------
 def test_the_cooperative_deadline_stops_training_between_batches(cache_dir):
     from mdsearch.space import ArchSpec

@@ -98,6 +98,7 @@ def test_three_objective_search_takes_latency_from_the_table(searched):
     study = optuna.load_study(study_name="mdsearch", storage=f"sqlite:///{out / 'study.db'}")
     D = optuna.study.StudyDirection
     assert study.directions == [D.MAXIMIZE, D.MINIMIZE, D.MINIMIZE]
+    assert study.metric_names == ["auc", "flops_m", "latency_ms"]
     by_arch_seed = {(r.arch, r.seed): r for r in trials.itertuples()}
     for t in study.trials:
         row = by_arch_seed[(t.user_attrs["arch"], t.user_attrs["seed"])]

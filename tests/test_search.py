@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,17 +63,22 @@ def test_invalid_space_file_is_a_clear_error(tmp_path, capsys):
     assert "stage(s) [9] do not exist" in capsys.readouterr().err
 
 
-def test_search_records_every_trial_with_references_first(tmp_path, cache_dir, space_file):
+def test_search_records_every_trial_with_references_first(tmp_path, cache_dir, space_file, capsys):
     out = tmp_path / "run"
+    with_report = [a for a in TINY if a != "--no-report"]
     code = run_cli("--out", str(out), "--space", space_file, "--budget", "5",
-                   "--cache-dir", cache_dir, "--sampler", "random", *TINY)  # fmt: skip
+                   "--cache-dir", cache_dir, "--sampler", "random", *with_report)  # fmt: skip
     assert code == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"knee: [0-9a-f]{10}, [0-9.]+ M FLOPs at 448 px, AUC 0\.\d+", printed)
+    assert f"next: mdsearch pareto {out}" in printed and "--pick knee" in printed
     table = pd.read_csv(out / "trials.csv")
     assert len(table) == 5 and set(table["status"]) == {"COMPLETE"}
     labels = json.loads((out / "config.json").read_text())["data"]["label_names"]
     base = ArchSpec.default("mobilenetv2_100", len(labels))
     paper = base.with_stage(5, (3, 5), (1, 1))
     study = optuna.load_study(study_name="mdsearch", storage=f"sqlite:///{out / 'study.db'}")
+    assert study.metric_names == ["auc", "flops_m"]  # optuna-dashboard names the objectives
     # The reference points are the first two trials proposed (rows are in order of finishing).
     first = sorted(study.trials, key=lambda t: t.number)[:2]
     assert {t.user_attrs["arch"] for t in first} == {base.canonical, paper.canonical}

@@ -123,6 +123,15 @@ def add_run(sub: Any) -> None:
         help="asha: stop weak trials early on AUC (stopped trials never enter the front) "
         f"(default {d.early_stop})",
     )
+    g.add_argument(
+        "--confirm",
+        type=float,
+        default=d.confirm,
+        metavar="SHARE",
+        help="share of the budget spent, after exploration, on further seeds of the "
+        "architectures whose intervals touch the front, and of the baseline; 0: explore to "
+        f"the end (default {d.confirm:g})",
+    )
     r = p.add_argument_group("resources")
     r.add_argument(
         "--cpus-per-trial",
@@ -185,6 +194,7 @@ def _settings_from_args(args: argparse.Namespace) -> SearchSettings:
         objectives=tuple(args.objectives.split(",")),
         latency_size=args.latency_size,
         latency_device=args.latency_device,
+        confirm=args.confirm,
     )
 
 
@@ -232,7 +242,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         out = args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
         prepared = prepare(_settings_from_args(args), out)
-    folder = run_search(prepared, quiet=args.quiet, front_size=front_size)
+    folder = run_search(
+        prepared,
+        quiet=args.quiet,
+        front_size=front_size,
+        confirm_policy=_confirm_policy(prepared.settings),
+    )
     table = folder.read_table()
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     print(f"run folder: {folder.path}")
@@ -244,6 +259,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report and len(table):
         _write_report(folder.path)
     return 0
+
+
+def _confirm_policy(settings: SearchSettings) -> Any:
+    """The results package's confirmation policy for this search (None without --confirm)."""
+    from functools import partial
+
+    from mdsearch.results import next_to_confirm
+
+    if settings.confirm <= 0:
+        return None
+    return partial(next_to_confirm, cost=settings.metric_columns[1])
 
 
 def _write_report(path: Path) -> None:

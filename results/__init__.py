@@ -10,6 +10,7 @@ imported inside the functions that use them.
 """
 
 from .analysis import RunAnalysis, analyse_run, pick_architecture
+from .confirmation import CONFIRMED_SEEDS, MAX_SEEDS, evidence, next_to_confirm
 from .errors import ResultsError
 from .evaluate import EVAL_BATCH_SIZE, evaluate_model, evaluate_saved, evaluate_weights
 from .evaluation_report import EVALUATION_FILES, format_evaluation, write_evaluation
@@ -92,6 +93,10 @@ from .uncertainty import (
 from .weights import check_weights_arch, load_weights, read_weights_metadata, save_weights
 
 __all__ = [
+    "CONFIRMED_SEEDS",
+    "MAX_SEEDS",
+    "evidence",
+    "next_to_confirm",
     "AUCDifference",
     "Constraint",
     "DEFAULT_RESAMPLES",

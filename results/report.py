@@ -20,6 +20,7 @@ import pandas as pd
 from mdsearch.space.files import atomic_write_bytes, atomic_write_text
 
 from .analysis import NO_SEED_NOISE, RunAnalysis, analyse_run
+from .confirmation import CONFIRMED_SEEDS, evidence
 from .fidelity import format_fidelity_html, format_fidelity_markdown
 from .figures import figure_names, figure_pngs, projection_key, projections, short_name
 
@@ -115,6 +116,7 @@ def pareto_table(analysis: RunAnalysis, *, full_arch: bool = True) -> pd.DataFra
             f"AUC [{pct} CI]": _auc_text(row),
             **({"AUC shrunk": f"{row['auc']:.3f}"} if "auc_mean" in row.index else {}),
             "seeds": int(row["seeds"]),
+            "evidence": evidence(int(row["seeds"])),
             "train s": f"{row['train_seconds']:.0f}" if pd.notna(row.get("train_seconds")) else "-",
             "vs cheaper": _difference_text(row.get("vs_cheaper")),
             "vs baseline": _difference_text(row.get("vs_baseline")),
@@ -162,6 +164,7 @@ def pareto_csv_table(analysis: RunAnalysis) -> pd.DataFrame:
         for part in ("mean", "low", "high"):
             out[f"{name}_{part}"] = [getattr(d, part) if d is not None else np.nan for d in diffs]
         out[f"{name}_distinct"] = [d.distinguishable if d is not None else None for d in diffs]
+    out["evidence"] = [evidence(int(n)) for n in front["seeds"]]
     out["input_size"] = analysis.run.input_size
     out["trials"] = [";".join(str(t) for t in ts) for ts in front["trials"]]
     return out
@@ -366,7 +369,10 @@ def _methods_text(analysis: RunAnalysis) -> list[str]:
             "images and include the seed noise of both; 'distinct' = the interval excludes 0, "
             "'not judged' = no estimate of seed noise. Calibrated on synthetic searches with "
             "known truth (tests/test_seed_noise.py: false 'distinct' <= 5% with 1, 2, 3 seeds). "
-            f"Seed noise here: {analysis.seed_noise.describe()}."
+            f"Seed noise here: {analysis.seed_noise.describe()}. Evidence: 'confirmed' = at "
+            f"least {CONFIRMED_SEEDS} seeds (the interval is settled), 'candidate' = fewer; "
+            "`mdsearch run --confirm` spends part of the budget on further seeds of the "
+            "candidates and the baseline."
         )
     else:
         lines.append("AUC intervals were not computed (n_resamples=0).")

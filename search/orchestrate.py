@@ -40,6 +40,7 @@ from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext
 
 if TYPE_CHECKING:
     from .progress import FrontSize
+    from .study import ConfirmPolicy
 
 __all__ = ["Prepared", "prepare", "run_search"]
 
@@ -92,7 +93,11 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
 
 
 def run_search(
-    prepared: Prepared, *, quiet: bool = False, front_size: FrontSize | None = None
+    prepared: Prepared,
+    *,
+    quiet: bool = False,
+    front_size: FrontSize | None = None,
+    confirm_policy: ConfirmPolicy | None = None,
 ) -> RunFolder:
     """Run (or resume) the search to its budget; returns the run folder.
 
@@ -103,6 +108,8 @@ def run_search(
         quiet: no progress display and no notes on stderr.
         front_size: counts the Pareto front of the objective values for the progress display
             (the command line passes the results package's; None: not shown).
+        confirm_policy: chooses the architectures of the confirmation phase (the command line
+            passes :func:`mdsearch.results.next_to_confirm`); None explores to the end.
     """
     settings, space, folder = prepared.settings, prepared.space, prepared.folder
     with folder.lock():
@@ -158,7 +165,14 @@ def run_search(
                 latency=latency,
             )
             ray_session.run_trials(
-                settings, space, folder, context, plan, quiet=quiet, front_size=front_size
+                settings,
+                space,
+                folder,
+                context,
+                plan,
+                quiet=quiet,
+                front_size=front_size,
+                confirm_policy=confirm_policy,
             )
         finally:
             if started_ray:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ray.tune import Stopper
 
     from .progress import FrontSize, InterruptFlag
+    from .study import ConfirmPolicy
 
 __all__ = [
     "SigintSetsEvent",
@@ -121,6 +122,7 @@ def run_trials(
     *,
     quiet: bool = False,
     front_size: FrontSize | None = None,
+    confirm_policy: ConfirmPolicy | None = None,
 ) -> None:
     """Run ``plan.remaining`` trials with Ray Tune (Ray must be started), recording each one.
 
@@ -132,6 +134,8 @@ def run_trials(
         plan: what to run now.
         quiet: no progress display.
         front_size: counts the Pareto front for the progress display.
+        confirm_policy: chooses the architectures of the confirmation phase (after
+            ``settings.explore_trials`` proposals); None explores to the end.
 
     Raises:
         KeyboardInterrupt: after Ctrl-C, once every trial has stopped (one line says how to
@@ -160,6 +164,9 @@ def run_trials(
         seed=settings.seed,
         seen=plan.seen,
         interrupted=interrupted,
+        confirm_after=settings.explore_trials if settings.confirm > 0 else None,
+        confirm_policy=confirm_policy,
+        table_path=str(folder.table_path),
     )
     scheduler = None
     if settings.early_stop == "asha":

@@ -106,6 +106,9 @@ class SearchSettings:
             an objective.
         latency_device: ``cpu`` or ``cuda``: where the latency table is timed (on the machine
             that runs the search, before Ray starts).
+        confirm: share of the budget spent, after exploration, on further seeds of the
+            architectures whose intervals touch the front, and of the baseline
+            (:mod:`mdsearch.results.confirmation`); 0 explores to the end.
 
     Example:
         >>> s = SearchSettings(DataSettings("phantom,n=300", resolution=32), budget=4)
@@ -130,6 +133,7 @@ class SearchSettings:
     objectives: tuple[str, ...] = ("auc", "flops")
     latency_size: int = 224
     latency_device: str = "cpu"
+    confirm: float = 0.3
 
     @property
     def seed(self) -> int:
@@ -145,6 +149,11 @@ class SearchSettings:
     def metric_modes(self) -> list[str]:
         """``"max"`` / ``"min"`` per objective, in :attr:`metric_columns` order."""
         return [SEARCH_OBJECTIVES[n][1] for n in self.objectives]
+
+    @property
+    def explore_trials(self) -> int:
+        """Trials proposed by the sampler before the confirmation phase starts."""
+        return self.budget - round(self.confirm * self.budget)
 
     @property
     def trial_threads(self) -> int:
@@ -186,6 +195,8 @@ class SearchSettings:
             _fail("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
         if settings.trial_timeout is not None and not settings.trial_timeout > 0:
             _fail(f"--trial-timeout {settings.trial_timeout}: give a positive number of seconds")
+        if not 0 <= settings.confirm < 1:
+            _fail(f"--confirm {settings.confirm}: give a share of the budget from 0 to below 1")
         if settings.max_failures < 0:
             _fail(f"--max-failures {settings.max_failures}: give 0 or more retries")
         check_latency_device(settings.latency_device, needed=False)
@@ -230,6 +241,7 @@ class SearchSettings:
             "objectives": list(self.objectives),
             "latency_size": own["latency_size"],
             "latency_device": own["latency_device"],
+            "confirm": own["confirm"],
         }
 
     @classmethod
@@ -242,6 +254,7 @@ class SearchSettings:
         own.pop("proxy", None)
         if "objectives" in own:
             own["objectives"] = tuple(own["objectives"])
+        own.setdefault("confirm", 0.0)  # runs from before --confirm explored to the end
         data_settings = DataSettings.from_dict(
             {
                 "data": data.get("data", PROXY_DATA.data),

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mdsearch.space import SearchSpace
+from mdsearch.space import ArchSpec, SearchSpace
 
 from .runfolder import RunFolder
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STUDY_NAME",
+    "ConfirmPolicy",
     "Interrupted",
     "make_sampler",
     "objective_values",
@@ -42,6 +43,11 @@ __all__ = [
 
 #: Name of the Optuna study in study.db (what ``optuna.load_study`` takes).
 STUDY_NAME = "mdsearch"
+
+
+#: The confirmation policy: (trial table so far, canonical string -> trials proposed) -> the
+#: architecture to give the next seed, or None to let the sampler explore.
+ConfirmPolicy = Callable[["pd.DataFrame", Mapping[str, int]], "str | None"]
 
 
 class Interrupted(Protocol):
@@ -117,6 +123,9 @@ def proxy_search_class() -> type[OptunaSearch]:
             seed: int,
             seen: Mapping[str, int],
             interrupted: Interrupted,
+            confirm_after: int | None = None,
+            confirm_policy: ConfirmPolicy | None = None,
+            table_path: str | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
@@ -126,11 +135,33 @@ def proxy_search_class() -> type[OptunaSearch]:
             self._md_seed = seed
             self._md_seen = Counter(seen)
             self._md_interrupted = interrupted
+            self._md_confirm_after = confirm_after
+            self._md_confirm_policy = confirm_policy
+            self._md_table_path = table_path
             study = getattr(self, "_ot_study", None)
             if study is not None:  # optuna-dashboard then names the objectives, not "Objective 0"
                 study.set_metric_names(self._md_metrics)
 
+        def _confirmation(self) -> str | None:
+            """The architecture the confirmation phase gives the next seed (None: explore)."""
+            if self._md_confirm_policy is None or self._md_confirm_after is None:
+                return None
+            if sum(self._md_seen.values()) < self._md_confirm_after:
+                return None
+            from .trial_table import read_trial_table
+
+            try:
+                table = read_trial_table(self._md_table_path)
+            except (FileNotFoundError, ValueError):  # no row yet (pandas' EmptyDataError)
+                return None
+            return self._md_confirm_policy(table, dict(self._md_seen))
+
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            confirm = self._confirmation()
+            if confirm is not None:
+                # Optuna's next ask() takes the enqueued point: the sampler stays informed.
+                arch = self._md_space.encode(ArchSpec.parse(confirm))
+                self._ot_study.enqueue_trial(arch, skip_if_exists=False)
             params = super().suggest(trial_id)
             if params is None:
                 return None
@@ -142,6 +173,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             ot_trial.set_user_attr("arch", spec.canonical)
             ot_trial.set_user_attr("arch_id", spec.arch_id)
             ot_trial.set_user_attr("seed", seed)
+            ot_trial.set_user_attr("phase", "confirm" if confirm is not None else "explore")
             return {"arch": spec.canonical, "seed": seed, "repeat": repeat}
 
         def on_trial_complete(

@@ -1,0 +1,94 @@
+"""The confirmation phase: which architecture gets the next seed, and `mdsearch run --confirm`
+end to end (further seeds go to front candidates and the baseline; a resumed run goes on)."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pandas as pd
+import pytest
+from search_fixtures import TINY_PROXY, table_rows
+from test_search import run_cli
+
+from mdsearch.results import MAX_SEEDS, evidence, next_to_confirm
+from mdsearch.space import ArchSpec
+
+BASE = ArchSpec.default("mobilenetv2_100", 5)
+A, B, C = (BASE.with_stage(k, (3, 5), (1, 1)) for k in (1, 3, 5))
+
+
+def _table(rows):
+    return pd.DataFrame(
+        [
+            {"arch": spec.canonical, "status": "COMPLETE", "fidelity": 2, "target_fidelity": 2,
+             "auc": auc, "flops_m": flops}
+            for spec, auc, flops in rows
+        ]
+    )  # fmt: skip
+
+
+def test_the_fewest_seeded_candidate_goes_first_and_the_baseline_stays_in():
+    table = _table([
+        (BASE, 0.70, 1198.0), (BASE, 0.71, 1198.0),
+        (A, 0.80, 1222.0), (A, 0.80, 1222.0),  # a clear lead, cheap: a candidate
+        (B, 0.55, 1206.0),  # clearly dominated by A? no: cheaper than A; by BASE: yes
+        (C, 0.79, 1202.0),
+    ])  # fmt: skip
+    proposed = {BASE.canonical: 2, A.canonical: 2, B.canonical: 1, C.canonical: 1}
+    assert next_to_confirm(table, proposed) == C.canonical  # one seed, on the front
+    proposed[C.canonical] = 2
+    # B (0.55 at more FLOPs than the baseline's 0.70) is clearly dominated: never confirmed.
+    picks = set()
+    for _ in range(12):
+        pick = next_to_confirm(table, proposed)
+        if pick is None:
+            break
+        picks.add(pick)
+        proposed[pick] += 1
+    assert B.canonical not in picks and BASE.canonical in picks
+    assert all(proposed[a] == MAX_SEEDS for a in picks)
+    assert next_to_confirm(table, proposed) is None  # every candidate has its seeds
+
+
+def test_evidence_words():
+    assert evidence(1) == "candidate" and evidence(3) == "confirmed"
+
+
+def test_run_with_confirmation_gives_further_seeds_and_resumes(tmp_path, cache_dir, space_file):
+    out = tmp_path / "run"
+    args = ["--space", space_file, "--cache-dir", cache_dir, "--sampler", "random",
+            *TINY_PROXY, "--quiet"]  # fmt: skip
+    assert run_cli("--out", str(out), "--budget", "6", "--confirm", "0.5", *args) == 0
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert settings["confirm"] == 0.5
+    study = optuna.load_study(study_name="mdsearch", storage=f"sqlite:///{out / 'study.db'}")
+    phases = [t.user_attrs["phase"] for t in sorted(study.trials, key=lambda t: t.number)]
+    assert phases == ["explore"] * 3 + ["confirm"] * 3
+    table = pd.read_csv(out / "trials.csv")
+    confirmed = [t.user_attrs["arch"] for t in study.trials if t.user_attrs["phase"] == "confirm"]
+    explored = {t.user_attrs["arch"] for t in study.trials if t.user_attrs["phase"] == "explore"}
+    assert set(confirmed) <= explored  # further seeds of evaluated architectures only
+    assert table.groupby("arch").size().max() >= 2
+    # Resumed with a larger budget, the confirmation phase goes on where it stopped.
+    assert run_cli("--resume", str(out), "--budget", "8", "--quiet") == 0
+    assert table_rows(out / "trials.csv") == 8
+    study = optuna.load_study(study_name="mdsearch", storage=f"sqlite:///{out / 'study.db'}")
+    assert [t.user_attrs["phase"] for t in study.trials][-2:] == ["confirm", "confirm"]
+    report = (out / "report.md").read_text()
+    assert "confirmed" in report or "candidate" in report
+
+
+def test_bad_confirm_share_is_one_line(tmp_path, space_file, capsys):
+    assert run_cli("--out", str(tmp_path / "r"), "--space", space_file, "--confirm", "1.5") == 2
+    assert "--confirm 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("share", [0.0])
+def test_zero_confirm_explores_to_the_end(share):
+    from mdsearch.search import SearchSettings
+
+    settings = SearchSettings(budget=100, confirm=share)
+    assert settings.explore_trials == 100
+    assert SearchSettings(budget=100).explore_trials == 70

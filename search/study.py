@@ -18,6 +18,7 @@ interrupted by Ctrl-C stays RUNNING, marked ``interrupted``, until ``--resume`` 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -107,6 +108,7 @@ def proxy_search_class() -> type[OptunaSearch]:
     architecture trains with seed + k), ``seen`` (architectures already in the table -> count)
     and ``interrupted`` (an :class:`Interrupted` flag).
     """
+    from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
@@ -140,7 +142,9 @@ def proxy_search_class() -> type[OptunaSearch]:
             self._md_table_path = table_path
             study = getattr(self, "_ot_study", None)
             if study is not None:  # optuna-dashboard then names the objectives, not "Objective 0"
-                study.set_metric_names(self._md_metrics)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ExperimentalWarning)
+                    study.set_metric_names(self._md_metrics)
 
         def _confirmation(self) -> str | None:
             """The architecture the confirmation phase gives the next seed (None: explore)."""

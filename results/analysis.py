@@ -250,7 +250,7 @@ def analyse_run(
     archs = pool_by_arch(good, metrics)
     counts["archs"] = len(archs)
     stage_model = _fit_stage_model(good, level)
-    if stage_model is not None and shrink and not stage_model.notes:
+    if stage_model is not None and shrink and stage_model.shrinks:
         # A single lucky run must not put an architecture on the front: rank on the
         # empirical-Bayes estimates, keep the raw means beside them.
         archs["auc_mean"] = archs["auc"]

@@ -92,7 +92,7 @@ def next_to_confirm(
     if len(archs) > 2:
         try:
             model = fit_stage_effects(done)
-            if not model.notes:
+            if model.shrinks:
                 estimate = model.estimates["shrunk"].reindex(archs.index)
         except ValueError:
             pass

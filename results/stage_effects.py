@@ -87,6 +87,8 @@ class StageEffectModel:
         estimates: per architecture string: ``mean`` (raw mean over seeds), ``n`` (seeds),
             ``predicted`` (additive part), ``shrunk`` (empirical-Bayes estimate).
         level: interval coverage.
+        shrinks: whether the mixed model was fitted, so that ``shrunk`` differs from ``mean``
+            (False: least squares on the means, nothing shrunk).
         notes: what the fit could not do (e.g. fell back to least squares).
     """
 
@@ -98,6 +100,7 @@ class StageEffectModel:
     noise_rmse: float
     estimates: pd.DataFrame
     level: float
+    shrinks: bool = False
     notes: tuple[str, ...] = ()
 
     @property
@@ -158,6 +161,18 @@ def _design(archs: Sequence[str]) -> tuple[pd.DataFrame, list[tuple[int, str, st
     return pd.DataFrame(columns, index=list(archs)), meta
 
 
+def _separable(x: np.ndarray) -> np.ndarray:
+    """Which columns of ``x`` (beside an intercept) add to the rank, taken in order: a choice
+    that always comes with the same others cannot be told apart from them."""
+    keep = np.zeros(x.shape[1], dtype=bool)
+    basis = np.ones((x.shape[0], 1))
+    for j in range(x.shape[1]):
+        trial = np.column_stack([basis, x[:, j]])
+        if np.linalg.matrix_rank(trial) > basis.shape[1]:
+            basis, keep[j] = trial, True
+    return keep
+
+
 def _loao(means: np.ndarray, noise: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     """Leave-one-architecture-out RMSE of weighted least squares on architecture means
     (hat-matrix form), and the RMSE expected from ``noise`` (each mean's variance) alone.
@@ -200,6 +215,15 @@ def fit_stage_effects(
     if len(archs) < 2:
         raise ValueError("stage effects need at least two architectures")
     design, meta = _design(archs)
+    notes: list[str] = []
+    keep = _separable(design.to_numpy())
+    for j in np.flatnonzero(~keep):
+        stage, _, label = meta[j]
+        notes.append(
+            f"{label} in stage {stage} is not separable from the other choices in these trials "
+            "(it always comes with the same others): not estimated"
+        )
+    design, meta = design.loc[:, keep], [m for m, k in zip(meta, keep) if k]
     if design.shape[1] == 0:
         raise ValueError("no stage choice varies between the trials")
     grouped = data.groupby("arch")["y"]
@@ -207,7 +231,6 @@ def fit_stage_effects(
     counts = grouped.size().reindex(archs).to_numpy()
     x_arch = np.column_stack([np.ones(len(archs)), design.to_numpy()])
     x_trial = x_arch[[archs.index(a) for a in data["arch"]]]
-    notes: list[str] = []
     z = stats.norm.ppf(0.5 + level / 2)
 
     fit = None
@@ -231,10 +254,13 @@ def fit_stage_effects(
     else:
         # No repeats (or too few architectures for a variance split): least squares on the
         # means; seed noise and the spread around the model cannot be told apart.
-        notes.append(
-            "fitted by least squares on architecture means: without repeated architectures seed "
-            "noise and interactions cannot be separated, and nothing is shrunk"
+        why = (
+            "the mixed model did not converge"
+            if counts.max() > 1 and len(archs) > x_arch.shape[1]
+            else "without enough repeated architectures seed noise and interactions cannot be "
+            "separated"
         )
+        notes.append(f"fitted by least squares on architecture means ({why}); nothing is shrunk")
         beta, *_ = np.linalg.lstsq(x_arch, means, rcond=None)
         resid = means - x_arch @ beta
         dof = max(1, len(archs) - x_arch.shape[1])
@@ -271,5 +297,6 @@ def fit_stage_effects(
         noise_rmse=expected,
         estimates=estimates,
         level=level,
+        shrinks=fit is not None,
         notes=tuple(notes),
     )

@@ -45,17 +45,20 @@ def test_pareto_csv_holds_the_front_only_with_intervals_and_pooled_seeds(report)
     table = pd.read_csv(files["pareto_csv"])
     assert table["arch"].tolist() == FRONT  # cheapest first
     assert table["seeds"].tolist() == [2, 1, 2]
-    assert (table["auc_ci_low"] < table["auc"]).all() and (
-        table["auc"] < table["auc_ci_high"]
+    # The interval is of the raw mean over seeds; the front ranks on the shrunk estimate.
+    assert (table["auc_ci_low"] < table["auc_mean"]).all() and (
+        table["auc_mean"] < table["auc_ci_high"]
     ).all()
     assert table.loc[table["baseline"], "arch"].tolist() == [FRONT[0]]
     assert table.loc[table["paper"], "arch"].tolist() == [FRONT[1]]
     assert table["knee"].sum() == 1
     assert {"auc__Atelectasis", "auc__Effusion", "auc__Nodule"} <= set(table.columns)
-    # Pooled AUC is the mean of the seeds' AUC in trials.csv.
+    # The raw pooled AUC is the mean of the seeds' AUC in trials.csv; the shrunk one lies
+    # between it and what the member's stages predict, no farther from it than one seed SD.
     trials = pd.read_csv(report[0] / "trials.csv")
     seeds = trials[trials["arch"] == FRONT[2]]["auc"]
-    assert table.loc[2, "auc"] == pytest.approx(seeds.mean())
+    assert table.loc[2, "auc_mean"] == pytest.approx(seeds.mean())
+    assert abs(table.loc[2, "auc"] - seeds.mean()) < 0.03
 
 
 def test_html_is_self_contained_and_shows_the_front(report):
@@ -205,8 +208,10 @@ def test_stage_effects_section_table_and_plot(report):
     assert "(stage_effects.png)" in files["markdown"].read_text()
     assert files["effects_png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(files["effects_csv"])
-    # The fixture varies stages 1, 2, 3 and 5 (stage 2 only in a dominated arch).
-    assert set(table["stage"]) == {1, 2, 3, 5}
+    # The fixture varies stages 1, 2, 3 and 5, but 2 and 3 only together (in one dominated
+    # arch): stage 3's effect cannot be told from stage 2's and is reported as such.
+    assert set(table["stage"]) == {1, 2, 5}
+    assert "stage 3 is not separable" in text
     assert (table["low"] <= table["effect"]).all() and (table["effect"] <= table["high"]).all()
     assert "Leave-one-architecture-out" in text or "Too few architectures" in text
 

@@ -57,15 +57,20 @@ def _states(out: Path) -> dict[str, int]:
 
 
 # -- two runs, one folder ----------------------------------------------------------------------
-def test_the_lock_holds_across_processes_and_dies_with_its_holder(tmp_path, space_file, capsys):
-    out = tmp_path / "run"
-    holder = subprocess.Popen(
+def _hold_lock(out: Path) -> subprocess.Popen:
+    """Another process holding the run folder's lock until killed (it prints 'held' first)."""
+    return subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from mdsearch.search import RunFolder\n"
          "with RunFolder(sys.argv[1]).lock():\n    print('held', flush=True); time.sleep(600)",
          str(out)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def test_the_lock_holds_across_processes_and_dies_with_its_holder(tmp_path, space_file, capsys):
+    out = tmp_path / "run"
+    holder = _hold_lock(out)
     try:
         assert holder.stdout.readline().strip() == "held"
         assert main(["run", "--out", str(out), "--space", space_file, *TINY]) == 2
@@ -84,13 +89,7 @@ def test_a_folder_in_use_says_so_instead_of_advising_resume(tmp_path, space_file
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text("{}")  # a search was started here
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from mdsearch.search import RunFolder\n"
-         "with RunFolder(sys.argv[1]).lock():\n    print('held', flush=True); time.sleep(600)",
-         str(out)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = _hold_lock(out)
     try:
         assert holder.stdout.readline().strip() == "held"
         for args in (["--out", str(out), "--space", space_file, *TINY], ["--resume", str(out)]):

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .seed_noise import SeedNoise, difference_samples, with_seed_noise
+from .seed_noise import SeedNoise, arch_interval, difference_samples, with_seed_noise
 from .trials import LoadedRun, load_run
 
 __all__ = [
@@ -348,11 +348,12 @@ class PredictionBootstrap:
         return with_seed_noise(mean, self.seed_noise, 1.0 / len(stacked), self._rng(trials))
 
     def interval(self, trials: Sequence[int]) -> tuple[float, float]:
-        """Percentile interval of an architecture's mean AUC (NaN without predictions)."""
-        samples = self.arch_samples(trials)
-        if samples is None:
+        """Percentile interval of an architecture's mean AUC (NaN without predictions): the
+        calibrated :func:`~mdsearch.results.seed_noise.arch_interval`."""
+        stacked = self._seed_samples(trials)
+        if stacked is None:
             return float("nan"), float("nan")
-        return percentile_interval(samples, self.level)
+        return arch_interval(stacked, self.seed_noise, self._rng(trials), level=self.level)
 
     def difference(self, trials_a: Sequence[int], trials_b: Sequence[int]) -> AUCDifference | None:
         """Mean AUC(a) - mean AUC(b): paired over the images, plus the seed noise of both means;

@@ -50,7 +50,7 @@ from mdsearch.space import split_channels
 
 from .errors import BuildError
 
-__all__ = ["IMPLS", "MDConv2d", "init_depthwise_", "single_kernel_depthwise"]
+__all__ = ["IMPLS", "MDConv2d", "init_depthwise_", "mdconv_forward", "single_kernel_depthwise"]
 
 #: ``auto`` is ``fused`` on CPU, ``padded`` on CUDA and ``split`` elsewhere; see the module docstring.
 IMPLS = ("auto", "fused", "padded", "split")
@@ -192,29 +192,12 @@ class MDConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.convs) == 1:
             return self.convs[0](x)
-        impl = self.impl
-        if impl == "auto":
-            impl = _AUTO.get(x.device.type, "split")
-        # Autocast hands the fused backward mixed dtypes (a bf16 gradient, the fp32 input it
-        # saved), which aten's convolution_backward rejects: under autocast, the reference path.
-        if (
-            impl == "split"
-            or torch.jit.is_tracing()
-            or torch.onnx.is_in_onnx_export()
-            or (impl == "fused" and torch.is_autocast_enabled(x.device.type))
-        ):
-            parts = torch.split(x, self.group_channels, dim=1)
-            return torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
         weights = [c.weight for c in self.convs]
         biases = [c.bias for c in self.convs] if self.convs[0].bias is not None else []
-        meta = (self.kernels, tuple(self.group_channels), self.stride, self.dilation)
-        if (
-            impl == "padded"
-            or not torch.is_grad_enabled()
-            or not (x.requires_grad or any(w.requires_grad for w in weights + biases))
-        ):
-            return _fused_forward(x, meta, weights, biases)
-        return _FusedMDConv.apply(x, meta, len(biases) > 0, *weights, *biases)
+        return mdconv_forward(
+            x, weights, biases, self.kernels, self.group_channels, self.stride, self.dilation,
+            self.impl,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         ks = "+".join(f"{k}x{k}" for k in self.kernels)
@@ -223,6 +206,62 @@ class MDConv2d(nn.Module):
             f"{self.channels}, kernels={ks}, split={split}, group_channels={self.group_channels}, "
             f"stride={self.stride}, dilation={self.dilation}"
         )
+
+
+def mdconv_forward(
+    x: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    kernels: Sequence[int],
+    group_channels: Sequence[int],
+    stride: int = 1,
+    dilation: int = 1,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """The MD-Conv of ``x`` with the given per-group depthwise kernels, by ``impl``.
+
+    What :class:`MDConv2d` computes, for callers that hold the weights elsewhere (the supernet's
+    layer passes centre crops of one shared kernel; gradients flow back through them).
+
+    Args:
+        x: ``(N, C, H, W)`` input, ``C = sum(group_channels)``.
+        weights: per group a ``(c_i, 1, k_i, k_i)`` kernel.
+        biases: per group a ``(c_i,)`` bias, or empty for none.
+        kernels: the kernel sizes ``k_i``.
+        group_channels: the channels ``c_i`` per group.
+        stride: stride of every group.
+        dilation: dilation of every group.
+        impl: as :class:`MDConv2d`'s (``auto`` chooses per device).
+    """
+    if impl == "auto":
+        impl = _AUTO.get(x.device.type, "split")
+    # Autocast hands the fused backward mixed dtypes (a bf16 gradient, the fp32 input it
+    # saved), which aten's convolution_backward rejects: under autocast, the reference path.
+    if (
+        impl == "split"
+        or torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or (impl == "fused" and torch.is_autocast_enabled(x.device.type))
+    ):
+        parts = torch.split(x, list(group_channels), dim=1)
+        return torch.cat(
+            [
+                F.conv2d(p, w, b, stride, k // 2 * dilation, dilation, ch)
+                for p, w, b, k, ch in zip(
+                    parts, weights, biases or [None] * len(weights), kernels, group_channels
+                )
+            ],
+            dim=1,
+        )
+    weights, biases = list(weights), list(biases)
+    meta = (tuple(kernels), tuple(group_channels), stride, dilation)
+    if (
+        impl == "padded"
+        or not torch.is_grad_enabled()
+        or not (x.requires_grad or any(w.requires_grad for w in weights + biases))
+    ):
+        return _fused_forward(x, meta, weights, biases)
+    return _FusedMDConv.apply(x, meta, len(biases) > 0, *weights, *biases)
 
 
 # -- the fused implementation -----------------------------------------------------------------

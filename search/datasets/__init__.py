@@ -18,6 +18,7 @@ from .chestxray14 import FINDINGS, load_bboxes
 from .dataset import Dataset, load_dataset
 from .errors import DataError
 from .loader import MEAN, STD, augment_batch, batches
+from .phantom import phantom_lesion_masks
 from .sources import SOURCES
 from .spec import DataSpec, parse_data_spec
 
@@ -39,5 +40,6 @@ __all__ = [
     "load_bboxes",
     "load_dataset",
     "parse_data_spec",
+    "phantom_lesion_masks",
     "resolve_cache_dir",
 ]

@@ -42,7 +42,15 @@ from .catalog import TEST_SPLIT_FRACTION, TEST_SPLIT_SEED, Catalog, DataSource, 
 from .errors import DataError
 from .spec import DataSpec
 
-__all__ = ["LABEL_NAMES", "DEFAULT_IMAGES", "NATIVE_SIZE", "scan_phantom", "SOURCE"]
+__all__ = [
+    "LABEL_NAMES",
+    "DEFAULT_IMAGES",
+    "LESION_LEVEL",
+    "NATIVE_SIZE",
+    "phantom_lesion_masks",
+    "scan_phantom",
+    "SOURCE",
+]
 
 LABEL_NAMES = (
     "Nodule (synthetic)",
@@ -56,6 +64,8 @@ DEFAULT_IMAGES = 3000
 NATIVE_SIZE = 128
 _VERSION = 2  # bump when the drawing changes: it is part of the cache key
 _NODULES, _DOTS, _BLOBS = 2, 3, 4  # slots per image (unused slots have zero amplitude)
+#: A finding's ground-truth mask is where it adds at least this share of its own amplitude.
+LESION_LEVEL = 0.5
 
 
 def scan_phantom(
@@ -101,6 +111,80 @@ def scan_phantom(
         render=render,
         native_size=NATIVE_SIZE,
     )
+
+
+def phantom_lesion_masks(
+    data: str | DataSpec, item_ids, resolution: int, *, chunk: int = 256
+) -> np.ndarray:
+    """Where each finding of each phantom image is: the ground truth for localisation scores.
+
+    Computed from the generator's own parameters (the same geometry :func:`scan_phantom`'s images
+    are drawn with), not from the pixels. A finding's mask is where it adds at least
+    :data:`LESION_LEVEL` of its amplitude to the image as drawn, i.e. where it shows: nodules,
+    mass, effusion and consolidation only inside the lungs' air (a nodule drawn behind the heart
+    does not show, so its mask is empty); cardiomegaly is the heart shadow. A finding an image
+    does not have has an empty mask; so may one it has, when it does not show (left out of
+    scores).
+
+    Args:
+        data: the ``--data`` value of the phantom set (``phantom,n=...,seed=...``) or its spec.
+        item_ids: which images: ``Dataset.item_ids`` entries (``phantom-000017``) or integers.
+        resolution: mask side in pixels (the images' resolution).
+        chunk: images computed at a time (memory only).
+
+    Returns:
+        bool (len(item_ids), 5, resolution, resolution), labels in :data:`LABEL_NAMES` order.
+
+    Raises:
+        DataError: ``data`` is not a phantom set or an item id is not one of its images.
+
+    Example:
+        >>> masks = phantom_lesion_masks("phantom,n=200", ["phantom-000003"], 64)  # doctest: +SKIP
+        >>> masks.shape, masks[0].sum(axis=(1, 2)).tolist()  # doctest: +SKIP
+        ((1, 5, 64, 64), [0, 0, 412, 0, 0])
+    """
+    from .spec import parse_data_spec
+
+    spec = data if isinstance(data, DataSpec) else parse_data_spec(data)
+    if spec.source != "phantom":
+        raise DataError(f"--data {spec.value!r} is not a phantom set: it has no generator masks")
+    n = int(spec.option("n", str(DEFAULT_IMAGES)))
+    seed = int(spec.option("seed", "0"))
+    index = np.array(
+        [int(str(i).removeprefix("phantom-")) for i in item_ids], dtype=np.int64
+    ).reshape(-1)
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise DataError(
+            f"--data {spec.value!r}: item {int(index.max())} is not one of its {n} images"
+        )
+    params = _sample(n, seed)
+    out = np.zeros((index.size, len(LABEL_NAMES), resolution, resolution), dtype=bool)
+    for start in range(0, index.size, chunk):
+        part = index[start : start + chunk]
+        p = {key: value[part] for key, value in params.items()}
+        out[start : start + part.size] = _lesion_masks(p, resolution)
+    return out
+
+
+def _lesion_masks(p: dict[str, np.ndarray], size: int) -> np.ndarray:
+    """bool (B, 5, size, size) masks of the items in ``p`` (see :func:`phantom_lesion_masks`)."""
+    sl = slice(0, len(p["labels"]))
+    col = _columns(p, sl)
+    g = _geometry(p, sl, size)
+    lungs, level = g["lungs"], LESION_LEVEL
+    shown = np.zeros((len(p["labels"]), len(LABEL_NAMES), size, size), dtype=bool)
+    for k in range(_NODULES):  # each slot against its own amplitude (a slot may be unused: 0)
+        amp = col("nod_a", k)
+        shown[:, 0] |= (amp > 0) & (_nodule(col, g, k) * lungs >= level * amp)
+    shown[:, 1] = (col("mass_a") > 0) & (_mass_shape(col, g) * lungs >= level)
+    fluid = sum(
+        _effusion(p, sl, col, g, side, lung)
+        for side, lung in ((-1.0, g["lung_r"]), (1.0, g["lung_l"]))
+    )
+    shown[:, 2] = (col("eff_a") > 0) & (fluid * lungs >= level * col("eff_a"))
+    shown[:, 3] = (col("con_a") > 0) & (_consolidation_shape(col, g) * lungs >= level)
+    shown[:, 4] = (p["labels"][:, 4][:, None, None] > 0) & (g["heart"] >= level)
+    return shown & (p["labels"][:, :, None, None] > 0)
 
 
 def _sample(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -191,14 +275,21 @@ def _gauss(x, y, cx, cy, sigma):
     return np.exp(-((x - cx) ** 2) / (2 * sigma**2)) * np.exp(-((y - cy) ** 2) / (2 * sigma**2))
 
 
-def _render(p: dict[str, np.ndarray], seed: int, start: int, stop: int, size: int) -> np.ndarray:
-    """uint8 (stop - start, size, size) images of items ``start..stop``, coordinates in [-1, 1]."""
-    sl = slice(start, stop)
+def _columns(p: dict[str, np.ndarray], sl: slice):
+    """``col(name, k=None)``: the parameter ``name`` (slot ``k``) of items ``sl`` as (B, 1, 1)."""
 
     def col(name, k=None):
         v = p[name][sl] if k is None else p[name][sl, k]
         return v[:, None, None]
 
+    return col
+
+
+def _geometry(p: dict[str, np.ndarray], sl: slice, size: int) -> dict[str, np.ndarray]:
+    """Coordinates and anatomy of items ``sl`` at ``size`` px: ``x`` (B, 1, S), ``y`` (B, S, 1) in
+    [-1, 1] (pixel centres, after the pose shift), and the soft [0, 1] maps ``body``, ``lung_r``,
+    ``lung_l``, ``heart``, ``tissue``, ``lungs`` (air: lungs minus heart and mediastinum)."""
+    col = _columns(p, sl)
     axis = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1).astype(np.float32)
     # Row (y) and column (x) coordinates kept separate, (B, S, 1) and (B, 1, S): every Gaussian is
     # then an outer product, which is what makes rendering a few seconds for thousands of images.
@@ -220,34 +311,72 @@ def _render(p: dict[str, np.ndarray], seed: int, start: int, stop: int, size: in
     mediastinum = _soft(np.abs(x) / 0.13, 0.2) * _step(0.35 - y, 0.05)
     tissue = np.maximum(heart, mediastinum)
     lungs = np.maximum(lung_r, lung_l) * (1 - tissue)
+    return {
+        "x": x, "y": y, "body": body, "lung_r": lung_r, "lung_l": lung_l,
+        "heart": heart, "tissue": tissue, "lungs": lungs,
+    }  # fmt: skip
+
+
+def _nodule(col, g, k: int) -> np.ndarray:
+    """Nodule slot ``k``: a Gaussian opacity of its amplitude (zero when the slot is unused)."""
+    return col("nod_a", k) * _gauss(
+        g["x"], g["y"], col("nod_x", k), col("nod_y", k), col("nod_s", k)
+    )
+
+
+def _mass_shape(col, g) -> np.ndarray:
+    """The mass's soft-edged disk, [0, 1] (drawn with amplitude ``mass_a``)."""
+    x, y = g["x"], g["y"]
+    mass_d = np.sqrt(
+        ((x - col("mass_x")) * col("mass_e")) ** 2 + ((y - col("mass_y")) / col("mass_e")) ** 2
+    )
+    return _soft(mass_d / (0.5 * col("mass_r")), 0.15)
+
+
+def _effusion(p, sl: slice, col, g, side: float, lung: np.ndarray) -> np.ndarray:
+    """Fluid in the lung on ``side`` (-1 image left, +1 image right) with amplitude ``eff_a``."""
+    x, y = g["x"], g["y"]
+    lw, lh = col("lung_w"), col("lung_h")
+    on = ((p["eff_side"][sl] == side) | p["eff_both"][sl])[:, None, None]
+    # Fluid up to a level above the lung base, rising towards the lateral wall (meniscus).
+    lateral = np.clip(side * (x - side * 0.40 * lw) / (0.27 * lw), -1, 1)
+    level = 0.53 * lh - col("eff_h") - 0.05 * (lateral + 1) ** 2
+    return on * col("eff_a") * _step(y - level, 0.03) * lung
+
+
+def _consolidation_shape(col, g) -> np.ndarray:
+    """Where the consolidation's blobs are, [0, 1], before its mottle (drawn with ``con_a``)."""
+    con = sum(
+        _gauss(g["x"], g["y"], col("con_x", k), col("con_y", k), col("con_s", k))
+        for k in range(_BLOBS)
+    )
+    return np.clip(1.5 * con, 0, 1)
+
+
+def _render(p: dict[str, np.ndarray], seed: int, start: int, stop: int, size: int) -> np.ndarray:
+    """uint8 (stop - start, size, size) images of items ``start..stop``, coordinates in [-1, 1]."""
+    sl = slice(start, stop)
+    col = _columns(p, sl)
+    g = _geometry(p, sl, size)
+    x, y, lungs = g["x"], g["y"], g["lungs"]
     spine = _soft(np.abs(x) / 0.06, 0.25)
     rib = 0.5 + 0.5 * np.cos(2 * np.pi * ((y - 0.35 * x**2) / col("rib_period") + col("rib_phase")))
     rib *= rib
     ribs = lungs * rib * rib * rib  # cos**6: narrow bright bands
-    img = 0.08 + 0.50 * body - 0.34 * lungs + 0.05 * tissue + 0.08 * spine + 0.07 * ribs
+    img = 0.08 + 0.50 * g["body"] - 0.34 * lungs + 0.05 * g["tissue"] + 0.08 * spine + 0.07 * ribs
 
     # Findings: opacities inside the lungs, from 2 px nodules to half-lung effusions.
     lesion = np.zeros_like(img)
     for k in range(_NODULES):
-        lesion += col("nod_a", k) * _gauss(x, y, col("nod_x", k), col("nod_y", k), col("nod_s", k))
+        lesion += _nodule(col, g, k)
     for k in range(_DOTS):
         lesion += col("dot_a", k) * _gauss(x, y, col("dot_x", k), col("dot_y", k), col("dot_s", k))
-    mass_d = np.sqrt(
-        ((x - col("mass_x")) * col("mass_e")) ** 2 + ((y - col("mass_y")) / col("mass_e")) ** 2
-    )
-    lesion += col("mass_a") * _soft(mass_d / (0.5 * col("mass_r")), 0.15)
-    for side, lung in ((-1.0, lung_r), (1.0, lung_l)):
-        on = ((p["eff_side"][sl] == side) | p["eff_both"][sl])[:, None, None]
-        # Fluid up to a level above the lung base, rising towards the lateral wall (meniscus).
-        lateral = np.clip(side * (x - side * 0.40 * lw) / (0.27 * lw), -1, 1)
-        level = 0.53 * lh - col("eff_h") - 0.05 * (lateral + 1) ** 2
-        lesion += on * col("eff_a") * _step(y - level, 0.03) * lung
+    lesion += col("mass_a") * _mass_shape(col, g)
+    for side, lung in ((-1.0, g["lung_r"]), (1.0, g["lung_l"])):
+        lesion += _effusion(p, sl, col, g, side, lung)
     rngs = [np.random.default_rng([seed, 2, i]) for i in range(start, stop)]
-    con = sum(
-        _gauss(x, y, col("con_x", k), col("con_y", k), col("con_s", k)) for k in range(_BLOBS)
-    )
     mottle = np.stack([_low_pass(r.standard_normal((8, 8), dtype=np.float32), size) for r in rngs])
-    lesion += col("con_a") * np.clip(1.5 * con, 0, 1) * (0.75 + 0.25 * mottle)
+    lesion += col("con_a") * _consolidation_shape(col, g) * (0.75 + 0.25 * mottle)
     img += lesion * lungs
 
     # Exposure and noise: low-frequency waves, per-pixel noise, contrast and brightness.

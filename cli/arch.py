@@ -12,7 +12,9 @@ def add_space(sub) -> None:
     p.add_argument(
         "space", nargs="?", default="default", help="preset (default, paper) or YAML/JSON file"
     )
-    p.add_argument("--backbone", default=None, help="timm backbone replacing the space's")
+    p.add_argument(
+        "--backbone", default=None, help="timm backbone replacing the space's (default: its own)"
+    )
     p.set_defaults(func=_cmd_space)
 
 
@@ -31,14 +33,28 @@ def add_show(sub) -> None:
         "'paper', 'baseline', or an arch.json file",
     )
     p.add_argument("--input-size", type=int, default=448, help="FLOPs input size (default 448)")
-    p.add_argument("--backbone", default="mobilenetv2_100", help="backbone for 'paper'/'baseline'")
-    p.add_argument("--num-classes", type=int, default=14, help="outputs for 'paper'/'baseline'")
+    p.add_argument(
+        "--backbone",
+        default="mobilenetv2_100",
+        help="backbone for 'paper'/'baseline' (default %(default)s)",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=14,
+        help="outputs for 'paper'/'baseline' (default %(default)s, ChestX-ray14's findings)",
+    )
     p.add_argument(
         "--latency",
         action="store_true",
         help="also measure latency (ms per image, batch 1) per stage and in total",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch threads for --latency")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for --latency (default: torch's own choice, one per core)",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda, for --latency")
     p.set_defaults(func=_cmd_show)
 

@@ -1,10 +1,72 @@
-"""Pieces every command shares: argument types, the usage error, the device choice."""
+"""Pieces every command shares: the parser class, argument types, the usage error, the device
+choice."""
 
 from __future__ import annotations
 
 import argparse
+import re
+from typing import NoReturn
 
-__all__ = ["UsageError", "device", "optional_int", "positive_int", "usage"]
+__all__ = [
+    "OneLineParser",
+    "UsageError",
+    "device",
+    "optional_int",
+    "positive_int",
+    "usage",
+]
+
+# argparse's wording of a bad choice: "argument --sampler: invalid choice: 'foo' (choose from
+# 'tpe', 'nsga2')" (Python 3.11; 3.12+ may drop the quotes around the choices).
+_BAD_CHOICE = re.compile(
+    r"^argument (?P<flag>\S+): invalid choice: (?P<value>.*?) \(choose from (?P<choices>.*)\)$"
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2, like every other
+    user error of mdsearch, instead of the usage block followed by the error.
+
+    ``mdsearch run --sampler foo`` prints::
+
+        mdsearch run: error: --sampler: 'foo' is not one of tpe, nsga2, random, grid
+
+    ``--help`` still shows the whole usage. The subcommands' parsers are of this class too
+    (``add_subparsers`` makes them with the parser's own class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` as one line and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but an unknown flag is reported by the command it was given to, so
+        the message names whose ``--help`` to read."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = self._command_parser(getattr(parsed, "command", None)) or self
+            owner.error(
+                f"unrecognized arguments: {' '.join(extras)} (`{owner.prog} --help` lists "
+                "the flags)"
+            )
+        return parsed
+
+    def _command_parser(self, command: str | None) -> argparse.ArgumentParser | None:
+        """The subcommand's parser named ``command`` (None without subcommands)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                return action.choices[command]
+        return None
+
+
+def _one_line(message: str) -> str:
+    """argparse's error message, reworded where it is unclear and joined into one line."""
+    message = " ".join(message.split())
+    match = _BAD_CHOICE.match(message)
+    if match:
+        choices = ", ".join(c.strip().strip("'") for c in match["choices"].split(","))
+        return f"{match['flag']}: {match['value']} is not one of {choices}"
+    return message.removeprefix("argument ")
 
 
 class UsageError(ValueError):

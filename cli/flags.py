@@ -105,7 +105,7 @@ def _add(
         text = (helps or {}).get(name, text)
         value = getattr(defaults, name)
         if name == "augment":
-            shown = "" if value else " (the default here)"
+            shown = " (default: augmented)" if value else " (default: not augmented)"
         elif name in ("train_subset", "val_subset") and value is None:
             shown = " (default all)"
         elif name == "cache_dir" and value is None:

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from . import arch, evaluate, proxy_check, report, run, train
-from .common import UsageError
+from .common import OneLineParser, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -41,11 +41,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mdsearch",
         description="Neural architecture search over MD-Conv placements for chest X-ray classifiers.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
+    )
     for add in (
         run.add_run,
         arch.add_space,
@@ -63,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mdsearch`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # no command: the list of commands, not a one-line error
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (UsageError, *_user_errors()) as exc:

@@ -64,7 +64,11 @@ def add_proxy_check(sub) -> None:
     p.add_argument(
         "--space", default=keep, help=f"preset or space file sampled (default {d.space})"
     )
-    p.add_argument("--backbone", default=keep, help="timm backbone replacing the space's")
+    p.add_argument(
+        "--backbone",
+        default=keep,
+        help="timm backbone replacing the space's (default: the space's own, or the run's)",
+    )
     p.add_argument(
         "--archs", type=positive_int, default=d.archs, help=f"K architectures (default {d.archs})"
     )
@@ -89,7 +93,9 @@ def add_proxy_check(sub) -> None:
         keep=True,
         helps={"seed": "first seed; also samples the archs and seeds the validation split"},
     )
-    p.add_argument("--out", default=None, help="output folder without --run (proxy-check-<date>)")
+    p.add_argument(
+        "--out", default=None, help="output folder without --run (default proxy-check-<date>)"
+    )
     g = p.add_argument_group("training (as for mdsearch run)")
     add_data_flags(g, PROXY_DATA, names=("resolution",), keep=True)
     add_recipe_flags(

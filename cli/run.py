@@ -56,12 +56,15 @@ def add_run(sub: Any) -> None:
     )
     add_data_flags(p, PROXY_DATA, names=["data"], helps={"data": DATA_HELP})
     p.add_argument(
-        "--space", default=d.space, help="preset (default, paper) or a YAML/JSON space file"
+        "--space",
+        default=d.space,
+        help=f"preset (default, paper) or a YAML/JSON space file (default: the preset {d.space!r})",
     )
     p.add_argument(
         "--backbone",
         default=d.backbone,
-        help="timm backbone replacing the space's (e.g. mobilenetv3_large_100)",
+        help="timm backbone replacing the space's, e.g. mobilenetv3_large_100 (default: the "
+        "space's own)",
     )
     p.add_argument(
         "--sampler",
@@ -146,7 +149,11 @@ def add_run(sub: Any) -> None:
         help=f"default {d.gpus_per_trial:g}",
     )
     r.add_argument(
-        "--max-concurrent", type=int, default=d.max_concurrent, help="cap on trials running at once"
+        "--max-concurrent",
+        type=int,
+        default=d.max_concurrent,
+        help="cap on trials running at once (default: no cap, as many as the CPUs and GPUs "
+        "per trial allow)",
     )
     r.add_argument(
         "--address",

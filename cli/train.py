@@ -79,7 +79,12 @@ def add_train(sub) -> None:
     )
     r = p.add_argument_group("resources")
     add_device_flag(r)
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's own choice, one per core)",
+    )
     add_data_flags(r, FULL_DATA, names=("cache_dir",))
     add_quiet_flag(p, "no progress bar")
     p.set_defaults(func=_cmd_train)

@@ -230,7 +230,20 @@ def load_space(name_or_path: str | Path = "default", backbone: str | None = None
         label = path.name
     try:
         data = json.loads(text) if label.endswith(".json") else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise SpaceError(f"{label} is not valid YAML/JSON: {first}") from None
+    except json.JSONDecodeError as exc:
+        where = f"{text_name}, line {exc.lineno}, column {exc.colno}"
+        raise SpaceError(f"{where}: not valid JSON: {exc.msg}; fix the file there") from None
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{_yaml_error_place(exc, text_name)}; fix the file there") from None
     return SearchSpace.from_dict(data, label, backbone)
+
+
+def _yaml_error_place(exc: yaml.YAMLError, file: str) -> str:
+    """``FILE, line L, column C: not valid YAML: <problem> (<context>)``, 1-based like an
+    editor's (PyYAML's marks count from 0); without a mark, the error's first line."""
+    mark = getattr(exc, "problem_mark", None)
+    if not isinstance(exc, yaml.MarkedYAMLError) or mark is None:
+        return f"{file}: not valid YAML: {str(exc).splitlines()[0]}"
+    problem = exc.problem or "syntax error"
+    context = f" ({exc.context})" if exc.context else ""
+    return f"{file}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {problem}{context}"

@@ -6,7 +6,8 @@ of an inference forward pass: measured, or predicted from the per-stage lookup t
 Modules, one job each: :mod:`.mdconv2d` (the layer), :mod:`.builder` (spec -> network),
 :mod:`.cost` (FLOPs, parameters), :mod:`.latency_runners` (how calls are timed on a CPU or GPU),
 :mod:`.latency_timing` (whole-network latency), :mod:`.stage_table` (the per-stage lookup table),
-:mod:`.describe` (the ``mdsearch show`` tables).
+:mod:`.describe` (the ``mdsearch show`` tables), :mod:`.supernet` (every architecture of a space
+in one weight-sharing network).
 
 Never imports ``mdsearch.search``, Ray or Optuna.
 
@@ -42,7 +43,7 @@ from .latency_timing import (
     time_module,
     torch_threads,
 )
-from .mdconv2d import IMPLS, MDConv2d, init_depthwise_, single_kernel_depthwise
+from .mdconv2d import IMPLS, MDConv2d, init_depthwise_, mdconv_forward, single_kernel_depthwise
 from .stage_table import (
     LatencyTable,
     build_latency_table,
@@ -52,6 +53,7 @@ from .stage_table import (
     stem_module,
     table_key,
 )
+from .supernet import SuperDepthwiseConv2d, Supernet, build_supernet, extract
 
 __all__ = [
     "BuildError",
@@ -70,12 +72,16 @@ __all__ = [
     "RUNTIMES",
     "StageCost",
     "StageTimer",
+    "SuperDepthwiseConv2d",
+    "Supernet",
     "arch_table",
     "build",
     "build_latency_table",
+    "build_supernet",
     "cost",
     "depthwise_conv",
     "device_name",
+    "extract",
     "format_arch_table",
     "format_latency",
     "head_module",
@@ -85,6 +91,7 @@ __all__ = [
     "latency_table",
     "latency_table_parts",
     "measure_latency",
+    "mdconv_forward",
     "median_ci",
     "predict_latency",
     "runner_for",

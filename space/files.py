@@ -10,7 +10,7 @@ own and published with :func:`atomic_replace`, the same fsync-and-rename step.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 __all__ = ["atomic_replace", "atomic_write_bytes", "atomic_write_text"]
@@ -22,8 +22,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int = 0o64
     Args:
         path: the file to (re)place; its folder must exist.
         data: the whole content.
-        mode: permission bits of the result (default 0644: readable by everyone, like the rest
-            of a run folder; ``tempfile`` alone would leave 0600).
+        mode: permission bits of the result, less the process umask as for any new file
+            (default 0644: readable by everyone, like the rest of a run folder, under the usual
+            umask 022; a user whose umask is 077 gets 0600).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -35,18 +36,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int = 0o64
         '{}'
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temporary(path, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return atomic_replace(tmp, path, mode=mode)
+    return atomic_replace(tmp, path)
 
 
-def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike, *, mode: int = 0o644) -> Path:
-    """Publish a finished temporary file as ``path``: fsync it, set its mode, rename it.
+def _new_temporary(path: Path, mode: int) -> tuple[int, Path]:
+    """Create ``.NAME.<random>.tmp`` next to ``path`` with ``mode``, for writing.
+
+    Created with ``os.open`` (not ``tempfile.mkstemp``, which always makes 0600) so that the
+    kernel applies the umask, as it does to every other file a run writes.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")
+
+
+def atomic_replace(
+    tmp: str | os.PathLike, path: str | os.PathLike, *, mode: int | None = None
+) -> Path:
+    """Publish a finished temporary file as ``path``: fsync it, (set its mode,) rename it.
 
     For files written by other means than :func:`atomic_write_bytes` (e.g. a memory-mapped
     array filled in place). The rename is atomic only within one file system: put ``tmp`` in
@@ -55,7 +73,8 @@ def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike, *, mode: int
     Args:
         tmp: the complete temporary file.
         path: the file to (re)place.
-        mode: permission bits of the result (default 0644).
+        mode: permission bits to set (default: keep those ``tmp`` was created with, which for
+            a file made by ``open`` or numpy are 0666 less the umask).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -67,7 +86,8 @@ def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike, *, mode: int
             os.fsync(fd)  # the data is on disk before the name points at it
         finally:
             os.close(fd)
-        os.chmod(tmp, mode)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -38,3 +38,21 @@ def test_atomic_replace_publishes_a_finished_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         atomic_replace(tmp_path / "missing.tmp", path)
     assert path.read_bytes() == b"array"
+
+
+@pytest.fixture()
+def umask():
+    """Set the process umask for one test (restored after it)."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield os.umask
+    os.umask(saved)
+
+
+def test_written_files_take_0644_less_the_users_umask(tmp_path, umask):
+    umask(0o022)
+    assert stat.S_IMODE(atomic_write_text(tmp_path / "a.json", "{}").stat().st_mode) == 0o644
+    umask(0o077)  # a user who keeps their files private gets private files
+    assert stat.S_IMODE(atomic_write_text(tmp_path / "b.json", "{}").stat().st_mode) == 0o600
+    assert stat.S_IMODE(atomic_write_text(tmp_path / "a.json", "[]").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]

@@ -4,7 +4,8 @@ the Optuna study and the Ray Tune trials, the run folder and its trial table.
 The public names are re-exported here. Heavy modules (torch, Ray) are imported by the
 submodules that need them, when they need them: importing this package imports neither.
 :mod:`~mdsearch.search.progress` (Ray Tune callbacks) imports Ray, so its names are not
-re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check.
+re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check, :mod:`~mdsearch.search.supernet`
+the weight-sharing supernet's training and scoring.
 """
 
 from .datasets import DataError, Dataset, load_dataset, parse_data_spec
@@ -31,6 +32,17 @@ from .settings import (
     TrainRecipe,
 )
 from .study import STUDY_NAME, make_sampler, proxy_search_class
+from .supernet import (
+    SUPERNET_RECIPE,
+    SupernetSettings,
+    SupernetTraining,
+    load_supernet,
+    proxy_equivalents,
+    random_subnet,
+    recalibrate_batchnorm,
+    score_subnet,
+    train_supernet,
+)
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext, run_trial
 from .trial_table import label_column, read_trial_table
 
@@ -45,6 +57,7 @@ __all__ = [
     "SAMPLERS",
     "SEARCH_OBJECTIVES",
     "STUDY_NAME",
+    "SUPERNET_RECIPE",
     "TEST_FAULT_ENV",
     "DataError",
     "DataSettings",
@@ -56,6 +69,8 @@ __all__ = [
     "RunFolderWriteError",
     "SearchSettings",
     "SettingsError",
+    "SupernetSettings",
+    "SupernetTraining",
     "TrainRecipe",
     "TrialContext",
     "TrialTimeout",
@@ -63,15 +78,21 @@ __all__ = [
     "label_column",
     "load_dataset",
     "load_proxy_data",
+    "load_supernet",
     "make_sampler",
     "parse_data_spec",
     "parse_objectives",
     "prepare",
+    "proxy_equivalents",
     "proxy_search_class",
     "proxy_train",
+    "random_subnet",
     "read_trial_table",
+    "recalibrate_batchnorm",
     "resolution_warnings",
     "run_search",
     "run_trial",
+    "score_subnet",
     "search_latency_table",
+    "train_supernet",
 ]

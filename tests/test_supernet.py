@@ -4,6 +4,7 @@ checkpoint; a scored sub-network is shaped like a proxy trial."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,6 +17,19 @@ from mdsearch.mdconv import (
     extract,
     single_kernel_depthwise,
 )
+from mdsearch.search import (
+    ProxyResult,
+    SettingsError,
+    SupernetSettings,
+    TrainRecipe,
+    load_dataset,
+    load_supernet,
+    recalibrate_batchnorm,
+    score_subnet,
+    train_supernet,
+)
+from mdsearch.search.datasets import batches
+from mdsearch.search.training import predict
 from mdsearch.space import SearchSpace, StageSpec, load_space
 
 DEFAULT_CHOICES = load_space("default").choices[1]  # k3 and the three (3,5) splits
@@ -123,3 +137,103 @@ def test_supernet_on_mobilenetv3_with_a_7x7_choice():
             torch.testing.assert_close(extract(net, spec)(x), net(x), rtol=1e-5, atol=1e-5)
     with pytest.raises(BuildError, match="not in space"):
         net.set_active(load_space("paper").reference_points(2)[1])
+
+
+# -- training and scoring (search/supernet.py) -------------------------------------------------
+TINY = TrainRecipe(epochs=2, batch_size=16, train_subset=32)
+TINY_SETTINGS = SupernetSettings(random_subnets=1, recalibration_images=32, recalibration_batch=16)
+SMALL_SPACE = load_space("paper", backbone="mobilenetv2_035")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One CPU thread: bitwise-reproducible training (and kind to the shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return load_dataset("phantom,n=200", resolution=32, cache_dir=str(cache), progress=False)
+
+
+def _weights(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_recalibration_changes_only_running_statistics(phantom):
+    torch.manual_seed(0)
+    net = build_supernet(SMALL_SPACE, num_classes=5)
+    net.train()
+    net.model.classifier.eval()  # a mixed mode must come back as it was
+    before = _weights(net)
+    momenta = [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    images = recalibrate_batchnorm(
+        net, batches(phantom, "train", batch_size=16, shuffle=False, augment=False, subset=32)
+    )
+    assert images == 32
+    after = net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed, "recalibration changed no statistic"
+    assert all(k.endswith(("running_mean", "running_var")) for k in changed)
+    assert [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
+    assert net.training and not net.model.classifier.training
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(phantom, tmp_path):
+    whole = train_supernet(SMALL_SPACE, phantom, TINY, seed=3, settings=TINY_SETTINGS, proxy=TINY)
+    assert whole.epochs_done == 2 and whole.images == 2 * 32 * 3  # largest, smallest, 1 random
+    assert whole.proxy_equivalents == 3.0  # a TINY proxy trial trains on 2 * 32 images
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(training, _stats):
+        if training.epochs_done == 1:
+            raise Killed
+
+    checkpoint = tmp_path / "supernet.pt"
+    with pytest.raises(Killed):
+        train_supernet(
+            SMALL_SPACE, phantom, TINY, seed=3, settings=TINY_SETTINGS, checkpoint=checkpoint,
+            on_epoch=kill_after_first_epoch,
+        )  # fmt: skip
+    resumed = train_supernet(
+        SMALL_SPACE, phantom, TINY, seed=3, settings=TINY_SETTINGS, checkpoint=checkpoint
+    )
+    assert resumed.resumed_from == 1 and resumed.epochs_done == 2
+    assert len(resumed.epochs) == 2  # the first epoch's record came from the checkpoint
+    expected, got = _weights(whole.supernet), _weights(resumed.supernet)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    # another training's checkpoint is refused, not silently continued
+    with pytest.raises(SettingsError, match="another training"):
+        train_supernet(
+            SMALL_SPACE, phantom, TINY, seed=4, settings=TINY_SETTINGS, checkpoint=checkpoint
+        )
+
+
+def test_scored_subnetwork_is_a_proxy_result_and_extracts_exactly(phantom, tmp_path):
+    checkpoint = tmp_path / "supernet.pt"
+    training = train_supernet(
+        SMALL_SPACE, phantom, TINY, seed=0, settings=TINY_SETTINGS, checkpoint=checkpoint
+    )
+    spec = list(SMALL_SPACE.enumerate(num_classes=5))[5]
+    result = score_subnet(training.supernet, spec, phantom, TINY, settings=TINY_SETTINGS)
+    assert isinstance(result, ProxyResult)
+    assert result.y_score.shape == result.y_true.shape == (len(phantom.splits["val"]), 5)
+    assert 0 <= result.auc <= 1 and result.fidelity == TINY.epochs and result.train_seconds > 0
+    # the stand-alone network inherits the recalibrated weights and predicts the same
+    val = batches(phantom, "val", batch_size=128, shuffle=False, augment=False)
+    _, standalone = predict(extract(training.supernet, spec), val)
+    np.testing.assert_allclose(standalone, result.y_score, atol=1e-5)
+    # scoring is order-independent (statistics are recomputed per sub-network) and a supernet
+    # loaded from the checkpoint in another process scores the same
+    score_subnet(training.supernet, SMALL_SPACE.reference_points(5)[0], phantom, TINY,
+                 settings=TINY_SETTINGS)  # fmt: skip
+    loaded = load_supernet(checkpoint)
+    again = score_subnet(loaded.supernet, spec, phantom, TINY, settings=TINY_SETTINGS)
+    np.testing.assert_allclose(again.y_score, result.y_score, atol=1e-6)
+    assert loaded.epochs_done == 2 and loaded.meta["seed"] == 0

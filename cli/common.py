@@ -97,9 +97,24 @@ def optional_int(text: str) -> int | None:
 
 
 def device(name: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names unchanged."""
-    if name != "auto":
+    """``--device``: ``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu`` and
+    ``cuda`` (or ``cuda:N``) as given.
+
+    Raises:
+        UsageError: another name, or cuda on a machine where torch sees no GPU (checked here,
+            before a command writes anything, instead of as a traceback mid-way).
+    """
+    cuda = name == "cuda" or name.startswith("cuda:")
+    if name not in ("auto", "cpu") and not cuda:
+        raise usage(f"--device {name!r} is unknown: use cpu, cuda or auto")
+    if name == "cpu":
         return name
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        if cuda:
+            raise usage(
+                f"--device {name}: torch sees no CUDA device on this machine; use --device cpu"
+            )
+        return "cpu"
+    return "cuda" if name == "auto" else name

@@ -92,7 +92,11 @@ def add_train(sub) -> None:
 
 def _cmd_train(args) -> int:
     from mdsearch.results.train_evaluate import train_and_evaluate
-    from mdsearch.results.train_folder import saved_settings
+    from mdsearch.results.train_folder import (
+        CHECKPOINT,
+        removed_unless_checkpointed,
+        saved_settings,
+    )
     from mdsearch.space import ArchSpec
 
     spec = ArchSpec.load(args.arch)
@@ -104,21 +108,27 @@ def _cmd_train(args) -> int:
     data, recipe = saved_settings(out) if args.resume else (FULL_DATA, FULL_RECIPE)
     data = data_settings(args, data)  # flags typed replace the defaults or the saved settings
     recipe = train_recipe(args, recipe)
+    where = device(args.device)
     try:
-        _, _, files = train_and_evaluate(
-            spec,
-            data,
-            recipe,
-            data.seed,
-            out,
-            resume=args.resume,
-            device=device(args.device),
-            threads=args.threads,
-            eval_on_val=args.eval_on_val,
-            progress=not args.quiet,
-        )
+        # A failure before the first checkpoint leaves no folder or file behind.
+        with removed_unless_checkpointed(out):
+            _, _, files = train_and_evaluate(
+                spec,
+                data,
+                recipe,
+                data.seed,
+                out,
+                resume=args.resume,
+                device=where,
+                threads=args.threads,
+                eval_on_val=args.eval_on_val,
+                progress=not args.quiet,
+            )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: continue with mdsearch train {args.arch} --out {out} --resume")
+        if (out / CHECKPOINT).exists():
+            print(f"\ninterrupted: continue with mdsearch train {args.arch} --out {out} --resume")
+        else:
+            print("\ninterrupted before the first epoch ended: nothing was kept")
         raise
     print(f"output: {out} ({', '.join(sorted(p.name for p in files.values()))})")
     return 0

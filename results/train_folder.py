@@ -24,7 +24,9 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,7 @@ __all__ = [
     "load_checkpoint",
     "read_train_json",
     "recipe_from_record",
+    "removed_unless_checkpointed",
     "saved_settings",
     "save_checkpoint",
     "settings_record",
@@ -191,6 +194,56 @@ def check_resumable(
                 f"--resume: the data differ from the checkpoint's ({key}): pass the same --data, "
                 "--seed and --val-fraction, or another --out for a fresh run"
             )
+
+
+@contextmanager
+def removed_unless_checkpointed(out: str | os.PathLike) -> Iterator[None]:
+    """Undo what a training into ``out`` wrote if it fails before its first checkpoint.
+
+    A failure before any epoch was saved (a bad device, data found unusable while loading, a
+    loss that diverges in the first epoch, Ctrl-C) leaves nothing to resume, so the files the
+    block added go again, and ``out`` itself (with any parents) when the block created it.
+    Files that were there before are kept, and once ``checkpoint.pt`` exists everything is
+    kept: ``--resume`` continues from it.
+
+    Example:
+        >>> with removed_unless_checkpointed("runs/x/train"):  # doctest: +SKIP
+        ...     train_and_evaluate(spec, data, recipe, 0, "runs/x/train")
+    """
+    out = Path(out)
+    made = []  # folders this block may create, deepest first
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        made.append(parent)
+        parent = parent.parent
+    before = set(os.listdir(out)) if out.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        if not (out / CHECKPOINT).exists():
+            _remove_added(out, made, before)
+        raise
+
+
+def _remove_added(out: Path, made: list[Path], before: set[str]) -> None:
+    """Remove ``out`` when this command made it (with the parents in ``made``), else only the
+    entries of ``out`` not in ``before``."""
+    if made:
+        shutil.rmtree(out, ignore_errors=True)
+        for folder in made[1:]:
+            try:
+                folder.rmdir()  # only while empty
+            except OSError:
+                break
+        return
+    if not out.is_dir():
+        return
+    for name in set(os.listdir(out)) - before:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:

@@ -166,11 +166,20 @@ class RunFolder:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the folder for one ``mdsearch run``; a second one refuses instead of waiting."""
+        """Hold the folder for one ``mdsearch run``; a second one refuses instead of waiting.
+
+        If the block fails, what this call made goes again: the lock file, and, when no search
+        was started here (no config.json yet: bad data found while loading it, an unreachable
+        cluster, Ctrl-C), the folder with its missing parents if they did not exist before. A
+        folder that existed before is never removed, so a failed ``--resume`` or a run into an
+        existing folder leaves it as it was.
+        """
         from filelock import FileLock, Timeout
 
-        self.path.mkdir(parents=True, exist_ok=True)
+        made = _missing_dirs(self.path)  # deepest first
         lock_path = self.path / LOCK_FILE
+        made_lock = not lock_path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(lock_path), timeout=0)
         try:
             lock.acquire()
@@ -181,6 +190,10 @@ class RunFolder:
             ) from None
         try:
             yield
+        except BaseException:
+            # Still held while removing: no other run can take the folder half-removed.
+            _remove_made(made if not self.exists() else [], lock_path if made_lock else None)
+            raise
         finally:
             lock.release()
 
@@ -273,6 +286,32 @@ class RunFolder:
             return json.loads((self.faults_dir / f"{key}.json").read_text())["reason"]
         except (OSError, ValueError, KeyError):
             return None
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_made(made: Sequence[Path], lock_path: Path | None) -> None:
+    """Undo what :meth:`RunFolder.lock` made: the lock file it added (None: it was there
+    before) and the folders in ``made`` (deepest first; the first is the run folder, removed
+    with what it holds, since this command made it)."""
+    import shutil
+
+    if lock_path is not None:
+        lock_path.unlink(missing_ok=True)
+    if made:
+        shutil.rmtree(made[0], ignore_errors=True)
+    for parent in made[1:]:
+        try:
+            parent.rmdir()  # only while empty: another command may have written there since
+        except OSError:
+            break
 
 
 def _header(path: Path) -> list[str]:

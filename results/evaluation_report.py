@@ -96,7 +96,7 @@ def format_evaluation(
         rows = []
         for n in ev.label_names:
             row = [
-                n,
+                f"{n} (not in mean)" if n in ev.excluded else n,
                 f"{ev.positives[n]:,}",
                 _f3(ev.label_auc[n]) + _ci(ev.label_auc_ci[n]),
                 _f3(ev.val_label_auc.get(n)),

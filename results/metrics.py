@@ -10,6 +10,11 @@ Intervals: 95% percentile bootstrap over the evaluated images (1000 resamples, s
 threshold is held fixed), from :mod:`mdsearch.results.uncertainty`. They cover the finite test
 set, not seed-to-seed training spread.
 
+Mean AUC: over the labels with enough positives and negatives in the scored split, the rule the
+search's objective uses (:mod:`mdsearch.search.scored_labels`), applied to the test and the
+validation split each on its own targets; a left-out label keeps its own AUC, and a warning
+names it.
+
 Inference (predictions from a network and a dataset) is :mod:`mdsearch.results.evaluate`; the
 written report is :mod:`mdsearch.results.evaluation_report`.
 """
@@ -17,7 +22,6 @@ written report is :mod:`mdsearch.results.evaluation_report`.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,9 +86,11 @@ class Evaluation:
         label_names: output names.
         n_images: images scored in ``split``.
         positives: positives per label in ``split``.
-        auc: mean AUC over labels with both classes; ``auc_ci`` its 95% bootstrap interval.
+        auc: mean AUC over the labels not in ``excluded``; ``auc_ci`` its 95% bootstrap interval.
         label_auc, label_auc_ci: per label.
         val_auc, val_label_auc: the same on the validation split (for reference).
+        excluded: labels left out of ``auc`` (too few positives or negatives in ``split``);
+            ``val_excluded`` those left out of ``val_auc``.
         threshold: two-class only: the decision threshold chosen on validation (Youden's J).
         val_metrics: two-class only: accuracy/sensitivity/specificity at the threshold on val.
         metrics: two-class only: ``accuracy``, ``sensitivity``, ``specificity`` (fractions) on
@@ -107,6 +113,8 @@ class Evaluation:
     val_auc: float
     val_label_auc: dict[str, float]
     data: dict[str, Any]
+    excluded: tuple[str, ...] = ()
+    val_excluded: tuple[str, ...] = ()
     threshold: float | None = None
     threshold_rule: str | None = None
     val_metrics: dict[str, float] | None = None
@@ -213,6 +221,7 @@ def evaluate_predictions(
         >>> ev.layout, 0.5 < ev.metrics["accuracy"] < 1
         ('binary', True)
     """
+    from mdsearch.search.scored_labels import LABEL_RULE
     from mdsearch.search.training import label_aucs
 
     from .uncertainty import auc_from_counts, bootstrap_counts, percentile_interval
@@ -222,12 +231,11 @@ def evaluate_predictions(
     y_score, val_score = np.asarray(y_score), np.asarray(val_score)
     auc, label_auc = label_aucs(y_true, y_score, names)
     val_auc, val_label_auc = label_aucs(val_true, val_score, names)
+    scored, val_scored = LABEL_RULE.apply(y_true, names), LABEL_RULE.apply(val_true, names)
     counts = bootstrap_counts(len(y_true), n_resamples, seed)
     boot = auc_from_counts(y_true, y_score, counts)  # (B, L)
     low, high = percentile_interval(boot, axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # resamples with no defined AUC stay NaN
-        mean_boot = np.nanmean(boot, axis=1)
+    mean_boot = scored.mean(boot)
     ev = Evaluation(
         layout="binary" if len(names) == 1 else "multilabel",
         split=split,
@@ -241,6 +249,8 @@ def evaluate_predictions(
         val_auc=val_auc,
         val_label_auc=val_label_auc,
         data=dict(data or {}),
+        excluded=scored.excluded,
+        val_excluded=val_scored.excluded,
         y_true=y_true,
         y_score=y_score,
         val_true=val_true,
@@ -271,6 +281,10 @@ def evaluate_predictions(
             "tn": int(np.sum(~positive & ~y)),
             "fn": int(np.sum(~positive & y)),
         }
+    for split_name, labels in ((split, scored), ("validation", val_scored)):
+        line = labels.warning(split_name)
+        if line:
+            ev.warnings.append(line)
     if split != "test":
         ev.warnings.append(
             f"NOT a test result: the data has no test split, so these numbers are on the {split} "

@@ -10,8 +10,10 @@ AUC a report shows carries an interval. Method:
   negatives' counts summed between those places give how many lie below each positive (O(B * N)
   per label, numpy; equal to scikit-learn's ``roc_auc_score`` on the materialised resample, which
   the tests check).
-- A trial's mean AUC in a resample is the mean over labels that have both classes in that resample;
-  labels with one class are skipped for that resample.
+- A trial's mean AUC in a resample is the mean over the labels its search scored (those with
+  enough positives and negatives in the validation split, :mod:`mdsearch.search.scored_labels`;
+  the rule a run recorded in its config.json, every label with both classes for older runs);
+  a label with one class in a resample is skipped for that resample.
 - Trials whose predictions are on the same validation split (identical ``y_true``) share the same
   resamples, so the difference of two architectures is a paired bootstrap on the same images.
 - Training seeds: an architecture's AUC is the mean over its seeds, and every resample also gets
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mdsearch.search.scored_labels import LABEL_RULE, LabelRule
 
 from .seed_noise import SeedNoise, arch_interval, difference_samples, with_seed_noise
 from .trials import LoadedRun, load_run
@@ -148,15 +152,16 @@ def _nanmean_rows(values: np.ndarray) -> np.ndarray:
         return np.nanmean(values, axis=1)
 
 
-def mean_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Mean ROC AUC over labels that have both classes (the point estimate a trial reports).
+def mean_auc(y_true: np.ndarray, y_score: np.ndarray, rule: LabelRule = LABEL_RULE) -> float:
+    """Mean ROC AUC over the labels ``rule`` keeps (the point estimate a trial reports).
 
     Example:
         >>> mean_auc(np.array([[0, 1], [1, 1]]), np.array([[0.2, 0.5], [0.7, 0.1]]))
         1.0
     """
-    y = np.asarray(y_true)
-    return float(_nanmean_rows(auc_from_counts(y, y_score, np.ones((1, y.shape[0]))))[0])
+    return float(
+        bootstrap_mean_auc(y_true, y_score, counts=np.ones((1, len(y_true))), rule=rule)[0]
+    )
 
 
 def bootstrap_mean_auc(
@@ -166,6 +171,7 @@ def bootstrap_mean_auc(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int | Sequence[int] = 0,
     counts: np.ndarray | None = None,
+    rule: LabelRule = LABEL_RULE,
 ) -> np.ndarray:
     """Bootstrap distribution of the mean AUC over labels of one set of predictions.
 
@@ -176,10 +182,11 @@ def bootstrap_mean_auc(
         seed: generator seed (ignored when ``counts`` is given).
         counts: (B, N) resample counts to reuse, so that two models are compared on the same
             resamples (a paired bootstrap).
+        rule: which labels enter the mean, decided once on all of ``y_true``.
 
     Returns:
-        (B,) mean AUC per resample (labels with one class in a resample skipped; NaN when none
-        is left).
+        (B,) mean AUC per resample over the labels ``rule`` keeps (one with one class in a
+        resample skipped there; NaN when none is left).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -191,7 +198,7 @@ def bootstrap_mean_auc(
     y = np.asarray(y_true)
     if counts is None:
         counts = bootstrap_counts(y.shape[0], n_resamples, seed)
-    return _nanmean_rows(auc_from_counts(y, y_score, counts))
+    return np.atleast_1d(rule.apply(y).mean(auc_from_counts(y, y_score, counts)))
 
 
 def percentile_interval(
@@ -261,6 +268,7 @@ class PredictionBootstrap:
         seed: seed of all resampling (results are reproducible).
         seed_noise: the run's seed-noise estimate (None or unknown: images only, nothing
             judged; see the module docstring).
+        rule: which labels a trial's mean AUC is over (default: the one the run recorded).
 
     Example:
         >>> boot = PredictionBootstrap("runs/demo")  # doctest: +SKIP
@@ -276,8 +284,10 @@ class PredictionBootstrap:
         level: float = 0.95,
         seed: int = 0,
         seed_noise: SeedNoise | None = None,
+        rule: LabelRule | None = None,
     ) -> None:
         self.run = run if isinstance(run, LoadedRun) else load_run(run)
+        self.rule = rule if rule is not None else LabelRule.from_config(self.run.config)
         self.n_resamples = int(n_resamples)
         self.level = float(level)
         self.seed = int(seed)
@@ -322,7 +332,9 @@ class PredictionBootstrap:
                         y_true.shape[0], self.n_resamples, [self.seed, int(key[:12], 16)]
                     )
                 self._keys[trial] = key
-                self._samples[trial] = bootstrap_mean_auc(y_true, y_score, counts=self._counts[key])
+                self._samples[trial] = bootstrap_mean_auc(
+                    y_true, y_score, counts=self._counts[key], rule=self.rule
+                )
         return self._samples[trial]
 
     def _seed_samples(self, trials: Sequence[int]) -> np.ndarray | None:

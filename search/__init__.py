@@ -12,7 +12,7 @@ from .datasets import DataError, Dataset, load_dataset, parse_data_spec
 from .latency_for_search import check_latency_device, search_latency_table
 from .orchestrate import Prepared, prepare, run_search
 from .proxy import ProxyResult, TrialTimeout, proxy_train
-from .proxy_data import load_proxy_data, resolution_warnings
+from .proxy_data import load_proxy_data, resolution_warnings, scored_validation_labels
 from .run_settings import (
     EARLY_STOP,
     SAMPLERS,
@@ -21,6 +21,14 @@ from .run_settings import (
     parse_objectives,
 )
 from .runfolder import RunError, RunFolder, RunFolderWriteError
+from .scored_labels import (
+    BOTH_CLASSES,
+    LABEL_RULE,
+    MIN_NEGATIVES,
+    MIN_POSITIVES,
+    LabelRule,
+    ScoredLabels,
+)
 from .settings import (
     DEFAULT_VAL_FRACTION,
     FULL_DATA,
@@ -47,11 +55,15 @@ from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext, run_trial
 from .trial_table import label_column, read_trial_table
 
 __all__ = [
+    "BOTH_CLASSES",
     "DEFAULT_VAL_FRACTION",
     "EARLY_STOP",
     "FAULT_KINDS",
     "FULL_DATA",
     "FULL_RECIPE",
+    "LABEL_RULE",
+    "MIN_NEGATIVES",
+    "MIN_POSITIVES",
     "PROXY_DATA",
     "PROXY_RECIPE",
     "SAMPLERS",
@@ -62,11 +74,13 @@ __all__ = [
     "DataError",
     "DataSettings",
     "Dataset",
+    "LabelRule",
     "Prepared",
     "ProxyResult",
     "RunError",
     "RunFolder",
     "RunFolderWriteError",
+    "ScoredLabels",
     "SearchSettings",
     "SettingsError",
     "SupernetSettings",
@@ -93,6 +107,7 @@ __all__ = [
     "run_search",
     "run_trial",
     "score_subnet",
+    "scored_validation_labels",
     "search_latency_table",
     "train_supernet",
 ]

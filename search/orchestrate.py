@@ -114,7 +114,9 @@ def run_search(
     settings, space, folder = prepared.settings, prepared.space, prepared.folder
     with folder.lock():
         say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
-        dataset = load_proxy_data(settings.data, space, say, progress=not quiet)
+        dataset = load_proxy_data(
+            settings.data, space, say, progress=not quiet, val_subset=settings.proxy.val_subset
+        )
         num_classes = len(dataset.label_names)
         table = folder.read_table()
         done = len(table)

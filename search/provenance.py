@@ -1,6 +1,6 @@
 """What a run folder's config.json records besides the settings: the data's fingerprint, the
-space, the latency table, package versions and the host (so a run can be reproduced and its
-numbers trusted later)."""
+space, the labels the mean AUC is over, the latency table, package versions and the host (so a
+run can be reproduced and its numbers trusted later)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mdsearch.space import SearchSpace
 
 from .latency_for_search import latency_config
+from .proxy_data import scored_validation_labels
 from .run_settings import SearchSettings
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ def run_config(
             "choices": {f"stage{i}": [s.token for s in c] for i, c in enumerate(space.choices)},
         },
         "proxy": settings.proxy_dict(),
+        # Which labels every trial's mean AUC is over (the report reads the rule from here).
+        "label_rule": scored_validation_labels(dataset, settings.proxy.val_subset).to_dict(),
         "input_size": settings.input_size,
         "objectives": list(settings.objectives),
         "latency": latency_config(settings, latency),

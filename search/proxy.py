@@ -44,7 +44,8 @@ class ProxyResult:
     """What a proxy run measured.
 
     Attributes:
-        auc: mean validation ROC AUC over labels with both classes present.
+        auc: mean validation ROC AUC over the labels with enough positives and negatives
+            (:mod:`mdsearch.search.scored_labels`).
         label_auc: per-label validation AUC (NaN where a label has one class).
         y_true, y_score: validation targets (uint8) and sigmoid scores (float32), (N, L).
         fidelity: epochs completed.

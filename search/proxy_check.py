@@ -221,7 +221,9 @@ def run_proxy_check(
     if say is None:
         say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     space = load_space(settings.space, settings.backbone)
-    dataset = load_proxy_data(settings.data, space, say, progress=not quiet)
+    dataset = load_proxy_data(
+        settings.data, space, say, progress=not quiet, val_subset=settings.proxy.val_subset
+    )
     archs = sample_architectures(
         space, settings.archs, settings.seed, num_classes=len(dataset.label_names)
     )

@@ -3,7 +3,9 @@ cannot show about a space.
 
 One loader for both: :func:`load_proxy_data` loads the dataset through
 :meth:`~mdsearch.search.settings.DataSettings.load` at the proxy resolution and passes on its
-notes and the :func:`resolution_warnings` for the searched space.
+notes, the :func:`resolution_warnings` for the searched space, and which labels the validation
+split has too few positives or negatives of to enter the searched mean AUC
+(:func:`scored_validation_labels`).
 """
 
 from __future__ import annotations
@@ -13,25 +15,32 @@ from typing import TYPE_CHECKING
 
 from mdsearch.space import SearchSpace, get_backbone
 
+from .scored_labels import LABEL_RULE, ScoredLabels
 from .settings import DataSettings
 
 if TYPE_CHECKING:
     from .datasets import Dataset
 
-__all__ = ["load_proxy_data", "resolution_warnings"]
+__all__ = ["load_proxy_data", "resolution_warnings", "scored_validation_labels"]
 
 
 def load_proxy_data(
-    data: DataSettings, space: SearchSpace, say: Callable[[str], None], *, progress: bool
+    data: DataSettings,
+    space: SearchSpace,
+    say: Callable[[str], None],
+    *,
+    progress: bool,
+    val_subset: int | None = None,
 ) -> Dataset:
-    """The dataset a search (or a proxy check) trains on, at its proxy resolution; its notes and
-    the resolution warnings for ``space`` go to ``say``.
+    """The dataset a search (or a proxy check) trains on, at its proxy resolution; its notes, the
+    resolution warnings for ``space`` and the labels left out of the mean AUC go to ``say``.
 
     Args:
         data: the data settings (``resolution`` is the proxy's input side, px).
         space: the searched space (for :func:`resolution_warnings`).
         say: receives one line per note or warning.
         progress: show the image-cache progress while a cache is built.
+        val_subset: the validation images the proxy scores (the recipe's; None: all).
 
     Raises:
         DataError, SettingsError: see :meth:`DataSettings.load`.
@@ -41,7 +50,24 @@ def load_proxy_data(
         say(f"data: {note}")
     for w in resolution_warnings(space, data.resolution):
         say(f"warning: {w}")
+    left_out = scored_validation_labels(dataset, val_subset).warning()
+    if left_out:
+        say(f"warning: {left_out}")
     return dataset
+
+
+def scored_validation_labels(dataset: Dataset, val_subset: int | None = None) -> ScoredLabels:
+    """Which labels enter every trial's mean AUC: :data:`~mdsearch.search.scored_labels.
+    LABEL_RULE` on the validation images the proxy scores (known before any trial runs).
+
+    Args:
+        dataset: the loaded data.
+        val_subset: the recipe's ``val_subset`` (None: the whole validation split).
+    """
+    from .datasets import evaluation_index
+
+    index = evaluation_index(dataset, "val", val_subset)
+    return LABEL_RULE.apply(dataset.labels[index], dataset.label_names)
 
 
 def resolution_warnings(space: SearchSpace, resolution: int) -> list[str]:

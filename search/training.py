@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .scored_labels import LABEL_RULE, LabelRule
 from .settings import TrainRecipe
 
 if TYPE_CHECKING:  # torch is imported where it runs, so importing the loop's names is cheap
@@ -184,12 +185,16 @@ def predict(
 
 
 def label_aucs(
-    y_true: np.ndarray, y_score: np.ndarray, label_names: Sequence[str]
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    label_names: Sequence[str],
+    rule: LabelRule = LABEL_RULE,
 ) -> tuple[float, dict[str, float]]:
-    """ROC AUC per label (scikit-learn) and their mean.
+    """ROC AUC per label (scikit-learn) and their mean over the labels ``rule`` keeps.
 
-    A label whose validation targets hold a single class has no AUC: it is NaN in the per-label
-    dict and left out of the mean.
+    A label whose targets hold a single class has no AUC (NaN in the per-label dict). A label
+    with fewer positives or negatives than ``rule`` asks for keeps its AUC in the dict but is
+    left out of the mean (:mod:`mdsearch.search.scored_labels`).
 
     Returns:
         ``(mean_auc, {label: auc})``; mean is NaN when no label has both classes.
@@ -203,8 +208,8 @@ def label_aucs(
             per_label[name] = float("nan")
         else:
             per_label[name] = float(roc_auc_score(col, y_score[:, j]))
-    defined = [v for v in per_label.values() if not math.isnan(v)]
-    return (float(np.mean(defined)) if defined else float("nan")), per_label
+    scored = rule.apply(y_true, label_names)
+    return scored.mean(np.array(list(per_label.values()))), per_label
 
 
 def _until(items: Iterable, deadline: float | None) -> Iterator:
@@ -220,7 +225,8 @@ class Validation:
     """One scoring of the validation split.
 
     Attributes:
-        auc: mean ROC AUC over labels with both classes present (NaN if none has).
+        auc: mean ROC AUC over the labels :func:`label_aucs` keeps (NaN if none has both
+            classes).
         label_auc: per-label AUC (NaN where a label has one class).
         y_true: uint8 (N, L) targets.
         y_score: float32 (N, L) sigmoid scores.

@@ -17,7 +17,7 @@ from .catalog import Catalog, DataSource, SourceScanner
 from .chestxray14 import FINDINGS, load_bboxes
 from .dataset import Dataset, load_dataset
 from .errors import DataError
-from .loader import MEAN, STD, augment_batch, batches
+from .loader import MEAN, STD, augment_batch, batches, evaluation_index
 from .phantom import phantom_lesion_masks
 from .sources import SOURCES
 from .spec import DataSpec, parse_data_spec
@@ -37,6 +37,7 @@ __all__ = [
     "augment_batch",
     "batches",
     "decode_image",
+    "evaluation_index",
     "load_bboxes",
     "load_dataset",
     "parse_data_spec",

@@ -27,7 +27,7 @@ from .errors import DataError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MEAN", "STD", "augment_batch", "batches", "normalize"]
+__all__ = ["MEAN", "STD", "augment_batch", "batches", "evaluation_index", "normalize"]
 
 MEAN = 0.449
 STD = 0.226
@@ -92,9 +92,8 @@ def _iterate(dataset, split, batch_size, shuffle, augment, generator, subset, dr
     if shuffle:
         order = torch.randperm(len(index), generator=generator).numpy()
         index = index[order[: subset or None]]
-    elif subset is not None and subset < len(index):
-        pick = np.random.default_rng(_SUBSET_SEED).permutation(len(index))[:subset]
-        index = np.sort(index[pick])
+    else:
+        index = evaluation_index(dataset, split, subset)
     if drop_last is None:
         drop_last = shuffle
     stop = len(index) - (len(index) % batch_size if drop_last else 0)
@@ -109,6 +108,22 @@ def _iterate(dataset, split, batch_size, shuffle, augment, generator, subset, dr
         x = normalize(x)
         y = torch.from_numpy(dataset.labels[chunk].astype(np.float32))
         yield x.expand(-1, 3, -1, -1), y
+
+
+def evaluation_index(dataset: Dataset, split: str, subset: int | None = None) -> np.ndarray:
+    """The images :func:`batches` serves without shuffling, in order: the whole split, or its
+    first ``subset`` of a fixed seeded permutation (the same on every call), sorted.
+
+    Example:
+        >>> ds = load_dataset("phantom,n=200", resolution=32, progress=False)  # doctest: +SKIP
+        >>> len(evaluation_index(ds, "val", subset=10))  # doctest: +SKIP
+        10
+    """
+    index = np.asarray(dataset.splits[split], dtype=np.int64)
+    if subset is not None and subset < len(index):
+        pick = np.random.default_rng(_SUBSET_SEED).permutation(len(index))[:subset]
+        index = np.sort(index[pick])
+    return index
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+
+from .flags import add_quiet_flag
 
 __all__ = ["add_report", "add_pareto", "add_export"]
 
 
-def _add_resamples_flag(parser) -> None:
+def _add_resamples_flag(parser, what: str = "the AUC intervals") -> None:
     """``--resamples``: bootstrap resamples of the AUC intervals, default from the results."""
     from mdsearch.results import DEFAULT_RESAMPLES
 
@@ -15,7 +19,7 @@ def _add_resamples_flag(parser) -> None:
         "--resamples",
         type=int,
         default=DEFAULT_RESAMPLES,
-        help=f"bootstrap resamples for the AUC intervals (0: none; default {DEFAULT_RESAMPLES})",
+        help=f"bootstrap resamples for {what} (0: none; default {DEFAULT_RESAMPLES})",
     )
 
 
@@ -76,7 +80,12 @@ def add_export(sub) -> None:
     every = ",".join(EXPORT_FORMATS)
     p = sub.add_parser(
         "export",
-        help="export an architecture of the front: arch.json, card, ONNX/TorchScript/safetensors",
+        help="export an architecture of the front: arch.json, config.json, card, "
+        "ONNX/TorchScript/safetensors",
+        description="Export an architecture of a run: arch.json, a timm-style config.json, a "
+        "model card and the network files, each carrying its input recipe (size, grey to 3 "
+        "channels, mean/std), label names, output meaning and, after mdsearch train, the "
+        "decision threshold. Progress goes to stderr, the written files to stdout.",
     )
     p.add_argument("run", help="run folder (runs/<name>)")
     p.add_argument(
@@ -92,15 +101,29 @@ def add_export(sub) -> None:
         help=f"comma-separated network formats, of {', '.join(EXPORT_FORMATS)} (default {every})",
     )
     p.add_argument("--out", default=None, help="export folder (default RUN/exports/<arch id>)")
-    p.add_argument("--weights", default=None, help="trained weights (.safetensors) to export")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="trained weights (.safetensors) to export (default: OUT/train/weights.safetensors "
+        "when mdsearch train left it there, else a seeded random initialisation)",
+    )
+    _add_resamples_flag(p, "the model card's AUC interval")
+    add_quiet_flag(p, "no progress lines on stderr")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
     from mdsearch.results import export_architecture
 
+    say = None if args.quiet else functools.partial(print, file=sys.stderr, flush=True)
     files = export_architecture(
-        args.run, args.pick, args.format, out_dir=args.out, weights=args.weights
+        args.run,
+        args.pick,
+        args.format,
+        out_dir=args.out,
+        weights=args.weights,
+        n_resamples=args.resamples,
+        say=say,
     )
     for key, path in files.items():
         print(f"{key:12s} {path}")

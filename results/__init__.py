@@ -14,7 +14,15 @@ from .confirmation import CONFIRMED_SEEDS, MAX_SEEDS, evidence, next_to_confirm
 from .errors import ResultsError
 from .evaluate import EVAL_BATCH_SIZE, evaluate_model, evaluate_saved, evaluate_weights
 from .evaluation_report import EVALUATION_FILES, format_evaluation, write_evaluation
-from .export import FORMATS, TRAINED_WEIGHTS, export_architecture, export_folder
+from .export import (
+    FORMATS,
+    ONNX_SNIPPET,
+    PYTORCH_SNIPPET,
+    TRAINED_WEIGHTS,
+    Say,
+    export_architecture,
+    export_folder,
+)
 from .export_formats import (
     EXPORT_FORMATS,
     EXPORT_TOLERANCE,
@@ -24,6 +32,13 @@ from .export_formats import (
     TorchScriptExport,
     check_outputs,
     export_format,
+)
+from .export_metadata import (
+    GRAYSCALE,
+    INTERPOLATION,
+    METADATA_PREFIX,
+    ModelInterface,
+    read_threshold,
 )
 from .figures import (
     figure_names,
@@ -107,7 +122,14 @@ __all__ = [
     "Evaluation",
     "ExportFormat",
     "FORMATS",
+    "GRAYSCALE",
+    "INTERPOLATION",
     "LoadedRun",
+    "METADATA_PREFIX",
+    "ModelInterface",
+    "ONNX_SNIPPET",
+    "PYTORCH_SNIPPET",
+    "Say",
     "OBJECTIVES",
     "Objective",
     "OnnxExport",
@@ -175,6 +197,7 @@ __all__ = [
     "pooled_seed_noise",
     "projections",
     "proxy_check_result",
+    "read_threshold",
     "read_weights_metadata",
     "recommend_proxy",
     "resolve_objectives",

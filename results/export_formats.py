@@ -1,26 +1,32 @@
 """The network file formats ``mdsearch export`` writes, one class each, behind one interface.
 
 Every format implements :class:`ExportFormat`: :meth:`~ExportFormat.save` writes the network
-(atomically, through :func:`mdsearch.space.files.atomic_write_bytes`) and
-:meth:`~ExportFormat.load` reads the file back as something that runs an image batch, so that
-:func:`check_outputs` can compare it with PyTorch. :data:`EXPORT_FORMATS` is the registry
-(``--format`` choices come from it); a new format is one class here and one line in it, and the
-contract test in ``tests/test_export.py`` runs every registered format through the same checks.
+(atomically, through :func:`mdsearch.space.files.atomic_write_bytes`) with the metadata a user
+needs to feed it (``mdsearch.*`` strings from
+:meth:`mdsearch.results.export_metadata.ModelInterface.metadata`: input size, grey to 3 channels,
+mean/std, label names, what the output means, the threshold); :meth:`~ExportFormat.load` reads
+the file back as something that runs an image batch, so that :func:`check_outputs` can compare
+it with PyTorch; :meth:`~ExportFormat.read_metadata` reads the metadata back as the format's own
+clients do. :data:`EXPORT_FORMATS` is the registry (``--format`` choices come from it); a new
+format is one class here and one line in it, and the contract test in ``tests/test_export.py``
+runs every registered format through the same checks.
 
-==============  ======================  ===============================================
-``--format``    file                    checked by
-==============  ======================  ===============================================
-``onnx``        ``model.onnx``          onnx.checker, then onnxruntime's outputs
-``torchscript`` ``model.torchscript.pt`` ``torch.jit.load`` of the traced module
-``safetensors`` ``model.safetensors``   the state dict loaded into ``build(spec)``
-==============  ======================  ===============================================
+==============  ========================  =================================  ================
+``--format``    file                      checked by                         metadata in
+==============  ========================  =================================  ================
+``onnx``        ``model.onnx``            onnx.checker, onnxruntime outputs  metadata_props
+``torchscript`` ``model.torchscript.pt``  ``torch.jit.load``, outputs        ``mdsearch.json``
+                                                                             (an extra file)
+``safetensors`` ``model.safetensors``     state dict into ``build(spec)``    the header
+==============  ========================  =================================  ================
 """
 
 from __future__ import annotations
 
 import io
+import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -68,8 +74,20 @@ class ExportFormat(Protocol):
     filename: str
     label: str
 
-    def save(self, net: nn.Module, example: torch.Tensor, path: Path, spec: ArchSpec) -> None:
-        """Write ``net`` (in eval mode) to ``path``; ``example`` is an input batch to trace with."""
+    def save(
+        self,
+        net: nn.Module,
+        example: torch.Tensor,
+        path: Path,
+        spec: ArchSpec,
+        metadata: Mapping[str, str],
+    ) -> None:
+        """Write ``net`` (in eval mode) to ``path`` with ``metadata`` (string pairs) inside;
+        ``example`` is an input batch to trace with."""
+        ...
+
+    def read_metadata(self, path: Path) -> dict[str, str]:
+        """The metadata stored by :meth:`save`, read the way the format's own clients read it."""
         ...
 
     def load(self, path: Path, spec: ArchSpec) -> Runner:
@@ -94,8 +112,17 @@ class OnnxExport:
     filename: str = "model.onnx"
     label: str = "ONNX (onnxruntime)"
 
-    def save(self, net: nn.Module, example: torch.Tensor, path: Path, spec: ArchSpec) -> None:
-        """Export with input ``image`` (N, 3, H, W) and output ``logits`` (N, classes)."""
+    def save(
+        self,
+        net: nn.Module,
+        example: torch.Tensor,
+        path: Path,
+        spec: ArchSpec,
+        metadata: Mapping[str, str],
+    ) -> None:
+        """Export with input ``image`` (N, 3, H, W), output ``logits`` (N, classes) and
+        ``metadata`` as the model's ``metadata_props``."""
+        import onnx
         import torch
 
         dims = {0: "batch", 2: "height", 3: "width"}
@@ -112,7 +139,16 @@ class OnnxExport:
             opset_version=self.opset,
             dynamo=False,
         )
-        atomic_write_bytes(path, buffer.getvalue())
+        model = onnx.load_from_string(buffer.getvalue())
+        onnx.helper.set_model_props(model, dict(metadata))
+        atomic_write_bytes(path, model.SerializeToString())
+
+    def read_metadata(self, path: Path) -> dict[str, str]:
+        """onnxruntime's ``custom_metadata_map`` (what ``metadata_props`` holds)."""
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return dict(session.get_modelmeta().custom_metadata_map)
 
     def load(self, path: Path, spec: ArchSpec) -> Runner:
         """An onnxruntime CPU session, after ``onnx.checker`` accepted the file."""
@@ -139,16 +175,37 @@ class TorchScriptExport:
     filename: str = "model.torchscript.pt"
     label: str = "TorchScript"
 
-    def save(self, net: nn.Module, example: torch.Tensor, path: Path, spec: ArchSpec) -> None:
-        """``torch.jit.trace`` on ``example``, saved."""
+    #: The extra file (``torch.jit.load(..., _extra_files=...)``) that holds the metadata.
+    extra_file: str = "mdsearch.json"
+
+    def save(
+        self,
+        net: nn.Module,
+        example: torch.Tensor,
+        path: Path,
+        spec: ArchSpec,
+        metadata: Mapping[str, str],
+    ) -> None:
+        """``torch.jit.trace`` on ``example``, saved with ``metadata`` as a JSON extra file."""
         import torch
 
         buffer = io.BytesIO()
+        extra = {self.extra_file: json.dumps(dict(metadata), indent=1)}
         with torch.no_grad(), warnings.catch_warnings():
             # torch 2.x marks TorchScript deprecated; it is still what many deployments load.
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(torch.jit.trace(net, example), buffer)
+            torch.jit.save(torch.jit.trace(net, example), buffer, _extra_files=extra)
         atomic_write_bytes(path, buffer.getvalue())
+
+    def read_metadata(self, path: Path) -> dict[str, str]:
+        """The extra file, through ``torch.jit.load(..., _extra_files=...)``."""
+        import torch
+
+        extra = {self.extra_file: ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.load(str(path), _extra_files=extra)
+        return json.loads(extra[self.extra_file] or "{}")
 
     def load(self, path: Path, spec: ArchSpec) -> Runner:
         """``torch.jit.load``, run without gradients."""
@@ -160,23 +217,41 @@ class TorchScriptExport:
 
     def card_line(self, spec: ArchSpec, size: int) -> str:
         """The tracing size."""
-        return f"`{self.filename}`: traced at {size}x{size}"
+        return (
+            f"`{self.filename}`: traced at {size}x{size}; metadata in the extra file "
+            f"`{self.extra_file}`"
+        )
 
 
 @dataclass(frozen=True)
 class SafetensorsExport:
-    """The state dict (tensors only), with the architecture in the header (``mdsearch.arch``)."""
+    """The state dict (tensors only), the metadata in the header (``mdsearch.arch``, ...)."""
 
     name: str = "safetensors"
     filename: str = "model.safetensors"
     label: str = "safetensors (loaded into build(arch))"
 
-    def save(self, net: nn.Module, example: torch.Tensor, path: Path, spec: ArchSpec) -> None:
-        """The contiguous state dict."""
+    def save(
+        self,
+        net: nn.Module,
+        example: torch.Tensor,
+        path: Path,
+        spec: ArchSpec,
+        metadata: Mapping[str, str],
+    ) -> None:
+        """The contiguous state dict, ``metadata`` (and ``mdsearch.arch``) in the header."""
         from safetensors.torch import save
 
         state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-        atomic_write_bytes(path, save(state, metadata={"mdsearch.arch": spec.canonical}))
+        header = {"mdsearch.arch": spec.canonical, **metadata}
+        atomic_write_bytes(path, save(state, metadata=header))
+
+    def read_metadata(self, path: Path) -> dict[str, str]:
+        """The header's metadata (``safetensors.safe_open(...).metadata()``)."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
 
     def load(self, path: Path, spec: ArchSpec) -> Runner:
         """``build(spec)`` with the file's tensors, in eval mode."""
@@ -190,7 +265,7 @@ class SafetensorsExport:
 
     def card_line(self, spec: ArchSpec, size: int) -> str:
         """What the file holds."""
-        return f"`{self.filename}`: state dict"
+        return f"`{self.filename}`: state dict (load it as shown below, with `config.json`)"
 
 
 def _torch_runner(module: Callable[[torch.Tensor], torch.Tensor]) -> Runner:

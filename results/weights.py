@@ -17,6 +17,9 @@ key                         value
 
 The metadata is informative: :func:`load_weights` checks ``mdsearch.arch`` against the spec it is
 given and the tensors against the network ``build(spec)`` makes, and refuses a mismatch.
+``mdsearch export`` loads trained weights through :func:`load_weights` too, and its
+``model.safetensors`` carries the whole input and output recipe under the same prefix (see
+:mod:`mdsearch.results.export_metadata`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import stat
 
 import numpy as np
 import pytest
@@ -44,8 +45,13 @@ def test_export_writes_every_file_under_exports_arch_id(exported):
     assert spec.canonical == arch_string((5,))  # flops<=1230: the best AUC is the paper's arch
     assert files["arch_json"].parent == run / "exports" / spec.arch_id
     assert json.loads(files["arch_json"].read_text())["id"] == spec.arch_id
-    for key in ("card", "safetensors", "onnx", "torchscript"):
+    for key in ("card", "config", "safetensors", "onnx", "torchscript"):
         assert files[key].stat().st_size > 0
+        # Readable by everyone, like the rest of the run folder (the tests run under umask 022).
+        assert stat.S_IMODE(files[key].stat().st_mode) == 0o644, key
+    assert sorted(p.name for p in files["card"].parent.iterdir()) == sorted(
+        p.name for p in files.values()
+    )  # nothing else, no temporary file left
     card = files["card"].read_text()
     assert spec.canonical in card and "random initialisation" in card
     assert "synthetic data" in card and "1228.0 M multiply-adds at 448x448" in card
@@ -110,10 +116,51 @@ def test_bad_exports_are_refused(exported, tmp_path):
     with pytest.raises(ResultsError, match="do not fit"):
         _export_safetensors(run, tmp_path / "y", tmp_path / "bad.safetensors")
     save_file({"x": torch.zeros(2)}, tmp_path / "other.safetensors", {"mdsearch.arch": "m:c3:k3"})
-    with pytest.raises(ResultsError, match="are for m:c3:k3"):
+    with pytest.raises(ResultsError, match="trained for m:c3:k3"):
         _export_safetensors(run, tmp_path / "z", tmp_path / "other.safetensors")
     with pytest.raises(ResultsError, match="nearest"):
         export_architecture(run, pick="flops<=100", n_resamples=0)
+    # Refused before anything was written: no export folder.
+    assert not any((tmp_path / name).exists() for name in ("y", "z"))
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from mdsearch.cli import main
+
+    run = make_run_folder(tmp_path / "runs")
+    other = ArchSpec.parse(arch_string((1,)))  # weights of another architecture
+    save_file({"x": torch.zeros(2)}, tmp_path / "w.safetensors", {"mdsearch.arch": other.canonical})
+    argv = ["export", str(run), "--pick", "knee", "--resamples", "0"]
+    assert main([*argv, "--weights", str(tmp_path / "w.safetensors"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mdsearch export: error: --weights")
+    assert other.canonical in err
+    assert not (run / "exports").exists()
+    # Without --quiet the progress lines come first; the error is still one line, the last.
+    assert main([*argv, "--weights", str(tmp_path / "w.safetensors")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2].endswith("... failed") and lines[-1].startswith("mdsearch export: error:")
+    assert not (run / "exports").exists()
+
+
+def test_a_step_that_fails_after_writing_removes_what_this_export_created(tmp_path, monkeypatch):
+    run = make_run_folder(tmp_path / "runs")
+    out = tmp_path / "exports" / "x"
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("the user's")
+
+    def broken(*args, **kwargs):
+        raise ResultsError("simulated failure")
+
+    monkeypatch.setattr(type(EXPORT_FORMATS["safetensors"]), "load", broken)
+    with pytest.raises(ResultsError, match="simulated"):
+        export_architecture(run, "knee", ("safetensors",), out_dir=out, n_resamples=0)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # a folder it did not make
+    with pytest.raises(ResultsError, match="simulated"):
+        export_architecture(run, "knee", ("safetensors",), out_dir=out / "a" / "b", n_resamples=0)
+    assert not (out / "a").exists()  # folders it made are gone
 
 
 def _export_safetensors(run, out_dir, weights=None):
@@ -142,10 +189,13 @@ def test_every_format_writes_one_file_that_computes_what_pytorch_computes(
     assert isinstance(fmt, ExportFormat) and fmt.name == name
     example = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     path = tmp_path / fmt.filename
-    fmt.save(net, example, path, spec)
+    metadata = {"mdsearch.arch": spec.canonical, "mdsearch.label_names": '["a", "b", "c"]'}
+    fmt.save(net, example, path, spec, metadata)
     # Written atomically: the file and nothing else (no temporary file left behind).
     assert [p.name for p in tmp_path.iterdir()] == [fmt.filename]
     assert path.stat().st_size > 0
+    # The metadata comes back as the format's own clients read it.
+    assert fmt.read_metadata(path).items() >= metadata.items()
     run = fmt.load(path, spec)
     for x in (example, torch.randn(3, 3, 64, 64)):  # the traced batch and another
         with torch.no_grad():

@@ -13,7 +13,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import device, positive_int
+from .common import device, positive_int, removed_on_failure
 from .flags import (
     add_data_flags,
     add_device_flag,
@@ -241,10 +241,12 @@ def _cmd_proxy_check(args: argparse.Namespace) -> int:
     from mdsearch.search.proxy_check import prepare_output, run_proxy_check, write_proxy_check
 
     settings, out = settings_from_flags(args)
-    prepare_output(out)
-    run = run_proxy_check(settings, device=device(args.device), quiet=args.quiet)
-    result = proxy_check_result(run)
-    files = write_proxy_check(result, out, markdown=format_fidelity_markdown(result))
+    where = device(args.device)
+    with removed_on_failure(out):  # e.g. data found unusable while loading: no empty folder
+        prepare_output(out)
+        run = run_proxy_check(settings, device=where, quiet=args.quiet)
+        result = proxy_check_result(run)
+        files = write_proxy_check(result, out, markdown=format_fidelity_markdown(result))
     print(format_fidelity_table(result))
     print(f"written: {files['json']}, {files['md']}")
     return 0

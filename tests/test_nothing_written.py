@@ -3,7 +3,8 @@ on data that turns out unusable while loading (no run folder, no lock), `mdsearc
 fails before its first checkpoint (no output folder). A folder that existed before is never
 removed, and a failed `--resume` leaves its run folder as it was.
 
-None of these starts Ray; the trainings stop in their first steps.
+`mdsearch proxy-check` likewise leaves no output folder. None of these starts Ray; the trainings
+stop in their first steps.
 """
 
 from __future__ import annotations
@@ -164,3 +165,14 @@ def test_a_finished_epoch_is_kept_for_resume(tmp_path, cache_dir):
         (out / CHECKPOINT).write_bytes(np.zeros(4).tobytes())
         raise KeyboardInterrupt
     assert (out / CHECKPOINT).is_file()
+
+
+# -- mdsearch proxy-check ----------------------------------------------------------------------
+def test_proxy_check_on_data_unusable_when_loaded_leaves_no_folder(tmp_path, cache_dir, capsys):
+    data, message = _bad_data(tmp_path / "data", "kermany with an empty class folder")
+    out = tmp_path / "checks" / "x"
+    code = main(["proxy-check", "--data", data, "--out", str(out), "--cache-dir", cache_dir,
+                 "--quiet"])  # fmt: skip
+    assert code == 2
+    _one_error_line(capsys, "mdsearch proxy-check: error:", message)
+    assert not (tmp_path / "checks").exists()

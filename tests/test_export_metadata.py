@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 from run_fixtures import arch_string, make_run_folder
 
@@ -49,8 +51,14 @@ def _xray(rng: np.random.Generator, sick: bool) -> Image.Image:
     return Image.fromarray(rgb.astype(np.uint8), mode="RGB")
 
 
+#: Real ChestX-ray14 files (64 px; one RGB, one RGBA) added to the test split when the shared
+#: data is there.
+REAL_XRAYS = ("00000001_000.png", "00000004_000.png")
+
+
 def _kermany_folder(root):
-    """train/ and test/ with NORMAL and PNEUMONIA PNGs, one patient per file."""
+    """train/ and test/ with NORMAL and PNEUMONIA PNGs, one patient per file (plus real NIH
+    images in test/NORMAL when ../shared/data has them)."""
     rng = np.random.default_rng(0)
     for part, n in (("train", 10), ("test", 3)):
         for cls, prefix in (
@@ -62,6 +70,10 @@ def _kermany_folder(root):
             for i in range(n):
                 number = i + (100 if part == "test" else 1)
                 _xray(rng, cls == "PNEUMONIA").save(folder / prefix.format(number))
+    for i, name in enumerate(REAL_XRAYS):
+        real = SHARED_DATA / "nih-sample" / "images" / name
+        if real.is_file():
+            shutil.copyfile(real, root / "test" / "NORMAL" / f"IM-0{200 + i}-0001.png")
     return root
 
 
@@ -162,6 +174,8 @@ def test_a_png_through_onnxruntime_with_only_the_metadata_gives_mdsearchs_predic
     x = np.concatenate([_metadata_preprocess(png, meta) for png in pngs])
     got = _sigmoid(session.run(["logits"], {"image": x})[0])
     assert got.shape == want.shape == (len(pngs), 1)
+    if SHARED_DATA.is_dir():  # real ChestX-ray14 files (RGB and RGBA) are among them
+        assert sum(png.name.startswith("IM-020") for png in pngs) == len(REAL_XRAYS)
     assert np.ptp(want) > 0.2  # the scores differ between images: the check can see mistakes
     assert np.max(np.abs(got - want)) <= TOLERANCE
     threshold = float(meta["mdsearch.threshold"])

@@ -9,6 +9,7 @@
     mdsearch export RUN --pick knee      arch.json, model card, ONNX / TorchScript / safetensors
     mdsearch train ARCH.json --data ...  full training, then test metrics in the paper's layout
     mdsearch eval ARCH.json --weights W  evaluate saved weights the same way
+    mdsearch explain ARCH.json --weights W --boxes   Grad-CAM maps, localisation vs ground truth
     mdsearch proxy-check --short 1,2 --long 8   how far the short proxy's ranking can be trusted
 
 Bad input exits with status 2 and one line saying what to change; nothing is written then.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import arch, evaluate, proxy_check, report, run, train
+from . import arch, evaluate, explain, proxy_check, report, run, train
 from .common import OneLineParser, UsageError
 
 __all__ = ["build_parser", "main"]
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         report.add_export,
         train.add_train,
         evaluate.add_eval,
+        explain.add_explain,
         proxy_check.add_proxy_check,
     ):
         add(sub)

@@ -12,8 +12,28 @@ imported inside the functions that use them.
 from .analysis import RunAnalysis, analyse_run, pick_architecture
 from .confirmation import CONFIRMED_SEEDS, MAX_SEEDS, evidence, next_to_confirm
 from .errors import ResultsError
-from .evaluate import EVAL_BATCH_SIZE, evaluate_model, evaluate_saved, evaluate_weights
+from .evaluate import (
+    EVAL_BATCH_SIZE,
+    evaluate_model,
+    evaluate_saved,
+    evaluate_weights,
+    saved_data_settings,
+)
 from .evaluation_report import EVALUATION_FILES, format_evaluation, write_evaluation
+from .explain import (
+    EXPLAIN_FILES,
+    EXPLAIN_SPLITS,
+    Explanation,
+    cam_target_layer,
+    class_activation_maps,
+    explain_figure,
+    explain_saved,
+    explain_section,
+    format_explanation,
+    ground_truth_cases,
+    with_explain_section,
+    write_explanation,
+)
 from .export import (
     FORMATS,
     ONNX_SNIPPET,
@@ -47,6 +67,17 @@ from .figures import (
     pareto_figure,
     projections,
     stage_figure,
+)
+from .localisation import (
+    CAM_LEVEL,
+    NIH_SIDE,
+    FindingScore,
+    box_mask,
+    map_iou,
+    map_peak,
+    pointing_hit,
+    poisson_binomial_tail,
+    score_localisation,
 )
 from .metrics import (
     Evaluation,
@@ -108,6 +139,28 @@ from .uncertainty import (
 from .weights import check_weights_arch, load_weights, read_weights_metadata, save_weights
 
 __all__ = [
+    "saved_data_settings",
+    "EXPLAIN_FILES",
+    "EXPLAIN_SPLITS",
+    "Explanation",
+    "cam_target_layer",
+    "class_activation_maps",
+    "explain_figure",
+    "explain_saved",
+    "explain_section",
+    "format_explanation",
+    "ground_truth_cases",
+    "with_explain_section",
+    "write_explanation",
+    "CAM_LEVEL",
+    "NIH_SIDE",
+    "FindingScore",
+    "box_mask",
+    "map_iou",
+    "map_peak",
+    "pointing_hit",
+    "poisson_binomial_tail",
+    "score_localisation",
     "CONFIRMED_SEEDS",
     "MAX_SEEDS",
     "evidence",

@@ -38,6 +38,7 @@ __all__ = [
     "evaluate_model",
     "evaluate_saved",
     "evaluate_weights",
+    "saved_data_settings",
 ]
 
 #: Images per forward pass at evaluation (memory only: the scores do not depend on it).
@@ -175,6 +176,62 @@ def evaluate_weights(
     return ev
 
 
+def saved_data_settings(
+    spec: ArchSpec,
+    weights: str | Path,
+    data: str | None = None,
+    *,
+    resolution: int | None = None,
+    seed: int | None = None,
+    val_fraction: float | None = None,
+    cache_dir: str | Path | None = None,
+) -> tuple[DataSettings, dict[str, Any], dict[str, Any]]:
+    """The data settings saved weights are used with (``mdsearch eval`` and ``explain``).
+
+    Cheap: reads the weights' header and ``train.json`` next to them, loads no data. Defaults as
+    in :func:`evaluate_saved`: ``resolution`` from the header; ``data``, ``seed`` and
+    ``val_fraction`` from ``train.json``, else :class:`DataSettings`' defaults.
+
+    Returns:
+        ``(data_settings, weights_metadata, trained)``; ``trained`` is ``train.json``'s
+        ``data_settings`` (empty without one).
+
+    Raises:
+        ResultsError: missing or mismatched weights, or no resolution known.
+    """
+    import json
+
+    from .weights import check_weights_arch
+
+    weights = Path(weights)
+    meta = check_weights_arch(spec, weights)
+    if resolution is None:
+        if meta.get("resolution") is None:
+            raise ResultsError(
+                f"--weights {weights} do not say their training resolution: pass --resolution"
+            )
+        resolution = int(meta["resolution"])
+    trained: dict[str, Any] = {}
+    train_json = weights.parent / "train.json"
+    if train_json.is_file():
+        try:
+            trained = json.loads(train_json.read_text()).get("data_settings", {}) or {}
+        except (OSError, json.JSONDecodeError):
+            trained = {}
+    data_settings = DataSettings(
+        data=str(data if data is not None else trained.get("data", DataSettings.data)),
+        resolution=resolution,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        seed=int(seed if seed is not None else trained.get("seed", DataSettings.seed)),
+        val_fraction=float(
+            val_fraction
+            if val_fraction is not None
+            else trained.get("val_fraction", DEFAULT_VAL_FRACTION)
+        ),
+    )
+    return data_settings, meta, trained
+
+
 def evaluate_saved(
     spec: ArchSpec,
     weights: str | Path,
@@ -218,36 +275,17 @@ def evaluate_saved(
     Raises:
         ResultsError: missing/mismatched weights, label mismatch, no test split, no resolution.
     """
-    import json
-
-    from .weights import check_weights_arch
-
     weights = Path(weights)
-    meta = check_weights_arch(spec, weights)
-    if resolution is None:
-        if meta.get("resolution") is None:
-            raise ResultsError(
-                f"--weights {weights} do not say their training resolution: pass --resolution"
-            )
-        resolution = int(meta["resolution"])
-    trained: dict[str, Any] = {}
-    train_json = weights.parent / "train.json"
-    if train_json.is_file():
-        try:
-            trained = json.loads(train_json.read_text()).get("data_settings", {}) or {}
-        except (OSError, json.JSONDecodeError):
-            trained = {}
-    data_settings = DataSettings(
-        data=str(data if data is not None else trained.get("data", DataSettings.data)),
+    data_settings, meta, trained = saved_data_settings(
+        spec,
+        weights,
+        data,
         resolution=resolution,
-        cache_dir=None if cache_dir is None else str(cache_dir),
-        seed=int(seed if seed is not None else trained.get("seed", DataSettings.seed)),
-        val_fraction=float(
-            val_fraction
-            if val_fraction is not None
-            else trained.get("val_fraction", DEFAULT_VAL_FRACTION)
-        ),
+        seed=seed,
+        val_fraction=val_fraction,
+        cache_dir=cache_dir,
     )
+    resolution = data_settings.resolution
     dataset = data_settings.load(progress=progress)
     data, seed, val_fraction = data_settings.data, data_settings.seed, data_settings.val_fraction
     say(f"data: {dataset.summary()}")

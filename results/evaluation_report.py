@@ -192,6 +192,8 @@ def write_evaluation(
     import io
     import json
 
+    from .explain import with_explain_section
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     payload = ev.to_dict()
@@ -201,6 +203,7 @@ def write_evaluation(
     files = {key: out / name for key, name in EVALUATION_FILES.items()}
     atomic_write_bytes(files["json"], (json.dumps(payload, indent=2) + "\n").encode())
     text = format_evaluation(ev, arch=arch.canonical if arch else None, settings=settings)
+    text = with_explain_section(text, out)  # links explain.md when mdsearch explain ran here
     atomic_write_bytes(files["md"], text.encode())
     buf = io.BytesIO()
     np.savez_compressed(

@@ -1,0 +1,122 @@
+"""mdsearch explain: Grad-CAM maps of trained weights (the paper's Figure 7) and, with ground
+truth, how well they point at the findings."""
+
+from __future__ import annotations
+
+from mdsearch.search.settings import DataSettings
+
+from .common import device, usage
+from .flags import add_data_flags, add_device_flag, add_quiet_flag, given
+
+__all__ = ["add_explain"]
+
+#: The data flags' defaults when neither the user nor the training run's train.json gives one.
+_EXPLAIN_DATA = DataSettings()
+
+
+def add_explain(sub) -> None:
+    """Add ``mdsearch explain`` to the subcommands ``sub``."""
+    from mdsearch.results import CAM_LEVEL, EXPLAIN_SPLITS
+
+    p = sub.add_parser(
+        "explain",
+        help="Grad-CAM maps of trained weights; with --boxes, localisation against ground truth",
+        description="Class activation maps (Grad-CAM, the grad-cam package) of weights written "
+        "by mdsearch train, at the last spatial feature map (bn2 of MobileNet-v2, the last block "
+        "of MobileNet-v3). Writes explain.png (image, map over it, finding, score), explain.md "
+        "and explain.json next to the weights (and links them from eval.md there). With --boxes: "
+        "every finding with a known location is scored: pointing game (hit rate against chance) "
+        "and IoU of the thresholded map, against the radiologists' boxes of BBox_List_2017.csv "
+        "(chestxray14) or the generator's lesion masks (phantom); per case in localisation.csv. "
+        "Data flags not given come from train.json next to the weights.",
+    )
+    p.add_argument("arch", help="the arch.json the weights were trained with (or its string)")
+    p.add_argument("--weights", required=True, help="weights.safetensors from mdsearch train")
+    p.add_argument(
+        "--images",
+        type=int,
+        default=8,
+        help="cases shown in the grid (default 8); without --boxes, the first N of --split",
+    )
+    p.add_argument(
+        "--boxes",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CSV",
+        help="score localisation against ground truth: chestxray14's BBox_List_2017.csv(.gz) in "
+        "the data folder (or the CSV given), phantom's lesion masks",
+    )
+    p.add_argument(
+        "--split",
+        choices=EXPLAIN_SPLITS,
+        default="test",
+        help="images to explain (default test; all: every image)",
+    )
+    p.add_argument(
+        "--layer",
+        default=None,
+        help="Grad-CAM's target module, e.g. blocks.5 (default: the last spatial feature map)",
+    )
+    p.add_argument(
+        "--level",
+        type=float,
+        default=CAM_LEVEL,
+        help=f"IoU threshold, a share of each map's maximum (default {CAM_LEVEL})",
+    )
+    p.add_argument("--out", default=None, help="output folder (default: the weights' folder)")
+    g = p.add_argument_group("data (unset: the training run's)")
+    add_data_flags(g, _EXPLAIN_DATA, names=["data"], keep=True, helps={"data": "as for run"})
+    g.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="square input size in px (default: the weights' training resolution)",
+    )
+    add_data_flags(
+        g,
+        _EXPLAIN_DATA,
+        names=["seed", "val_fraction", "cache_dir"],
+        keep=True,
+        helps={"seed": "validation split seed"},
+    )
+    r = p.add_argument_group("inference")
+    r.add_argument(
+        "--batch-size", type=int, default=32, help="images per Grad-CAM pass (default 32)"
+    )
+    add_device_flag(r)
+    add_quiet_flag(p, "no progress bar")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain(args) -> int:
+    from mdsearch.results import explain_saved
+    from mdsearch.space import ArchSpec
+
+    if args.images < 1:
+        raise usage(f"--images {args.images}: use 1 or more")
+    if args.batch_size < 1:
+        raise usage(f"--batch-size {args.batch_size}: use 1 or more")
+    if not 0 < args.level < 1:
+        raise usage(f"--level {args.level}: use a share of the map's maximum between 0 and 1")
+    typed = given(args, DataSettings)  # only the data flags the user typed (keep=True)
+    _, files = explain_saved(
+        ArchSpec.load(args.arch),
+        args.weights,
+        typed.get("data"),
+        images=args.images,
+        boxes=args.boxes,
+        split=args.split,
+        layer=args.layer,
+        level=args.level,
+        out_dir=args.out,
+        resolution=args.resolution,
+        seed=typed.get("seed"),
+        val_fraction=typed.get("val_fraction"),
+        cache_dir=typed.get("cache_dir"),
+        device=device(args.device),
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    print(f"report: {files['md']} (grid: {files['png']})")
+    return 0

@@ -10,7 +10,9 @@ proxy, pools repeated seeds per architecture, and computes:
   one), one row per architecture, sorted by FLOPs (else by the last objective);
 - its hypervolume in as many dimensions as objectives, against the reference point (default:
   AUC 0.5, i.e. chance, and 1.1 x the largest eligible value of each minimised objective; or one
-  the caller gives) and the hypervolume after every trial;
+  the caller gives) and the hypervolume after every trial, on the estimates as of that trial
+  (each architecture's mean over the seeds run so far: it falls when a further seed lowers a
+  front member's mean, and the history marks those trials);
 - the knee (:func:`mdsearch.results.pareto.knee_index`);
 - the run's seed noise (pooled over its repeated architectures and its proxy-check,
   :mod:`mdsearch.results.seed_noise`), and an interval of every front member's AUC and of the
@@ -18,19 +20,23 @@ proxy, pools repeated seeds per architecture, and computes:
   paired differences of each member against its cheaper neighbour on the front and against the
   baseline (``mdsearch.results.uncertainty``); without any seed-noise estimate no difference is
   judged;
-- how often each stage carries MD-Conv on the front versus among all eligible architectures.
+- how often each stage carries MD-Conv on the front versus among all eligible architectures;
+- which labels the run's mean AUC is over (:mod:`mdsearch.search.scored_labels`) and the run's
+  wall time (:func:`run_wall_time`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from mdsearch.search.scored_labels import LABEL_RULE, LabelRule, ScoredLabels
 
 from .errors import ResultsError
 from .fidelity import proxy_check_seed_noise
@@ -57,9 +63,19 @@ from .trials import (
     pool_by_arch,
     reference_archs,
 )
-from .uncertainty import DEFAULT_RESAMPLES, PredictionBootstrap
+from .uncertainty import DEFAULT_RESAMPLES, AUCDifference, PredictionBootstrap
 
-__all__ = ["NO_SEED_NOISE", "RunAnalysis", "analyse_run", "pick_architecture", "run_seed_noise"]
+__all__ = [
+    "NO_SEED_NOISE",
+    "RunAnalysis",
+    "WallTime",
+    "analyse_run",
+    "pick_architecture",
+    "run_resolution_warnings",
+    "run_scored_labels",
+    "run_seed_noise",
+    "run_wall_time",
+]
 
 #: An architecture id (SHA-1 prefix of its canonical string) or a unique prefix of one.
 _ARCH_ID = re.compile(r"[0-9a-f]{4,40}")
@@ -71,6 +87,144 @@ NO_SEED_NOISE = (
     "`mdsearch proxy-check --run RUN` measures it (or a search long enough for the sampler to "
     "propose an architecture again, which trains it with a new seed)"
 )
+
+
+def _duration_text(seconds: float) -> str:
+    """``42 s``, ``19 min 35 s``, ``2 h 05 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+@dataclass(frozen=True)
+class WallTime:
+    """How long a run took on the wall clock.
+
+    Attributes:
+        started: when the search started (config.json's ``created``), UTC.
+        finished: when its last trial finished (trials.csv ``finished_at``), UTC.
+        sessions: how many times ``mdsearch run`` worked on the folder (1 + resumes, counted
+            from its ``tune-<k>`` folders); with more than one the span includes the pauses.
+        train_seconds: the trials' training seconds summed (compute, not wall time).
+    """
+
+    started: pd.Timestamp
+    finished: pd.Timestamp
+    sessions: int = 1
+    train_seconds: float = float("nan")
+
+    @property
+    def seconds(self) -> float:
+        """Seconds from start to the last trial's finish."""
+        return (self.finished - self.started).total_seconds()
+
+    def text(self) -> str:
+        """One line for reports, e.g. ``19 min 35 s (2026-11-30 08:34 to 08:54 UTC)``."""
+        fmt = "%Y-%m-%d %H:%M"
+        end = self.finished.strftime(
+            "%H:%M" if self.finished.date() == self.started.date() else fmt
+        )
+        out = f"{_duration_text(self.seconds)} ({self.started.strftime(fmt)} to {end} UTC)"
+        if self.sessions > 1:
+            out += (
+                f", over {self.sessions} sessions (resumed {self.sessions - 1} time"
+                f"{'s' * (self.sessions > 2)}): the span includes the pauses between them"
+            )
+        if np.isfinite(self.train_seconds):
+            out += f"; the trials trained for {_duration_text(self.train_seconds)} in all"
+        return out
+
+
+def run_wall_time(run: LoadedRun) -> WallTime | None:
+    """The run's wall time from config.json's ``created`` to the last ``finished_at`` in its
+    trial table; None when either is missing or unreadable (e.g. a hand-made table)."""
+    finished = pd.to_datetime(run.trials.get("finished_at"), errors="coerce", utc=True)
+    started = pd.to_datetime(run.config.get("created"), errors="coerce", utc=True)
+    if finished is None or finished.isna().all() or pd.isna(started):
+        return None
+    last = finished.max()
+    if last < started:
+        return None
+    sessions = max(1, len([p for p in run.path.glob("tune-*") if p.is_dir()]))
+    train = pd.to_numeric(run.trials.get("train_seconds"), errors="coerce")
+    total = float(train.sum()) if train is not None and train.notna().any() else float("nan")
+    return WallTime(started, last, sessions, total)
+
+
+def run_scored_labels(run: LoadedRun, trials: pd.DataFrame) -> ScoredLabels | None:
+    """Which labels the run's mean AUC is over: the rule its config.json records (every label
+    with both classes for runs older than the rule) applied to the validation targets of the
+    first of ``trials`` with readable predictions; None when none has."""
+    rule = LabelRule.from_config(run.config)
+    for trial in trials["trial"]:
+        path = run.predictions_path(int(trial))
+        if path is None:
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                y_true = np.asarray(data["y_true"])
+        except (OSError, KeyError, ValueError):
+            continue
+        y_true = y_true[:, None] if y_true.ndim == 1 else y_true
+        names = run.label_names
+        return rule.apply(y_true, names if len(names) == y_true.shape[1] else None)
+    return None
+
+
+def run_resolution_warnings(run: LoadedRun) -> dict[int, str]:
+    """Stage -> warning for the searched stages whose feature maps at the proxy resolution are
+    not larger than their largest kernel choice (:func:`mdsearch.search.resolution_warnings`):
+    the proxy cannot rank those stages' choices. The space comes from config.json, else from the
+    architectures the table holds; {} when the resolution or the space is unknown."""
+    from mdsearch.search import resolution_warnings
+    from mdsearch.space import ArchSpec, ArchSpecError, SearchSpace, SpaceError
+
+    resolution = (run.config.get("proxy") or {}).get("resolution")
+    if resolution is None and "resolution" in run.trials:
+        known = pd.to_numeric(run.trials["resolution"], errors="coerce").dropna()
+        resolution = known.iloc[0] if len(known) else None
+    space_info = run.config.get("space") or {}
+    choices = space_info.get("choices")
+    specs = []
+    for arch in dict.fromkeys(run.trials["arch"]):
+        try:
+            specs.append(ArchSpec.parse(arch))
+        except ArchSpecError:
+            continue
+    backbone = space_info.get("backbone") or (specs[0].backbone if specs else None)
+    if resolution is None or not backbone:
+        return {}
+    if not choices:  # an older config: the choices the run evaluated
+        choices = {
+            f"stage{i}": list(dict.fromkeys(spec.stages[i].token for spec in specs))
+            for i in range(len(specs[0].stages) if specs else 0)
+        }
+    try:
+        space = SearchSpace.from_dict({"stages": choices}, str(space_info.get("name")), backbone)
+    except (SpaceError, ArchSpecError):
+        return {}
+    warned = resolution_warnings(space, int(resolution))
+    stages = [int(re.match(r"stage(\d+)", w).group(1)) for w in warned]
+    return dict(zip(stages, warned))
+
+
+def _old_rule_note(run: LoadedRun, scored: ScoredLabels | None) -> str | None:
+    """For a run searched before the label rule: which labels the rule would leave out now."""
+    if scored is None or "label_rule" in run.config:
+        return None
+    now = replace(scored, rule=LABEL_RULE)
+    extra = [n for n in now.excluded if n not in scored.excluded]
+    if not extra:
+        return None
+    parts = "; ".join(f"{n} ({scored.counts_text(n)})" for n in extra)
+    return (
+        f"this run was searched before labels with fewer than {LABEL_RULE.min_positives} "
+        f"positives or {LABEL_RULE.min_negatives} negatives in the validation split were left "
+        f"out of the mean AUC: its mean AUCs (and their intervals) include {parts}"
+    )
 
 
 @dataclass
@@ -89,8 +243,10 @@ class RunAnalysis:
             or None) and their ``*_distinct`` booleans.
         reference: hypervolume reference point, column -> value in the column's units.
         hypervolume: of the front, in the product of the objectives' units.
-        history: DataFrame ``trial``, ``hypervolume`` (after each trial, in trial order; it can
-            fall when a further seed lowers an architecture's mean AUC).
+        history: DataFrame ``trial``, ``hypervolume`` (after each trial, in trial order, on
+            each architecture's mean over the seeds run so far), ``repeat`` (the trial was a
+            further seed of an architecture seen before) and ``fell`` (the hypervolume went down:
+            a further seed lowered a front member's mean).
         knee: ``arch`` of the knee member.
         baseline, paper: canonical strings of the baseline and the paper's architecture ("" when
             unknown); ``baseline in archs.index`` says whether it was evaluated.
@@ -103,6 +259,12 @@ class RunAnalysis:
             cannot be fitted: one architecture, or no stage choice varies); when it could split
             seed noise from interactions, ``archs['auc']`` holds its empirical-Bayes estimates
             and ``archs['auc_mean']`` the raw means over seeds.
+        scored_labels: which labels the mean AUC is over (None: no predictions to tell).
+        resolution_warnings: stage -> why the proxy cannot rank that stage's choices (its maps
+            are not larger than its kernels at the proxy resolution).
+        wall_time: the run's wall time (None: no timestamps).
+        paper_vs_baseline: the paper architecture's AUC minus the baseline's (None: either not
+            evaluated or no intervals).
         notes: remarks for the report (missing predictions and the like).
     """
 
@@ -123,6 +285,10 @@ class RunAnalysis:
     n_resamples: int
     seed_noise: SeedNoise = field(default_factory=SeedNoise)
     stage_model: StageEffectModel | None = None
+    scored_labels: ScoredLabels | None = None
+    resolution_warnings: dict[int, str] = field(default_factory=dict)
+    wall_time: WallTime | None = None
+    paper_vs_baseline: AUCDifference | None = None
     notes: list[str] = field(default_factory=list)
 
     def pick(self, pick: str) -> pd.Series:
@@ -263,10 +429,15 @@ def analyse_run(
 
     history_points = minimisation_matrix(trials, objs)
     history_points[~eligible.to_numpy()] = np.nan
+    curve = hypervolume_history(history_points, ref, groups=trials["arch"])
+    seen_before = trials["arch"].where(eligible).duplicated() & eligible
     history = pd.DataFrame(
         {
             "trial": trials["trial"].astype(int).to_numpy(),
-            "hypervolume": hypervolume_history(history_points, ref, groups=trials["arch"]),
+            "hypervolume": curve,
+            "repeat": seen_before.to_numpy(),
+            # Relative tolerance: a pooled mean recomputed in another order differs in the last bit.
+            "fell": np.r_[False, np.diff(curve) < -1e-12 * max(abs(curve).max(), 1.0)],
         }
     )
 
@@ -281,10 +452,12 @@ def analyse_run(
     )
     knee_arch = front.index[knee_index(minimisation_matrix(front, objs))]
 
-    notes: list[str] = []
+    scored = run_scored_labels(run, good)
+    notes: list[str] = [n for n in [_old_rule_note(run, scored)] if n]
     noise = run_seed_noise(run, good)
     if not noise.known:
         notes.append(NO_SEED_NOISE)
+    paper_vs_baseline = None
     archs["auc_ci_low"] = np.nan
     archs["auc_ci_high"] = np.nan
     front["vs_cheaper"] = None
@@ -308,6 +481,8 @@ def analyse_run(
                 None if a == baseline else boot.difference(archs.at[a, "trials"], base_trials)
                 for a in members
             ]
+            if paper in archs.index and paper != baseline:
+                paper_vs_baseline = boot.difference(archs.at[paper, "trials"], base_trials)
         notes.extend(boot.notes)
     front["auc_ci_low"] = archs.loc[front.index, "auc_ci_low"]
     front["auc_ci_high"] = archs.loc[front.index, "auc_ci_high"]
@@ -337,6 +512,10 @@ def analyse_run(
         n_resamples=n_resamples,
         seed_noise=noise,
         stage_model=stage_model,
+        scored_labels=scored,
+        resolution_warnings=run_resolution_warnings(run),
+        wall_time=run_wall_time(run),
+        paper_vs_baseline=paper_vs_baseline,
         notes=notes,
     )
 

@@ -192,18 +192,46 @@ def pareto_figure(analysis: RunAnalysis, x: str | None = None) -> bytes:
 
 
 def hypervolume_figure(analysis: RunAnalysis) -> bytes:
-    """Hypervolume of the front after each trial, as PNG bytes."""
+    """Hypervolume of the front after each trial, on the estimates as of that trial (each
+    architecture's mean over its seeds so far), as PNG bytes. Trials where it fell (a further
+    seed lowered a front member's mean) are marked; when the report's front ranks on shrunk
+    estimates, its hypervolume is drawn as a dashed line."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 3.5))
     ax = fig.add_subplot()
     hist = analysis.history
-    ax.step(hist["trial"], hist["hypervolume"], where="post", color="tab:green")
+    ax.step(
+        hist["trial"],
+        hist["hypervolume"],
+        where="post",
+        color="tab:green",
+        label="front after each trial (mean over the seeds so far)",
+    )
+    fell = hist[hist["fell"]]
+    if len(fell):
+        ax.scatter(
+            fell["trial"],
+            fell["hypervolume"],
+            marker="v",
+            color="tab:red",
+            zorder=5,
+            label="fell: a further seed lowered a front member's mean",
+        )
+    if "auc_mean" in analysis.archs:
+        ax.axhline(
+            analysis.hypervolume,
+            color="0.4",
+            ls="--",
+            lw=1,
+            label="the report's front (shrunk estimates)",
+        )
     ax.set_xlabel("trial number")
     units = " x ".join(o.column for o in analysis.objectives)
     ax.set_ylabel(f"hypervolume ({units})")
     ax.set_title(f"Hypervolume vs reference ({analysis.reference_text})", fontsize=9)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
 
 
@@ -223,7 +251,10 @@ def stage_figure(analysis: RunAnalysis) -> bytes:
         color="0.6",
         label=f"all evaluated ({len(analysis.archs)})",
     )
-    ax.set_xticks(x, list(share.index))
+    warned = analysis.resolution_warnings
+    ax.set_xticks(x, [f"stage{i} (!)" if i in warned else f"stage{i}" for i in range(len(share))])
+    if warned:
+        ax.set_xlabel("(!): the proxy resolution cannot rank this stage's choices", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share with MD-Conv in the stage")
     ax.set_title("Where MD-Conv pays off", fontsize=9)

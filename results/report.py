@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,66 @@ def pareto_table(analysis: RunAnalysis, *, full_arch: bool = True) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def _arch_table(analysis: RunAnalysis) -> pd.DataFrame:
+    """Arch id -> canonical string of each front member (the wide column of the front table,
+    kept apart so the front table fits a browser window)."""
+    front = analysis.front
+    return pd.DataFrame(
+        {
+            "arch id": front["arch_id"].to_numpy(),
+            "": [_tags(analysis, a) for a in front.index],
+            "architecture (canonical string, `mdsearch.mdconv.build` takes it)": front.index,
+        }
+    )
+
+
+def _reference_table(analysis: RunAnalysis) -> pd.DataFrame | None:
+    """The paper's architecture and the baseline, as evaluated in this run (None when the
+    paper's architecture was not evaluated)."""
+    if not analysis.paper or analysis.paper not in analysis.archs.index:
+        return None
+    pct = f"{analysis.level:.0%}"
+    rows = []
+    for arch, what in (
+        (analysis.paper, "paper: stage5 3x3+5x5 1:1 (Table 4)"),
+        (analysis.baseline, "baseline: no MD-Conv"),
+    ):
+        if not arch or arch not in analysis.archs.index:
+            continue
+        row = analysis.archs.loc[arch]
+        out = {
+            "": what,
+            "arch id": row["arch_id"],
+            _flops_header(analysis): f"{row['flops_m']:.1f}",
+            f"AUC [{pct} CI]": _auc_text(row),
+            **({"AUC shrunk": f"{row['auc']:.3f}"} if "auc_mean" in row.index else {}),
+            "seeds": int(row["seeds"]),
+            "on the front": "yes" if row["on_front"] else "no (dominated)",
+        }
+        if arch == analysis.paper:
+            out["vs baseline"] = _difference_text(analysis.paper_vs_baseline)
+        else:
+            out["vs baseline"] = "-"
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def _reference_text(analysis: RunAnalysis) -> str:
+    """One line on the paper's architecture: where it stands, or that it was not evaluated."""
+    if not analysis.paper:
+        return "The paper's architecture does not exist on this backbone."
+    if analysis.paper not in analysis.archs.index:
+        return (
+            "The paper's architecture (MD-Conv 3x3+5x5 1:1 in stage5 only) was not evaluated in "
+            "this run."
+        )
+    return (
+        "The paper's architecture (MD-Conv 3x3+5x5 1:1 in stage5 only, PAPER.md Table 4) as "
+        "this run evaluated it, beside the baseline; 'vs baseline' is the paired AUC "
+        "difference with its interval."
+    )
+
+
 def pareto_csv_table(analysis: RunAnalysis) -> pd.DataFrame:
     """The front as numbers, one row per architecture (what ``pareto.csv`` holds)."""
     front = analysis.front
@@ -179,7 +240,9 @@ def _effects_table(analysis: RunAnalysis) -> pd.DataFrame | None:
     pct = f"{model.level:.0%}"
     return pd.DataFrame(
         {
-            "stage": table["stage"],
+            "stage": [
+                f"{k} (!)" if int(k) in analysis.resolution_warnings else k for k in table["stage"]
+            ],
             "choice": table["choice"],
             f"AUC effect [{pct} CI]": [
                 f"{e:+.4f} [{lo:+.4f}, {hi:+.4f}]"
@@ -225,19 +288,71 @@ def _effects_text(analysis: RunAnalysis) -> list[str]:
 
 
 def _label_table(analysis: RunAnalysis) -> pd.DataFrame:
-    columns = [c for c in analysis.front.columns if c.startswith("auc__")]
-    table = analysis.front[columns].rename(columns=lambda c: c[5:])
-    table.insert(0, "arch id", analysis.front["arch_id"])
-    table.insert(1, "", [_tags(analysis, a) for a in analysis.front.index])
-    return table.reset_index(drop=True)
+    """Per-label validation AUC of the front: one row per label (14 findings stay readable),
+    one column per front member; with the label's validation counts and whether it is in the
+    mean AUC when the predictions tell."""
+    front = analysis.front
+    scored = analysis.scored_labels
+    labels = [c[len("auc__") :] for c in front.columns if c.startswith("auc__")]
+    table = pd.DataFrame({"label": labels})
+    if scored is not None and set(labels) <= set(scored.label_names):
+        table["validation positives / negatives"] = [
+            f"{scored.positives[scored.label_names.index(n)]} / "
+            f"{scored.negatives[scored.label_names.index(n)]}"
+            for n in labels
+        ]
+        table["in the mean AUC"] = ["no" if n in scored.excluded else "yes" for n in labels]
+    for arch, row in front.iterrows():
+        tags = _tags(analysis, arch)
+        header = f"{row['arch_id']} ({tags})" if tags else row["arch_id"]
+        table[header] = [
+            f"{row['auc__' + n]:.3f}" if pd.notna(row["auc__" + n]) else "-" for n in labels
+        ]
+    return table
+
+
+def _label_rule_text(analysis: RunAnalysis) -> str | None:
+    """What the report says about labels left out of the mean AUC (None: none was)."""
+    scored = analysis.scored_labels
+    if scored is None:
+        return None
+    return scored.warning("validation")
+
+
+def _proxy_map_sizes(analysis: RunAnalysis) -> tuple[int, list[int]] | None:
+    """(proxy resolution in px, each stage's output map side at it), or None when unknown."""
+    from mdsearch.space import ArchSpec, ArchSpecError, get_backbone
+
+    resolution = (analysis.run.config.get("proxy") or {}).get("resolution")
+    if resolution is None or analysis.archs.empty:
+        return None
+    try:
+        backbone = get_backbone(ArchSpec.parse(analysis.archs.index[0]).backbone)
+    except ArchSpecError:
+        return None
+    return int(resolution), backbone.map_sizes(int(resolution))
+
+
+def _stage_name(analysis: RunAnalysis, stage: int) -> str:
+    """``stage5``, marked ``stage5 (!)`` when the proxy resolution cannot rank its choices."""
+    return f"stage{stage} (!)" if stage in analysis.resolution_warnings else f"stage{stage}"
 
 
 def _stage_table(analysis: RunAnalysis) -> pd.DataFrame:
     share = analysis.stage_share
     n_front, n_all = len(analysis.front), len(analysis.archs)
+    sizes = _proxy_map_sizes(analysis)
+    maps = {}
+    if sizes is not None:
+        resolution, sides = sizes
+        maps[f"maps at the proxy's {resolution} px"] = [
+            f"{sides[i]}x{sides[i]}" + (": too small" if i in analysis.resolution_warnings else "")
+            for i in range(len(share))
+        ]
     return pd.DataFrame(
         {
-            "stage": share.index,
+            "stage": [_stage_name(analysis, i) for i in range(len(share))],
+            **maps,
             f"on the front (of {n_front})": [
                 f"{n} ({s:.0%})" for n, s in zip(share["front_n"], share["front_share"])
             ],
@@ -322,6 +437,15 @@ def _settings(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         return [(prefix, str(value))]
 
     rows = walk("", dict(config))
+    # config.json keeps the settings as typed (``settings.*``) and the resolved blocks the run
+    # used (``proxy.*``, ``objectives``, ``seed``...): a setting equal to its resolved value is
+    # listed once.
+    resolved = {key: value for key, value in rows if not key.startswith("settings.")}
+    rows = [
+        (key, value)
+        for key, value in rows
+        if not (key.startswith("settings.") and resolved.get(key[len("settings.") :]) == value)
+    ]
     entries = [r for r in rows if r[0].startswith("latency.table.")]
     if entries:  # the table's times are in config.json; one line here is enough
         rows = [r for r in rows if not r[0].startswith("latency.table.")]
@@ -332,10 +456,15 @@ def _settings(config: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _methods_text(analysis: RunAnalysis) -> list[str]:
     objectives = ", ".join(f"{o.column} ({o.direction})" for o in analysis.objectives)
     k = len(analysis.objectives)
+    scored = analysis.scored_labels
+    if scored is None or scored.rule.min_positives <= 1:
+        labels = "every label with both classes in the validation split"
+    else:
+        labels = f"the labels with {scored.rule} in the validation split"
     lines = [
         f"Objectives: {objectives}; the front is computed in all {k} at once. Eligible for the "
         "front: trials with status COMPLETE that reached the proxy's epochs; repeated seeds of "
-        "one architecture are pooled (mean).",
+        f"one architecture are pooled (mean). AUC: mean validation ROC AUC over {labels}.",
         f"{_hypervolume_line(analysis)}. Default reference: AUC 0.5 (chance) and 1.1 x the "
         "largest eligible value of each minimised objective.",
         "Knee: on axes normalised over the front, the member farthest from the "
@@ -394,6 +523,34 @@ def _counts_table(analysis: RunAnalysis) -> pd.DataFrame:
     )
 
 
+def _wall_time_line(analysis: RunAnalysis) -> str:
+    wall = analysis.wall_time
+    return f"Wall time: {wall.text()}." if wall else "Wall time: unknown (no timestamps)."
+
+
+def _hypervolume_caption(analysis: RunAnalysis) -> str:
+    """What the hypervolume curve shows, and why it can fall."""
+    hist = analysis.history
+    falls = int(hist["fell"].sum())
+    text = (
+        "Hypervolume of the front after each trial, computed on the estimates as of that trial: "
+        "each architecture's mean AUC over the seeds it had so far. It rises when a new "
+        "architecture joins the front and falls when a further seed lowers a front member's "
+        "mean (its first seed was lucky): "
+    )
+    if falls:
+        text += f"{falls} such fall{'s' * (falls != 1)} here, marked with red triangles."
+    else:
+        text += "no such fall in this run."
+    if "auc_mean" in analysis.archs:
+        text += (
+            f" The front above ranks on shrunk estimates, so its hypervolume "
+            f"({analysis.hypervolume:.4g}, dashed line) differs from the curve's last value "
+            f"({hist['hypervolume'].iloc[-1]:.4g}, raw means)."
+        )
+    return text
+
+
 def _errors_table(analysis: RunAnalysis) -> pd.DataFrame | None:
     trials = analysis.run.trials
     failed = trials[trials["status"] == "FAILED"]
@@ -404,23 +561,42 @@ def _errors_table(analysis: RunAnalysis) -> pd.DataFrame | None:
     return pd.DataFrame({"error": counts.index, "trials": counts.to_numpy()})
 
 
+def _resolution_lines(analysis: RunAnalysis) -> list[str]:
+    """The resolution warnings, for the stage sections (empty when there is none)."""
+    if not analysis.resolution_warnings:
+        return []
+    return [
+        "Stages marked (!): the proxy resolution cannot rank their choices. "
+        + "; ".join(analysis.resolution_warnings.values())
+        + "."
+    ]
+
+
 def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
     run = analysis.run
     out = [f"# mdsearch report: {run.name}", ""]
     if run.synthetic:
         out += [f"> **{_SYNTHETIC_NOTICE}**", ""]
     out += ["## Trials", "", _markdown_table(_counts_table(analysis)), ""]
+    out += [_wall_time_line(analysis), ""]
     errors = _errors_table(analysis)
     if errors is not None:
         out += ["Failures:", "", _markdown_table(errors), ""]
-    out += ["## Pareto front", "", _markdown_table(pareto_table(analysis)), ""]
+    out += ["## Pareto front", "", _markdown_table(pareto_table(analysis, full_arch=False)), ""]
+    out += [_markdown_table(_arch_table(analysis)), ""]
     for x in projections(analysis):
         out += [f"![AUC vs {short_name(x)}]({files[projection_key(analysis, x)].name})", ""]
     out += [f"- {line}" for line in _methods_text(analysis)] + [""]
+    out += ["## The paper's architecture", "", _reference_text(analysis), ""]
+    reference = _reference_table(analysis)
+    if reference is not None:
+        out += [_markdown_table(reference), ""]
     out += [
         "## Hypervolume over trials",
         "",
         f"![hypervolume]({files['hypervolume_png'].name})",
+        "",
+        _hypervolume_caption(analysis),
         "",
     ]
     out += [
@@ -428,9 +604,9 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
         "",
         _markdown_table(_stage_table(analysis)),
         "",
-        f"![MD-Conv stages]({files['stages_png'].name})",
-        "",
     ]
+    out += [f"> **Warning:** {line}" for line in _resolution_lines(analysis)]
+    out += ["", f"![MD-Conv stages]({files['stages_png'].name})", ""]
     out += ["## Stage effects: every trial at once", ""]
     effects = _effects_table(analysis)
     if effects is not None:
@@ -443,6 +619,9 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
         _markdown_table(_label_table(analysis)),
         "",
     ]
+    rule = _label_rule_text(analysis)
+    if rule:
+        out += [f"> **Note:** {rule}", ""]
     fidelity = format_fidelity_markdown(run.path)
     if fidelity:
         out += [fidelity, ""]
@@ -453,19 +632,65 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
     return "\n".join(out)
 
 
+# The page is read at 1400 px and narrower: the body is as wide as the window allows up to
+# 1320 px, numbers and intervals never wrap, long strings (architectures, paths, notes) wrap
+# anywhere rather than widen the page, and a table wider than the page scrolls inside its own box.
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1100px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}
-th{background:#f3f3f3} td{font-variant-numeric:tabular-nums}
+max-width:1320px;color:#222;padding:0 1em;line-height:1.4}
+.table{max-width:100%;overflow-x:auto;margin:.5em 0 1.2em}
+table{border-collapse:collapse;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3} td{font-variant-numeric:tabular-nums;white-space:nowrap}
+td.text{white-space:normal;overflow-wrap:anywhere;min-width:12em} td.wrap{white-space:normal}
+td.arch{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.95em;white-space:normal;
+overflow-wrap:anywhere}
 .synthetic{border:3px solid #c00;background:#fee;padding:.8em 1em;font-weight:bold;color:#900}
+.warning{border-left:4px solid #d80;background:#fff6e5;padding:.4em .8em}
+.note{border-left:4px solid #888;background:#f6f6f6;padding:.4em .8em}
+.caption{color:#444;font-size:.92em;max-width:60em}
 img{max-width:100%} code{font-size:.9em} .methods li{margin:.2em 0}
 """
 
 
-def _html_table(table: pd.DataFrame) -> str:
-    return table.to_html(index=False, escape=True, border=0, na_rep="-")
+def _keep_intervals_whole(text: str) -> str:
+    """``text`` with the spaces of ``estimate [low, high]`` made non-breaking, so a cell that
+    wraps breaks before or after an estimate with its interval, never inside it
+    (``+0.04 [-0.01, +0.09] n.s.`` wraps only before ``n.s.``)."""
+    return re.sub(r"(\S+ )?\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\u00a0"), text)
+
+
+def _html_table(
+    table: pd.DataFrame,
+    *,
+    text: Sequence[str] = (),
+    arch: Sequence[str] = (),
+    wrap: Sequence[str] = (),
+) -> str:
+    """``table`` as HTML in a box that scrolls when wider than the page. Cells of the ``text``
+    columns wrap (prose, lists); those of the ``arch`` columns wrap anywhere in a monospace font;
+    those of the ``wrap`` columns wrap between words but never inside an interval; every other
+    cell (numbers, intervals) stays on one line."""
+    esc = html.escape
+    classes = {c: "text" for c in text} | {c: "arch" for c in arch} | {c: "wrap" for c in wrap}
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
+    body = []
+    for row in table.itertuples(index=False):
+        cells = []
+        for column, value in zip(table.columns, row):
+            shown = (
+                "-" if value is None or (isinstance(value, float) and np.isnan(value)) else value
+            )
+            shown = f"{shown:.3f}" if isinstance(shown, float) else str(shown)
+            cls = f' class="{classes[column]}"' if column in classes else ""
+            if classes.get(column) == "wrap":
+                shown = _keep_intervals_whole(shown)
+            cells.append(f"<td{cls}>{esc(shown)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f'<div class="table"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -479,6 +704,7 @@ def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>mdsearch report: {esc(run.name)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>mdsearch report: {esc(run.name)}</h1>",
@@ -486,22 +712,36 @@ def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
     if run.synthetic:
         parts.append(f'<p class="synthetic">{esc(_SYNTHETIC_NOTICE)}</p>')
     parts += ["<h2>Trials</h2>", _html_table(_counts_table(analysis))]
+    parts.append(f"<p>{esc(_wall_time_line(analysis))}</p>")
     errors = _errors_table(analysis)
     if errors is not None:
-        parts += ["<p>Failures:</p>", _html_table(errors)]
-    parts += ["<h2>Pareto front</h2>", _html_table(pareto_table(analysis))]
+        parts += ["<p>Failures:</p>", _html_table(errors, text=["error"])]
+    front = pareto_table(analysis, full_arch=False)
+    parts.append("<h2>Pareto front</h2>")
+    parts.append(_html_table(front, wrap=["", "vs cheaper", "vs baseline", "evidence"]))
+    arch_table = _arch_table(analysis)
+    parts.append(_html_table(arch_table, arch=[arch_table.columns[-1]]))
     for x in projections(analysis):
         alt = f"AUC vs {short_name(x)} with the Pareto front"
         parts.append(_img(pngs[projection_key(analysis, x)], alt))
     parts.append('<ul class="methods">')
     parts += [f"<li>{esc(line)}</li>" for line in _methods_text(analysis)]
     parts.append("</ul>")
-    parts += ["<h2>Hypervolume over trials</h2>", _img(pngs["hypervolume_png"], "hypervolume")]
+    parts += ["<h2>The paper's architecture</h2>", f"<p>{esc(_reference_text(analysis))}</p>"]
+    reference = _reference_table(analysis)
+    if reference is not None:
+        parts.append(_html_table(reference, wrap=["", "vs baseline"]))
+    parts += [
+        "<h2>Hypervolume over trials</h2>",
+        _img(pngs["hypervolume_png"], "hypervolume"),
+        f'<p class="caption">{esc(_hypervolume_caption(analysis))}</p>',
+    ]
     parts += [
         "<h2>Where MD-Conv sits: front vs all evaluated</h2>",
         _html_table(_stage_table(analysis)),
-        _img(pngs["stages_png"], "MD-Conv stages"),
     ]
+    parts += [f'<p class="warning">{esc(line)}</p>' for line in _resolution_lines(analysis)]
+    parts.append(_img(pngs["stages_png"], "MD-Conv stages"))
     parts.append("<h2>Stage effects: every trial at once</h2>")
     effects = _effects_table(analysis)
     if effects is not None:
@@ -510,8 +750,11 @@ def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
     parts.append("</ul>")
     parts += [
         "<h2>Per-label validation AUC of the front (mean over seeds)</h2>",
-        _html_table(_label_table(analysis).round(3)),
+        _html_table(_label_table(analysis)),
     ]
+    rule = _label_rule_text(analysis)
+    if rule:
+        parts.append(f'<p class="note">{esc(rule)}</p>')
     fidelity = format_fidelity_html(run.path)
     if fidelity:
         parts.append(fidelity)
@@ -519,7 +762,8 @@ def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
         parts += ["<h2>Notes</h2>", "<ul>"] + [f"<li>{esc(n)}</li>" for n in analysis.notes]
         parts.append("</ul>")
     settings = pd.DataFrame(_settings(run.config), columns=["setting", "value"])
-    parts += ["<h2>Settings and data</h2>", _html_table(settings), "</body></html>"]
+    parts += ["<h2>Settings and data</h2>", _html_table(settings, text=["value"])]
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 

@@ -83,7 +83,8 @@ def test_markdown_has_the_front_table_settings_and_plots(report):
     assert len(rows) >= 3
     assert "| proxy.resolution | 64 |" in text
     assert "RuntimeError: out of memory" in text  # the failed trial's error is reported
-    assert "| stage5 | 2 (67%) | 3 (60%) |" in text  # MD-Conv per stage: front vs all
+    # MD-Conv per stage: front vs all; stage5 marked: its maps at the 64 px proxy are 2x2
+    assert "| stage5 (!) | 2x2: too small | 2 (67%) | 3 (60%) |" in text
 
 
 def test_terminal_table_lists_the_front_and_the_counts(tmp_path):
@@ -225,3 +226,101 @@ def test_a_run_without_repeats_judges_no_difference(tmp_path):
     text = format_pareto_table(run, n_resamples=200)
     assert "seed noise unknown" in text and "proxy-check" in text
     assert "distinct" not in text.replace("not judged", "")
+
+
+def test_the_report_states_the_wall_time(report):
+    _, files = report
+    # config.json created 00:00, last trial finished 00:08 (tests/run_fixtures.py).
+    line = "Wall time: 8 min 00 s (2025-01-01 00:00 to 00:08 UTC)"
+    assert line in files["markdown"].read_text() and line in files["html"].read_text()
+
+
+def test_a_resumed_run_says_its_wall_time_spans_the_pause(tmp_path):
+    run = make_run_folder(tmp_path, DEFAULT_TRIALS[:4])
+    (run / "tune-0").mkdir()
+    (run / "tune-1").mkdir()
+    wall = analyse_run(run, n_resamples=0).wall_time
+    assert wall.seconds == 180 and wall.sessions == 2
+    assert "over 2 sessions (resumed 1 time): the span includes the pauses" in wall.text()
+
+
+def test_the_paper_architecture_has_its_own_table_when_evaluated(report, tmp_path):
+    _, files = report
+    text = files["markdown"].read_text()
+    section = text.split("## The paper's architecture")[1].split("\n## ")[0]
+    paper_row = next(line for line in section.splitlines() if line.startswith("| paper"))
+    assert _id(FRONT[1]) in paper_row and "1228.0" in paper_row
+    assert re.search(r"\| yes \| \+0\.1\d\d \[\+0\.\d+, \+0\.\d+\] distinct \|", paper_row)
+    assert any(line.startswith("| baseline: no MD-Conv") for line in section.splitlines())
+    # A run that never trained the paper's architecture says so instead.
+    run = make_run_folder(tmp_path, [t for t in DEFAULT_TRIALS if t.stages != (5,)])
+    text = write_report(run, n_resamples=0)["markdown"].read_text()
+    assert "The paper's architecture (MD-Conv 3x3+5x5 1:1 in stage5 only) was not evaluated" in text
+
+
+def test_hypervolume_history_is_on_the_pooled_estimates_as_of_each_trial(tmp_path):
+    import numpy as np
+
+    from mdsearch.results import hypervolume, non_dominated
+
+    trials = [
+        FixtureTrial((), 0.66, 1223.0),
+        FixtureTrial((5,), 0.85, 1228.0),  # a lucky first seed: joins the front
+        FixtureTrial((1, 5), 0.80, 1241.0),  # dominated by stage5's first seed
+        FixtureTrial((5,), 0.60, 1228.0),  # its second seed pulls its mean down
+        FixtureTrial((5,), 0.95, 1228.0),  # its third seed raises it again
+    ]
+    run = make_run_folder(tmp_path, trials)
+    analysis = analyse_run(run, n_resamples=0, shrink=False)
+    table = analysis.run.trials
+    ref = np.array([-analysis.reference["auc"], analysis.reference["flops_m"]])
+    for t in range(len(trials)):
+        so_far = table.iloc[: t + 1].groupby("arch")[["auc", "flops_m"]].mean()
+        points = np.c_[-so_far["auc"], so_far["flops_m"]]
+        want = hypervolume(points[non_dominated(points)], ref)
+        assert analysis.history["hypervolume"].iloc[t] == pytest.approx(want)
+    assert analysis.history["fell"].tolist() == [False, False, False, True, False]
+    assert analysis.history["repeat"].tolist() == [False, False, False, True, True]
+    text = write_report(run, n_resamples=0)["markdown"].read_text()
+    caption = text.split("## Hypervolume over trials")[1].split("\n## ")[0]
+    assert "computed on the estimates as of that trial" in caption
+    assert "1 such fall here" in caption
+
+
+def test_stages_the_proxy_resolution_cannot_rank_are_marked_next_to_the_stage_table(report):
+    _, files = report
+    text = files["markdown"].read_text()
+    section = text.split("## Where MD-Conv sits")[1].split("\n## ")[0]
+    # The paper space at 64 px: stage3 ends on 4x4 maps, stage5 on 2x2; both search 5x5.
+    assert "| stage3 (!) | 4x4: too small |" in section and "| stage1 | 16x16 |" in section
+    assert "> **Warning:** Stages marked (!)" in section
+    assert "stage5 runs on 2x2 maps at --resolution 64" in section
+    assert "stage1 runs" not in section
+    assert "stage5 (!)" in files["html"].read_text()
+
+
+def test_a_proxy_at_a_resolution_that_shows_every_kernel_marks_no_stage(tmp_path):
+    import json
+
+    run = make_run_folder(tmp_path, DEFAULT_TRIALS[:4])
+    config = json.loads((run / "config.json").read_text())
+    config["proxy"]["resolution"] = 224  # stage5 on 7x7 maps: larger than 5x5
+    (run / "config.json").write_text(json.dumps(config))
+    text = write_report(run, n_resamples=0)["markdown"].read_text()
+    assert "(!)" not in text and "| stage5 | 7x7 |" in text
+
+
+def test_settings_are_listed_once(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    run = tmp_path / "v1_run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "v1_run", run)
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["proxy"] == config["proxy"]  # config.json holds both
+    text = write_report(run, n_resamples=0)["markdown"].read_text()
+    settings = text.split("## Settings and data")[1]
+    assert "settings.proxy" not in settings and settings.count("| proxy.epochs |") == 1
+    assert "settings.objectives" not in settings and "| objectives | auc, flops |" in settings
+    assert "| settings.data | phantom,n=300 |" in settings  # as typed: not the same as data.*

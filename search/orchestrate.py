@@ -39,6 +39,8 @@ from .study import recover_study
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .progress import FrontSize
     from .study import ConfirmPolicy
 
@@ -90,6 +92,45 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
         )
     check_latency_device(settings.latency_device, needed="latency" in settings.objectives)
     return Prepared(settings, space, folder, resume)
+
+
+def _resume_summary(
+    folder: RunFolder, table: pd.DataFrame, budget: int, rerun: int, references: int = 0
+) -> str:
+    """What ``--resume`` found, in one line: rows done (by status), the trials a kill or Ctrl-C
+    interrupted (run again first), and what is left of the budget.
+
+    Args:
+        folder: the run folder.
+        table: its trial table.
+        budget: the run's budget (trials in total).
+        rerun: interrupted trials that run again first.
+        references: reference architectures not evaluated yet (also run first).
+
+    Example:
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"status": ["COMPLETE", "COMPLETE", "FAILED"]})
+        >>> _resume_summary(RunFolder("runs/a"), table, 10, 1).split(": ", 1)[1]
+        '3 of 10 trials done (2 complete, 1 failed); 1 interrupted trial runs again first; 7 left to the budget'
+    """
+    counts = table["status"].value_counts() if len(table) else {}
+    by_status = ", ".join(f"{n} {status.lower()}" for status, n in counts.items())
+    text = f"resuming {folder.path}: {len(table)} of {budget} trials done"
+    text += f" ({by_status})" if by_status else ""
+    if rerun:
+        text += f"; {_count(rerun, 'interrupted trial')} {_runs(rerun)} again first"
+    if references:
+        text += f"; {_count(references, 'reference architecture')} not evaluated yet "
+        text += f"{_runs(references)} first"
+    return text + f"; {max(0, budget - len(table))} left to the budget"
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def _runs(n: int) -> str:
+    return "runs" if n == 1 else "run"
 
 
 def run_search(
@@ -146,6 +187,8 @@ def run_search(
                 for r in space.reference_points(num_classes)
                 if r.canonical not in seen
             ]
+            if prepared.resume:
+                say(_resume_summary(folder, table, settings.budget, len(again), len(refs)))
             plan = ray_session.TrialPlan(
                 remaining=remaining,
                 done=done,

@@ -24,7 +24,7 @@ from .trial_table import CONFIG_COLUMNS, LABEL_PREFIX, TRIAL_COLUMNS
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-__all__ = ["FrontSize", "InterruptFlag", "TrialRecorder", "LiveProgress"]
+__all__ = ["FrontSize", "InterruptFlag", "LiveProgress", "TrialNumbers", "TrialRecorder"]
 
 #: Number of non-dominated points among one tuple of objective values per trial, given
 #: ``"max"``/``"min"`` per objective (duplicates each count). The search does not define a
@@ -49,6 +49,38 @@ class InterruptFlag:
     def is_set(self) -> bool:
         """Whether Ctrl-C was pressed."""
         return self._set
+
+
+class TrialNumbers:
+    """Each Ray trial's number in trials.csv (the ``trial`` column), given once, in the order
+    asked.
+
+    The recorder writes the number in the trial's row; the searcher stores the same number in
+    the Optuna trial (user attribute ``table_trial``) before it tells Optuna the outcome, so
+    optuna-dashboard and the table can be matched (after a kill and ``--resume`` their own
+    numbers differ). Ray Tune calls the two in either order (the recorder first for a trial
+    that finished, the searcher first for one stopped early or lost), so whichever asks first
+    fixes the number. Plain data, since Tune pickles its searcher and callbacks.
+
+    Args:
+        start: rows already in the table (the first number given).
+
+    Example:
+        >>> numbers = TrialNumbers(start=3)
+        >>> numbers.number("a"), numbers.number("b"), numbers.number("a")
+        (3, 4, 3)
+    """
+
+    def __init__(self, start: int = 0) -> None:
+        self.next = start
+        self._given: dict[str, int] = {}
+
+    def number(self, trial_id: str) -> int:
+        """The table number of Ray trial ``trial_id`` (the next free one when first asked)."""
+        if trial_id not in self._given:
+            self._given[trial_id] = self.next
+            self.next += 1
+        return self._given[trial_id]
 
 
 def _last_error_line(trial: Trial) -> str:
@@ -85,6 +117,8 @@ class TrialRecorder(Callback):
         start: rows already in the table (the next trial's number).
         quiet: no line per failure or retry on stderr.
         interrupted: the Ctrl-C flag.
+        numbers: the table numbers, shared with the searcher (default: numbered from
+            ``start`` here).
     """
 
     def __init__(
@@ -96,8 +130,10 @@ class TrialRecorder(Callback):
         start: int = 0,
         quiet: bool = False,
         interrupted: InterruptFlag | None = None,
+        numbers: TrialNumbers | None = None,
     ) -> None:
         self.folder = folder
+        self.numbers = numbers if numbers is not None else TrialNumbers(start)
         self.label_names = tuple(label_names)
         self.count = start
         self.quiet = quiet
@@ -141,7 +177,7 @@ class TrialRecorder(Callback):
         if status == "FAILED":  # a partial AUC of a failed trial is no result
             row["auc"] = math.nan
         row.update(
-            trial=self.count,
+            trial=self.numbers.number(trial.trial_id),
             ray_trial_id=trial.trial_id,
             status=status,
             finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -145,11 +145,12 @@ def run_trials(
     import optuna
     from ray import tune
 
-    from .progress import InterruptFlag, LiveProgress, TrialRecorder
+    from .progress import InterruptFlag, LiveProgress, TrialNumbers, TrialRecorder
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     interrupted = InterruptFlag()
+    numbers = TrialNumbers(start=plan.done)  # trials.csv numbers, also stored in the study
     storage = optuna.storages.RDBStorage(folder.study_url)
     searcher = proxy_search_class()(
         space=space.distributions(),
@@ -167,6 +168,7 @@ def run_trials(
         confirm_after=settings.explore_trials if settings.confirm > 0 else None,
         confirm_policy=confirm_policy,
         table_path=str(folder.table_path),
+        trial_numbers=numbers,
     )
     scheduler = None
     if settings.early_stop == "asha":
@@ -188,6 +190,7 @@ def run_trials(
         start=plan.done,
         quiet=quiet,
         interrupted=interrupted,
+        numbers=numbers,
     )
     callbacks: list[tune.Callback] = [recorder]
     if not quiet:

@@ -32,8 +32,11 @@ if TYPE_CHECKING:
     import pandas as pd
     from ray.tune.search.optuna import OptunaSearch
 
+    from .progress import TrialNumbers
+
 __all__ = [
     "STUDY_NAME",
+    "TABLE_TRIAL_ATTR",
     "ConfirmPolicy",
     "Interrupted",
     "make_sampler",
@@ -44,6 +47,10 @@ __all__ = [
 
 #: Name of the Optuna study in study.db (what ``optuna.load_study`` takes).
 STUDY_NAME = "mdsearch"
+
+#: The Optuna user attribute holding the trial's number in trials.csv (its ``trial`` column):
+#: after a kill and ``--resume``, Optuna's trial numbers and the table's differ.
+TABLE_TRIAL_ATTR = "table_trial"
 
 
 #: The confirmation policy: (trial table so far, canonical string -> trials proposed) -> the
@@ -105,8 +112,10 @@ def proxy_search_class() -> type[OptunaSearch]:
 
     Its constructor takes OptunaSearch's arguments and ``mdsearch_space`` (the
     :class:`~mdsearch.space.SearchSpace`), ``num_classes``, ``seed`` (repeat k of an
-    architecture trains with seed + k), ``seen`` (architectures already in the table -> count)
-    and ``interrupted`` (an :class:`Interrupted` flag).
+    architecture trains with seed + k), ``seen`` (architectures already in the table -> count),
+    ``interrupted`` (an :class:`Interrupted` flag) and ``trial_numbers`` (the recorder's
+    :class:`~mdsearch.search.progress.TrialNumbers`: each Optuna trial then carries its
+    trials.csv number as the user attribute :data:`TABLE_TRIAL_ATTR`).
     """
     from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState
@@ -128,6 +137,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             confirm_after: int | None = None,
             confirm_policy: ConfirmPolicy | None = None,
             table_path: str | None = None,
+            trial_numbers: TrialNumbers | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
@@ -140,6 +150,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             self._md_confirm_after = confirm_after
             self._md_confirm_policy = confirm_policy
             self._md_table_path = table_path
+            self._md_numbers = trial_numbers
             study = getattr(self, "_ot_study", None)
             if study is not None:  # optuna-dashboard then names the objectives, not "Objective 0"
                 with warnings.catch_warnings():
@@ -178,6 +189,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             ot_trial.set_user_attr("arch_id", spec.arch_id)
             ot_trial.set_user_attr("seed", seed)
             ot_trial.set_user_attr("phase", "confirm" if confirm is not None else "explore")
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
             return {"arch": spec.canonical, "seed": seed, "repeat": repeat}
 
         def on_trial_complete(
@@ -191,6 +203,8 @@ def proxy_search_class() -> type[OptunaSearch]:
                 ot_trial.set_user_attr("interrupted", True)
                 self._completed_trials.add(trial_id)
                 return
+            if self._md_numbers is not None:  # the row the recorder writes (or wrote) for it
+                ot_trial.set_user_attr(TABLE_TRIAL_ATTR, self._md_numbers.number(trial_id))
             finished = bool(result) and result.get("final") and not error
             values = objective_values(result or {}, self._md_metrics)
             if finished and values is not None:
@@ -218,7 +232,8 @@ def recover_study(
     those to run again first.
 
     A RUNNING trial whose architecture and seed already have a row (the driver died between
-    writing the row and telling Optuna) is told the row's outcome; every other one is marked
+    writing the row and telling Optuna) gets the row's number (:data:`TABLE_TRIAL_ATTR`) and is
+    told the row's outcome; every other one is marked
     FAIL and its architecture runs again, so no trial is lost or counted twice (one whose
     proposal was cut short by the kill is only marked FAIL).
 
@@ -246,6 +261,9 @@ def recover_study(
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         row = rows.get((t.user_attrs.get("arch"), t.user_attrs.get("seed")))
         if t.state == TrialState.RUNNING and row is not None:
+            if row["trial"] == row["trial"]:  # not NaN
+                # FrozenTrial has no setter: a Trial handle on the same storage row has.
+                optuna.Trial(study, t._trial_id).set_user_attr(TABLE_TRIAL_ATTR, int(row["trial"]))
             values = objective_values(row, metrics)
             if row["status"] == "COMPLETE" and values is not None:
                 study.tell(t.number, values)

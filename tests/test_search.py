@@ -117,7 +117,7 @@ def test_second_run_on_the_same_folder_refuses(tmp_path, space_file):
 
 
 def test_resume_after_kill_keeps_completed_trials_and_reaches_the_budget(
-    tmp_path, cache_dir, space_file
+    tmp_path, cache_dir, space_file, capsys
 ):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "mdsearch.cli", "run", "--out", str(out), "--space",
@@ -131,12 +131,32 @@ def test_resume_after_kill_keeps_completed_trials_and_reaches_the_budget(
     before = pd.read_csv(out / "trials.csv", dtype=str)
     assert 2 <= len(before) < 6, proc.stderr.read().decode()[-2000:]
 
-    assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
+    assert main(["run", "--resume", str(out), "--no-report"]) == 0
+    # --resume says what it found before it goes on.
+    summary = re.search(r"resuming .*: (\d+) of 6 trials done \((\d+) complete\)(.*); (\d+) left "
+                        r"to the budget", capsys.readouterr().err)  # fmt: skip
+    assert summary, "no resume summary on stderr"
+    assert int(summary[1]) == int(summary[2]) == len(before) and int(summary[4]) == 6 - len(before)
     after = pd.read_csv(out / "trials.csv", dtype=str)
     assert len(after) == 6
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
     assert after["ray_trial_id"].is_unique
     assert set(after["status"]) == {"COMPLETE"}
+    study = optuna.load_study(study_name="mdsearch", storage=f"sqlite:///{out / 'study.db'}")
+    # The trials the kill cut off are FAIL in the study; those with a whole proposal reran first.
+    cut_off = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    rerun = re.search(r"; (\d+) interrupted trials? runs? again first", summary[3])
+    assert (int(rerun[1]) if rerun else 0) == sum(len(t.params) == 2 for t in cut_off)
+    # The study and the table match through the table's number (user attribute table_trial),
+    # though after a kill Optuna's own numbers run ahead of the table's.
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.user_attrs["table_trial"] for t in done) == list(range(6))
+    for t in done:
+        (row,) = after[after["trial"] == str(t.user_attrs["table_trial"])].to_dict("records")
+        assert row["arch"] == t.user_attrs["arch"]
+        assert row["ray_trial_id"] == t.user_attrs["ray_trial_id"]
+    if cut_off:
+        assert any(t.number != t.user_attrs["table_trial"] for t in done)
 
 
 def test_early_stopped_trials_keep_their_fidelity_and_are_pruned_for_optuna(
@@ -160,6 +180,9 @@ def test_early_stopped_trials_keep_their_fidelity_and_are_pruned_for_optuna(
     # A partial AUC never reaches Optuna as a finished proxy.
     assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped)
     assert states.count(optuna.trial.TrialState.COMPLETE) == len(table) - len(stopped)
+    # Tune tells the searcher before the recorder here: the study still has the rows' numbers.
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert sorted(t.user_attrs["table_trial"] for t in pruned) == sorted(stopped["trial"])
 
 
 def test_optuna_is_told_complete_only_for_finished_proxies(space_file):
@@ -188,6 +211,33 @@ def test_optuna_is_told_complete_only_for_finished_proxies(space_file):
     states = [t.state.name for t in sorted(study.trials, key=lambda t: t.number)]
     assert states == ["COMPLETE", "PRUNED", "FAIL"]
     assert study.trials[0].values == [0.7, 1200.0]
+
+
+def test_each_optuna_trial_carries_its_trial_table_number(space_file):
+    import threading
+
+    from mdsearch.search.progress import TrialNumbers
+    from mdsearch.space import load_space
+
+    space = load_space(space_file)
+    numbers = TrialNumbers(start=10)  # ten rows in the table before this invocation
+    searcher = proxy_search_class()(
+        space=space.distributions(), metric=["auc", "flops_m"], mode=["max", "min"],
+        sampler=optuna.samplers.RandomSampler(seed=0), mdsearch_space=space, num_classes=5,
+        seed=0, seen={}, interrupted=threading.Event(), trial_numbers=numbers,
+    )  # fmt: skip
+    for trial_id in ("finished", "stopped", "lost"):
+        searcher.suggest(trial_id)
+    # Ray Tune records a finished trial's row before the searcher hears of it ...
+    assert numbers.number("finished") == 10
+    searcher.on_trial_complete("finished", {"auc": 0.7, "flops_m": 1200.0, "final": True})
+    # ... and tells the searcher first about a trial stopped early or one whose worker died.
+    searcher.on_trial_complete("stopped", {"auc": 0.6, "flops_m": 1200.0, "final": False})
+    searcher.on_trial_complete("lost", None, error=True)
+    assert [numbers.number(t) for t in ("stopped", "lost")] == [11, 12]  # the rows written next
+    attrs = [t.user_attrs for t in sorted(searcher._ot_study.trials, key=lambda t: t.number)]
+    assert [a["table_trial"] for a in attrs] == [10, 11, 12]
+    assert [a["ray_trial_id"] for a in attrs] == ["finished", "stopped", "lost"]
 
 
 #: The settings block of a config.json written by mdsearch before DataSettings and TrainRecipe
@@ -272,3 +322,27 @@ def test_resume_settles_running_trials_and_reruns_only_whole_proposals(tmp_path,
     assert again == [whole.params]
     states = {t.number: t.state.name for t in study.get_trials()}
     assert states == {whole.number: "FAIL", cut.number: "FAIL"}
+
+
+def test_resume_gives_a_trial_with_a_row_its_table_number(tmp_path, space_file):
+    """The driver died after writing the row, before telling Optuna: resume tells the outcome
+    and the row's number, so the dashboard still matches the table."""
+    from mdsearch.search.study import STUDY_NAME, recover_study
+    from mdsearch.space import load_space
+
+    space = load_space(space_file)
+    folder = RunFolder(tmp_path)
+    study = optuna.create_study(
+        study_name=STUDY_NAME, storage=folder.study_url, directions=["maximize", "minimize"]
+    )
+    running = study.ask(space.distributions())
+    arch = space.decode(running.params, 5).canonical
+    running.set_user_attr("arch", arch)  # as the searcher marks every proposal
+    running.set_user_attr("seed", 0)
+    table = pd.DataFrame(
+        [{"trial": 7, "arch": arch, "seed": 0, "status": "COMPLETE", "auc": 0.7, "flops_m": 1200.0}]
+    )
+    assert recover_study(folder, space, table, ["auc", "flops_m"]) == []
+    (trial,) = study.get_trials()
+    assert trial.state.name == "COMPLETE" and trial.values == [0.7, 1200.0]
+    assert trial.user_attrs["table_trial"] == 7

@@ -9,7 +9,7 @@ and :func:`evaluate_saved` (``mdsearch eval``). Heavy libraries (torch, onnx, ma
 imported inside the functions that use them.
 """
 
-from .analysis import RunAnalysis, analyse_run, pick_architecture
+from .analysis import RunAnalysis, WallTime, analyse_run, pick_architecture, run_wall_time
 from .confirmation import CONFIRMED_SEEDS, MAX_SEEDS, evidence, next_to_confirm
 from .errors import ResultsError
 from .evaluate import (
@@ -198,6 +198,7 @@ __all__ = [
     "StageEffect",
     "StageEffectModel",
     "SyntheticSearch",
+    "WallTime",
     "TRAINED_WEIGHTS",
     "TauEstimate",
     "TorchScriptExport",
@@ -246,6 +247,7 @@ __all__ = [
     "parse_pick",
     "percentile_interval",
     "pick_architecture",
+    "run_wall_time",
     "pool_by_arch",
     "pooled_seed_noise",
     "projections",

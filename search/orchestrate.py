@@ -32,7 +32,7 @@ from mdsearch.space import SearchSpace, load_space
 from . import ray_session
 from .latency_for_search import check_latency_device, run_latency_table
 from .provenance import run_config
-from .proxy_data import load_proxy_data
+from .proxy_data import load_proxy_data, older_rule_warning
 from .run_settings import GRID_LIMIT, SearchSettings
 from .runfolder import RunError, RunFolder
 from .study import recover_study
@@ -158,6 +158,11 @@ def run_search(
         dataset = load_proxy_data(
             settings.data, space, say, progress=not quiet, val_subset=settings.proxy.val_subset
         )
+        older = prepared.resume and older_rule_warning(
+            folder.read_config(), dataset, settings.proxy.val_subset
+        )
+        if older:
+            say(f"warning: {older}")
         num_classes = len(dataset.label_names)
         table = folder.read_table()
         done = len(table)

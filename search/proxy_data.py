@@ -10,18 +10,24 @@ split has too few positives or negatives of to enter the searched mean AUC
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from mdsearch.space import SearchSpace, get_backbone
 
-from .scored_labels import LABEL_RULE, ScoredLabels
+from .scored_labels import BOTH_CLASSES, LABEL_RULE, ScoredLabels
 from .settings import DataSettings
 
 if TYPE_CHECKING:
     from .datasets import Dataset
 
-__all__ = ["load_proxy_data", "resolution_warnings", "scored_validation_labels"]
+__all__ = [
+    "load_proxy_data",
+    "older_rule_warning",
+    "resolution_warnings",
+    "scored_validation_labels",
+]
 
 
 def load_proxy_data(
@@ -93,3 +99,24 @@ def resolution_warnings(space: SearchSpace, resolution: int) -> list[str]:
                 f"choices apart there (use --resolution {strides[i] * (kmax + 1)} or more)"
             )
     return out
+
+
+def older_rule_warning(
+    config: Mapping[str, Any], dataset: Dataset, val_subset: int | None = None
+) -> str | None:
+    """For a run resumed from a folder searched before the label rule (its config.json has no
+    ``label_rule``): one line when the rule leaves labels out that its earlier trials averaged
+    over, so old and new rows of its table differ in what their mean AUC means; None otherwise.
+    """
+    if "label_rule" in config:
+        return None
+    now = scored_validation_labels(dataset, val_subset)
+    before = replace(now, rule=BOTH_CLASSES)  # what the run's earlier trials averaged over
+    extra = [n for n in now.excluded if n not in before.excluded]
+    if not extra:
+        return None
+    return (
+        "this run was started before labels with too few validation positives were left out of "
+        f"the mean AUC: its earlier trials average over {', '.join(extra)} as well, the trials "
+        "from now on do not; start a new run to compare like with like"
+    )

@@ -168,6 +168,8 @@ class ScoredLabels:
             return None
         parts = "; ".join(f"{n} ({self.counts_text(n)})" for n in self.excluded)
         r = self.rule
+        if r == BOTH_CLASSES:  # the rule of runs older than this module: no AUC to show
+            return f"left out of the mean AUC (one class only in the {split} split): {parts}"
         return (
             f"left out of the mean AUC (fewer than {r.min_positives} positives or "
             f"{r.min_negatives} negatives in the {split} split): {parts}; their own AUCs are "

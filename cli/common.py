@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import NoReturn
+
+from mdsearch.space import removed_on_failure  # re-exported for the commands
 
 __all__ = [
     "OneLineParser",
@@ -72,31 +70,6 @@ def _one_line(message: str) -> str:
         choices = ", ".join(c.strip().strip("'") for c in match["choices"].split(","))
         return f"{match['flag']}: {match['value']} is not one of {choices}"
     return message.removeprefix("argument ")
-
-
-@contextmanager
-def removed_on_failure(folder: str | Path) -> Iterator[None]:
-    """If the block raises, remove ``folder`` with what it holds when it did not exist before
-    the block, and the parents the block created with it (while empty). A folder that existed
-    before is left alone. For a command's output folder: bad input found late leaves nothing.
-    """
-    folder = Path(folder)
-    made = []  # deepest first
-    path = folder
-    while not path.exists() and path != path.parent:
-        made.append(path)
-        path = path.parent
-    try:
-        yield
-    except BaseException:
-        if made:
-            shutil.rmtree(made[0], ignore_errors=True)
-            for parent in made[1:]:
-                try:
-                    parent.rmdir()
-                except OSError:  # not empty: someone else wrote there meanwhile
-                    break
-        raise
 
 
 class UsageError(ValueError):

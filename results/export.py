@@ -36,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mdsearch.space import ArchSpec
-from mdsearch.space.files import atomic_write_text
+from mdsearch.space import ArchSpec, atomic_write_text, removed_on_failure
 
 from .analysis import RunAnalysis, analyse_run
 from .errors import ResultsError
@@ -172,7 +171,7 @@ def export_architecture(
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         reference = net(example).numpy()
-    with _removed_on_failure(out):
+    with removed_on_failure(out):
         out.mkdir(parents=True, exist_ok=True)
         files = _write_description(out, spec, interface)
         metadata = interface.metadata()
@@ -264,27 +263,6 @@ def _write_description(out: Path, spec: ArchSpec, interface: ModelInterface) -> 
     atomic_write_text(files["arch_json"], spec.to_json() + "\n")
     atomic_write_text(files["config"], json.dumps(interface.config(), indent=2) + "\n")
     return files
-
-
-@contextmanager
-def _removed_on_failure(out: Path) -> Iterator[None]:
-    """Undo a failed export: remove the files in ``out`` that were not there before, and the
-    folders that did not exist (files an earlier export left are kept)."""
-    made = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
-    before = set(out.iterdir()) if out.is_dir() else set()
-    try:
-        yield
-    except BaseException:
-        if out.is_dir():
-            for path in out.iterdir():
-                if path not in before and path.is_file():
-                    path.unlink()
-        for folder in made:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (someone else's files) or already gone
-                pass
-        raise
 
 
 def _say(say: Say | None, text: str) -> None:

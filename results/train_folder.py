@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mdsearch.search.settings import FULL_DATA, FULL_RECIPE, DataSettings, TrainRecipe, known_fields
-from mdsearch.space import ArchSpec, atomic_write_bytes, atomic_write_text
+from mdsearch.space import ArchSpec, atomic_write_bytes, atomic_write_text, removed_on_failure
 
 from .errors import ResultsError
 
@@ -211,39 +210,8 @@ def removed_unless_checkpointed(out: str | os.PathLike) -> Iterator[None]:
         ...     train_and_evaluate(spec, data, recipe, 0, "runs/x/train")
     """
     out = Path(out)
-    made = []  # folders this block may create, deepest first
-    parent = out
-    while not parent.exists() and parent != parent.parent:
-        made.append(parent)
-        parent = parent.parent
-    before = set(os.listdir(out)) if out.is_dir() else set()
-    try:
+    with removed_on_failure(out, keep=lambda: (out / CHECKPOINT).exists()):
         yield
-    except BaseException:
-        if not (out / CHECKPOINT).exists():
-            _remove_added(out, made, before)
-        raise
-
-
-def _remove_added(out: Path, made: list[Path], before: set[str]) -> None:
-    """Remove ``out`` when this command made it (with the parents in ``made``), else only the
-    entries of ``out`` not in ``before``."""
-    if made:
-        shutil.rmtree(out, ignore_errors=True)
-        for folder in made[1:]:
-            try:
-                folder.rmdir()  # only while empty
-            except OSError:
-                break
-        return
-    if not out.is_dir():
-        return
-    for name in set(os.listdir(out)) - before:
-        path = out / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:

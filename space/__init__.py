@@ -4,7 +4,7 @@ and search spaces with their Optuna encoding. Imports neither torch models nor R
 from .archspec import SCHEMA, ArchSpec, StageSpec, split_channels
 from .backbones import BACKBONES, BackboneLayout, StageLayout, get_backbone, register_backbone
 from .errors import ArchSpecError, SpaceError
-from .files import atomic_replace, atomic_write_bytes, atomic_write_text
+from .files import atomic_replace, atomic_write_bytes, atomic_write_text, removed_on_failure
 from .spaces import PRESETS, SearchSpace, load_space
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "atomic_replace",
     "atomic_write_bytes",
     "atomic_write_text",
+    "removed_on_failure",
     "get_backbone",
     "register_backbone",
     "load_space",

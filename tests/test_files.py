@@ -56,3 +56,28 @@ def test_written_files_take_0644_less_the_users_umask(tmp_path, umask):
     assert stat.S_IMODE(atomic_write_text(tmp_path / "b.json", "{}").stat().st_mode) == 0o600
     assert stat.S_IMODE(atomic_write_text(tmp_path / "a.json", "[]").stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
+
+
+def test_removed_on_failure_removes_only_what_the_failed_block_added(tmp_path):
+    from mdsearch.space import removed_on_failure
+
+    made = tmp_path / "a" / "b"
+    with pytest.raises(KeyboardInterrupt), removed_on_failure(made):
+        made.mkdir(parents=True)
+        (made / "partial.json").write_text("{")
+        raise KeyboardInterrupt
+    assert not (tmp_path / "a").exists()  # the folder and the parent it created
+
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("the user's")
+    with pytest.raises(ValueError), removed_on_failure(kept):
+        (kept / "new.bin").write_bytes(b"x")
+        (kept / "sub").mkdir()
+        raise ValueError
+    assert sorted(p.name for p in kept.iterdir()) == ["mine.txt"]
+
+    with pytest.raises(ValueError), removed_on_failure(made, keep=lambda: True):
+        made.mkdir(parents=True)
+        raise ValueError
+    assert made.is_dir()  # e.g. a checkpoint to resume from was saved

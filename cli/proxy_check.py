@@ -123,6 +123,12 @@ def add_proxy_check(sub) -> None:
         default=d.n_resamples,
         help=f"default {d.n_resamples}",
     )
+    p.add_argument(
+        "--supernet",
+        action="store_true",
+        help="also train the space's weight-sharing supernet once and rank the architectures "
+        "by its scores (its tau beside the short proxies')",
+    )
     r = p.add_argument_group("resources")
     add_device_flag(r)
     add_data_flags(r, PROXY_DATA, names=("cache_dir",), keep=True)
@@ -224,6 +230,7 @@ def settings_from_flags(args: argparse.Namespace) -> tuple[ProxyCheckSettings, P
         n_resamples=args.n_resamples,
         run_proxy_epochs=run_epochs,
         threads=threads,
+        supernet=args.supernet,
     )
     settings.check()
     if run:
@@ -248,5 +255,22 @@ def _cmd_proxy_check(args: argparse.Namespace) -> int:
         result = proxy_check_result(run)
         files = write_proxy_check(result, out, markdown=format_fidelity_markdown(result))
     print(format_fidelity_table(result))
+    if "supernet_tau" in result:
+        print(_supernet_line(result, settings.long))
     print(f"written: {files['json']}, {files['md']}")
     return 0
+
+
+def _supernet_line(result: dict[str, Any], long: int) -> str:
+    """One line: the supernet's tau vs the long ranking, and what it cost."""
+    tau, info = result["supernet_tau"], result["supernet"]
+
+    def num(value: Any) -> str:
+        return "n/a" if value is None or value != value else f"{value:+.2f}"
+
+    return (
+        f"supernet: tau {num(tau['tau'])} [{num(tau['low'])}, {num(tau['high'])}] vs {long} "
+        f"epochs; trained {info['epochs']} epochs ({info['proxy_equivalents']:g} stand-alone "
+        f"proxy trials of {info['proxy_epochs']} epochs), {info['score_seconds']:.1f} s per "
+        "architecture scored"
+    )

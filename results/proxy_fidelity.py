@@ -15,6 +15,9 @@ figures the report and the terminal show (:mod:`mdsearch.results.fidelity` rende
   that interval is mostly undefined). With S = 2 a seed bootstrap has only three distinct draws,
   so the interval is coarse; tau itself takes few values for small K (K = 3: -1, -1/3, 1/3, 1).
 - Recommendation: the cheapest short proxy whose tau >= 0.6, or a warning that none agreed.
+- The weight-sharing supernet (when the check trained one): tau between its scores and the long
+  ranking, with the same interval (its one score per architecture stands in for every seed), and
+  its cost in stand-alone proxy trials. It is reported, not recommended from.
 """
 
 from __future__ import annotations
@@ -202,6 +205,7 @@ def summarise_proxy_check(
     level: float = 0.95,
     threshold: float = AGREEMENT_TAU,
     seed: int = 0,
+    supernet: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The figures a proxy-check reports, from its AUC matrices.
 
@@ -211,11 +215,13 @@ def summarise_proxy_check(
         seconds: per epoch count, mean training seconds of one run (for the cost column).
         ci_over, n_resamples, level, seed: the tau interval (see :func:`kendall_tau_ci`).
         threshold: tau at which a short proxy agrees with the long one.
+        supernet: (K,) the supernet's AUC per architecture (None: no supernet was trained).
 
     Returns:
         JSON-ready dict: ``settings`` (per epoch count: ``mean``/``std`` per arch, pooled
         ``seed_std``, ``spread``, ``seconds``, and for short ones ``tau``), ``recommended``
-        (epochs or None), ``threshold`` and ``warnings`` (lines for the user).
+        (epochs or None), ``threshold`` and ``warnings`` (lines for the user); with
+        ``supernet``, ``supernet_tau`` (its tau vs the long ranking, as a short one's).
     """
     if long not in auc:
         raise ValueError(f"no AUCs for the long setting ({long} epochs)")
@@ -246,6 +252,20 @@ def summarise_proxy_check(
         out["settings"][str(epochs)] = row
     out["recommended"] = recommend_proxy(taus, threshold)
     out["warnings"] = _warnings(out, long, threshold)
+    if supernet is not None:
+        long_auc = np.asarray(auc[long], dtype=float)
+        # One supernet score per architecture stands in for every seed column, so a seed
+        # bootstrap redraws only the long runs.
+        scores = np.repeat(np.asarray(supernet, dtype=float)[:, None], long_auc.shape[1], 1)
+        est = kendall_tau_ci(
+            scores, long_auc, over=ci_over, n_resamples=n_resamples, level=level, seed=seed
+        )
+        out["supernet_tau"] = est.to_dict()
+        if not (math.isfinite(est.tau) and est.tau >= threshold):
+            out["warnings"].append(
+                f"the supernet ranked the architectures unlike {long} epochs of stand-alone "
+                f"training (tau {est.tau:.2f} < {threshold:g}): do not search by its scores alone"
+            )
     return out
 
 
@@ -297,5 +317,6 @@ def proxy_check_result(run: ProxyCheckRun) -> dict[str, Any]:
         level=s.level,
         threshold=s.threshold,
         seed=s.seed,
+        supernet=run.supernet_auc,
     )
     return {**run.to_dict(), **summary}

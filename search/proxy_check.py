@@ -134,6 +134,11 @@ class ProxyCheckRun:
         data: the dataset's description (``Dataset.describe()``).
         space: the space's ``name``, ``backbone`` and ``size``.
         created: UTC time the run finished, ISO 8601.
+        supernet_auc: (K,) the supernet's validation AUC of each architecture (None: no
+            supernet was trained).
+        supernet: the supernet training's ``epochs``, ``random_subnets``, ``train_seconds``,
+            ``images_per_s`` (every sub-network counted), ``proxy_equivalents`` (its cost in
+            stand-alone proxy trials) and ``score_seconds`` (mean per architecture).
     """
 
     settings: ProxyCheckSettings
@@ -146,6 +151,8 @@ class ProxyCheckRun:
     data: dict[str, Any] = field(default_factory=dict)
     space: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    supernet_auc: np.ndarray | None = None
+    supernet: dict[str, Any] = field(default_factory=dict)
 
     def mean_seconds(self) -> dict[int, float]:
         """Per epoch count, the mean training seconds of one run (NaN when none finished)."""
@@ -162,6 +169,11 @@ class ProxyCheckRun:
         from mdsearch.mdconv import cost
 
         epochs = self.settings.epochs
+        supernet = (
+            {}
+            if self.supernet_auc is None
+            else {"supernet": {**self.supernet, "auc": _json_floats(self.supernet_auc[None])[0]}}
+        )
         return {
             "schema": PROXY_CHECK_SCHEMA,
             "created": self.created,
@@ -184,6 +196,7 @@ class ProxyCheckRun:
             "trainings": self.trainings,
             "reused_long_runs": self.settings.reuses_long_runs,
             "wall_seconds": self.wall_seconds,
+            **supernet,
         }
 
 
@@ -263,6 +276,9 @@ def run_proxy_check(
                     progress.training(f"{label} seed {seed} {e} ep: {text}")
     finally:
         progress.close()
+    supernet_auc, supernet = None, {}
+    if settings.supernet:
+        supernet_auc, supernet = _supernet_scores(settings, space, dataset, archs, device, say)
     return ProxyCheckRun(
         settings=settings,
         archs=archs,
@@ -274,7 +290,48 @@ def run_proxy_check(
         data=dataset.describe(),
         space={"name": space.name, "backbone": space.backbone, "size": space.size},
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        supernet_auc=supernet_auc,
+        supernet=supernet,
     )
+
+
+def _supernet_scores(settings, space, dataset, archs, device, say):
+    """Train the space's supernet once (seed ``settings.seed``) and score the K architectures.
+
+    Returns:
+        ``((K,) AUCs, what the training cost)``; see :class:`ProxyCheckRun`.
+    """
+    from .settings import PROXY_RECIPE
+    from .supernet import SupernetSettings, score_subnet, train_supernet
+
+    recipe, options = settings.supernet_recipe(), SupernetSettings()
+    # the cost is counted in the search's stand-alone trials (the run's proxy, else the default)
+    proxy = settings.recipe(settings.run_proxy_epochs or PROXY_RECIPE.epochs)
+
+    def progress(training, stats) -> None:
+        say(
+            f"supernet epoch {training.epochs_done}/{recipe.epochs}: "
+            f"{stats.images_per_s:.0f} images/s (every sub-network counted)"
+        )
+
+    training = train_supernet(
+        space, dataset, recipe, settings.seed, settings=options, proxy=proxy, device=device,
+        threads=settings.threads, on_epoch=progress,
+    )  # fmt: skip
+    results = [
+        score_subnet(training.supernet, spec, dataset, recipe, settings=options, device=device)
+        for _, spec in archs
+    ]
+    auc = np.array([r.auc for r in results], dtype=float)
+    return auc, {
+        "epochs": recipe.epochs,
+        "random_subnets": options.random_subnets,
+        "train_seconds": round(training.seconds, 1),
+        "images_per_s": training.images_per_s,
+        "proxy_equivalents": training.proxy_equivalents,
+        "proxy_epochs": proxy.epochs,
+        "score_seconds": float(np.mean([r.train_seconds for r in results])),
+    }
 
 
 # -- writing --------------------------------------------------------------------------------

@@ -61,6 +61,11 @@ class ProxyCheckSettings:
         run_proxy_epochs: epochs of the search run this check belongs to (None: no run); its
             seed noise is the one the report quotes.
         threads: torch intra-op threads per training on CPU (the search's per-trial threads).
+        supernet: also train the space's weight-sharing supernet once
+            (:func:`mdsearch.search.train_supernet`: this proxy's recipe for
+            :data:`~mdsearch.search.supernet.SUPERNET_RECIPE`'s epochs, largest + smallest + 2
+            random sub-networks per step) and rank the K architectures by its scores, beside the
+            short proxies.
 
     Example:
         >>> ProxyCheckSettings(short=(1, 2), long=8).epochs
@@ -81,6 +86,7 @@ class ProxyCheckSettings:
     threshold: float = AGREEMENT_TAU
     run_proxy_epochs: int | None = None
     threads: int | None = 1
+    supernet: bool = False
 
     @property
     def seed(self) -> int:
@@ -100,6 +106,12 @@ class ProxyCheckSettings:
     def recipe(self, epochs: int) -> TrainRecipe:
         """The recipe of one training of ``epochs`` epochs."""
         return replace(self.proxy, epochs=epochs)
+
+    def supernet_recipe(self) -> TrainRecipe:
+        """The supernet's training: this proxy's recipe for the supernet's default epochs."""
+        from .supernet import SUPERNET_RECIPE
+
+        return replace(self.proxy, epochs=SUPERNET_RECIPE.epochs)
 
     def check(self) -> None:
         """Raise :class:`ProxyCheckError` (a :class:`SettingsError`) for settings that cannot
@@ -144,6 +156,7 @@ class ProxyCheckSettings:
         }
         d.update({k: getattr(self, k) for k in ("ci_over", "n_resamples", "level", "threshold")})
         d["run_proxy_epochs"] = self.run_proxy_epochs
+        d["supernet"] = self.supernet
         # The recipe's own epochs are replaced by ``short`` and ``long``: not written, not misread.
         recipe = {k: v for k, v in self.proxy.to_dict().items() if k != "epochs"}
         last = recipe.pop("channels_last")

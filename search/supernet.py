@@ -25,8 +25,12 @@ validation split is scored as a proxy trial scores it, and the result is a
 :meth:`RunFolder.save_predictions`, so the report's intervals apply unchanged.
 
     training = train_supernet(space, dataset, SUPERNET_RECIPE, seed=0, checkpoint="sn.pt")
-    result = score_subnet(training.supernet, spec, dataset, SUPERNET_RECIPE)
+    result = score_subnet(training.supernet, spec, dataset, training.recipe,
+                          settings=training.settings)
     result.auc, result.y_score          # like proxy_train's
+
+    # elsewhere (another process, e.g. one Ray Tune trial per sub-network):
+    training = load_supernet("sn.pt")
 """
 
 from __future__ import annotations
@@ -166,6 +170,16 @@ class SupernetTraining:
     proxy_equivalents: float = math.nan
     resumed_from: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recipe(self) -> TrainRecipe:
+        """The recipe the supernet trained with (what :func:`score_subnet` takes)."""
+        return TrainRecipe.from_dict(self.meta["recipe"])
+
+    @property
+    def settings(self) -> SupernetSettings:
+        """The supernet settings it trained with (what :func:`score_subnet` takes)."""
+        return SupernetSettings.from_dict(self.meta["settings"])
 
     @property
     def images(self) -> int:

@@ -4,11 +4,14 @@ checkpoint; a scored sub-network is shaped like a proxy trial."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from mdsearch.cli import main
 from mdsearch.mdconv import (
     BuildError,
     MDConv2d,
@@ -234,6 +237,27 @@ def test_scored_subnetwork_is_a_proxy_result_and_extracts_exactly(phantom, tmp_p
     score_subnet(training.supernet, SMALL_SPACE.reference_points(5)[0], phantom, TINY,
                  settings=TINY_SETTINGS)  # fmt: skip
     loaded = load_supernet(checkpoint)
-    again = score_subnet(loaded.supernet, spec, phantom, TINY, settings=TINY_SETTINGS)
+    assert loaded.recipe == TINY and loaded.settings == TINY_SETTINGS
+    again = score_subnet(loaded.supernet, spec, phantom, loaded.recipe, settings=loaded.settings)
     np.testing.assert_allclose(again.y_score, result.y_score, atol=1e-6)
     assert loaded.epochs_done == 2 and loaded.meta["seed"] == 0
+
+
+@pytest.mark.slow  # 6 tiny trainings and a supernet: ~20 s of CPU
+def test_proxy_check_ranks_by_the_supernet_too(tmp_path, capsys):
+    out = tmp_path / "check"
+    argv = [
+        "proxy-check", "--data", "phantom,n=200", "--resolution", "32", "--space", "paper",
+        "--backbone", "mobilenetv2_035", "--archs", "3", "--seeds", "1", "--short", "1",
+        "--long", "2", "--train-subset", "32", "--batch-size", "16", "--resamples", "50",
+        "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--supernet", "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "supernet: tau" in capsys.readouterr().out
+    result = json.loads((out / "proxy_check.json").read_text())
+    assert result["parameters"]["supernet"] is True
+    supernet = result["supernet"]
+    assert len(supernet["auc"]) == 3 and all(0 <= a <= 1 for a in supernet["auc"])
+    # 8 epochs x 2 steps x 16 images x 4 sub-networks over a 2-epoch x 32-image proxy trial
+    assert supernet["proxy_equivalents"] == 16.0 and supernet["proxy_epochs"] == 2
+    assert set(result["supernet_tau"]) >= {"tau", "low", "high"}

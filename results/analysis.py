@@ -141,9 +141,11 @@ class WallTime:
 def run_wall_time(run: LoadedRun) -> WallTime | None:
     """The run's wall time from config.json's ``created`` to the last ``finished_at`` in its
     trial table; None when either is missing or unreadable (e.g. a hand-made table)."""
-    finished = pd.to_datetime(run.trials.get("finished_at"), errors="coerce", utc=True)
+    if "finished_at" not in run.trials:
+        return None
+    finished = pd.to_datetime(run.trials["finished_at"], errors="coerce", utc=True)
     started = pd.to_datetime(run.config.get("created"), errors="coerce", utc=True)
-    if finished is None or finished.isna().all() or pd.isna(started):
+    if finished.isna().all() or pd.isna(started):
         return None
     last = finished.max()
     if last < started:

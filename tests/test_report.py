@@ -9,9 +9,11 @@ import pytest
 from run_fixtures import DEFAULT_TRIALS, FixtureTrial, arch_string, make_run_folder
 
 from mdsearch.results import (
+    LoadedRun,
     ResultsError,
     analyse_run,
     format_pareto_table,
+    load_run,
     pick_architecture,
     write_report,
 )
@@ -242,6 +244,11 @@ def test_a_resumed_run_says_its_wall_time_spans_the_pause(tmp_path):
     wall = analyse_run(run, n_resamples=0).wall_time
     assert wall.seconds == 180 and wall.sessions == 2
     assert "over 2 sessions (resumed 1 time): the span includes the pauses" in wall.text()
+    # A table without finish times (made by hand, or by a replay) has no wall time, no error.
+    trials = load_run(run).trials.drop(columns=["finished_at"])
+    assert (
+        analyse_run(LoadedRun(run, load_run(run).config, trials), n_resamples=0).wall_time is None
+    )
 
 
 def test_the_paper_architecture_has_its_own_table_when_evaluated(report, tmp_path):

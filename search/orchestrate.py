@@ -32,9 +32,10 @@ from mdsearch.space import SearchSpace, load_space
 from . import ray_session
 from .latency_for_search import check_latency_device, run_latency_table
 from .provenance import run_config
-from .proxy_data import load_proxy_data, older_rule_warning
+from .proxy_data import load_proxy_data
 from .run_settings import GRID_LIMIT, SearchSettings
 from .runfolder import RunError, RunFolder
+from .scored_labels import LABEL_RULE, LabelRule
 from .study import recover_study
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext
 
@@ -155,14 +156,17 @@ def run_search(
     settings, space, folder = prepared.settings, prepared.space, prepared.folder
     with folder.lock():
         say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+        # A resumed run keeps the label rule its config.json records (none: a run from before
+        # the rule, which scored every label with both classes), so all its rows mean the same.
+        label_rule = LabelRule.from_config(folder.read_config()) if prepared.resume else LABEL_RULE
         dataset = load_proxy_data(
-            settings.data, space, say, progress=not quiet, val_subset=settings.proxy.val_subset
+            settings.data,
+            space,
+            say,
+            progress=not quiet,
+            val_subset=settings.proxy.val_subset,
+            rule=label_rule,
         )
-        older = prepared.resume and older_rule_warning(
-            folder.read_config(), dataset, settings.proxy.val_subset
-        )
-        if older:
-            say(f"warning: {older}")
         num_classes = len(dataset.label_names)
         table = folder.read_table()
         done = len(table)
@@ -213,6 +217,7 @@ def run_search(
                 trial_timeout=settings.trial_timeout,
                 test_fault=os.environ.get(TEST_FAULT_ENV, ""),
                 latency=latency,
+                label_rule=label_rule,
             )
             ray_session.run_trials(
                 settings,

@@ -30,6 +30,7 @@ import numpy as np
 
 from mdsearch.space import ArchSpec
 
+from .scored_labels import LABEL_RULE, LabelRule
 from .settings import TrainRecipe
 from .training import TrialTimeout
 
@@ -75,6 +76,7 @@ def proxy_train(
     report: Callable[[dict[str, float]], None] | None = None,
     eval_every_epoch: bool = False,
     deadline: float | None = None,
+    label_rule: LabelRule = LABEL_RULE,
 ) -> ProxyResult:
     """Train ``spec`` from scratch on ``dataset``'s train split, score its validation split.
 
@@ -93,6 +95,7 @@ def proxy_train(
         eval_every_epoch: score the validation split after every epoch (needed by early stopping),
             not only after the last.
         deadline: ``time.monotonic()`` value after which the next batch raises (None: no limit).
+        label_rule: which labels the mean AUC is over (default: the current rule).
 
     Raises:
         ValueError: the architecture's outputs do not match the data's labels.
@@ -128,6 +131,7 @@ def proxy_train(
         validate=lambda epoch: eval_every_epoch or epoch == recipe.epochs,
         on_epoch=record,
         deadline=deadline,
+        label_rule=label_rule,
     )
     final = run.epochs[-1].validation
     train_seconds = sum(epoch.stats.seconds for epoch in run.epochs)

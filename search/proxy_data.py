@@ -10,13 +10,12 @@ split has too few positives or negatives of to enter the searched mean AUC
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mdsearch.space import SearchSpace, get_backbone
 
-from .scored_labels import BOTH_CLASSES, LABEL_RULE, ScoredLabels
+from .scored_labels import LABEL_RULE, LabelRule, ScoredLabels
 from .settings import DataSettings
 
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "load_proxy_data",
-    "older_rule_warning",
     "resolution_warnings",
     "scored_validation_labels",
 ]
@@ -37,6 +35,7 @@ def load_proxy_data(
     *,
     progress: bool,
     val_subset: int | None = None,
+    rule: LabelRule = LABEL_RULE,
 ) -> Dataset:
     """The dataset a search (or a proxy check) trains on, at its proxy resolution; its notes, the
     resolution warnings for ``space`` and the labels left out of the mean AUC go to ``say``.
@@ -47,6 +46,7 @@ def load_proxy_data(
         say: receives one line per note or warning.
         progress: show the image-cache progress while a cache is built.
         val_subset: the validation images the proxy scores (the recipe's; None: all).
+        rule: the label rule the trials use (a resumed run's own).
 
     Raises:
         DataError, SettingsError: see :meth:`DataSettings.load`.
@@ -56,24 +56,28 @@ def load_proxy_data(
         say(f"data: {note}")
     for w in resolution_warnings(space, data.resolution):
         say(f"warning: {w}")
-    left_out = scored_validation_labels(dataset, val_subset).warning()
+    left_out = scored_validation_labels(dataset, val_subset, rule).warning()
     if left_out:
         say(f"warning: {left_out}")
     return dataset
 
 
-def scored_validation_labels(dataset: Dataset, val_subset: int | None = None) -> ScoredLabels:
-    """Which labels enter every trial's mean AUC: :data:`~mdsearch.search.scored_labels.
-    LABEL_RULE` on the validation images the proxy scores (known before any trial runs).
+def scored_validation_labels(
+    dataset: Dataset, val_subset: int | None = None, rule: LabelRule = LABEL_RULE
+) -> ScoredLabels:
+    """Which labels enter every trial's mean AUC: ``rule`` (default :data:`~mdsearch.search.
+    scored_labels.LABEL_RULE`) on the validation images the proxy scores (known before any
+    trial runs).
 
     Args:
         dataset: the loaded data.
         val_subset: the recipe's ``val_subset`` (None: the whole validation split).
+        rule: the label rule.
     """
     from .datasets import evaluation_index
 
     index = evaluation_index(dataset, "val", val_subset)
-    return LABEL_RULE.apply(dataset.labels[index], dataset.label_names)
+    return rule.apply(dataset.labels[index], dataset.label_names)
 
 
 def resolution_warnings(space: SearchSpace, resolution: int) -> list[str]:
@@ -99,24 +103,3 @@ def resolution_warnings(space: SearchSpace, resolution: int) -> list[str]:
                 f"choices apart there (use --resolution {strides[i] * (kmax + 1)} or more)"
             )
     return out
-
-
-def older_rule_warning(
-    config: Mapping[str, Any], dataset: Dataset, val_subset: int | None = None
-) -> str | None:
-    """For a run resumed from a folder searched before the label rule (its config.json has no
-    ``label_rule``): one line when the rule leaves labels out that its earlier trials averaged
-    over, so old and new rows of its table differ in what their mean AUC means; None otherwise.
-    """
-    if "label_rule" in config:
-        return None
-    now = scored_validation_labels(dataset, val_subset)
-    before = replace(now, rule=BOTH_CLASSES)  # what the run's earlier trials averaged over
-    extra = [n for n in now.excluded if n not in before.excluded]
-    if not extra:
-        return None
-    return (
-        "this run was started before labels with too few validation positives were left out of "
-        f"the mean AUC: its earlier trials average over {', '.join(extra)} as well, the trials "
-        "from now on do not; start a new run to compare like with like"
-    )

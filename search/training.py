@@ -321,6 +321,7 @@ def train(
     on_step: Callable[[int], None] | None = None,
     resume: Mapping[str, Any] | None = None,
     deadline: float | None = None,
+    label_rule: LabelRule = LABEL_RULE,
 ) -> TrainingRun:
     """Train ``spec`` from scratch (or from ``resume``) on ``dataset``'s train split.
 
@@ -343,6 +344,8 @@ def train(
         on_step: called after every optimizer step with the batch's image count.
         resume: a :meth:`TrainingRun.state` to continue from (its next epoch comes next).
         deadline: ``time.monotonic()`` value after which the next batch raises (None: no limit).
+        label_rule: which labels the validation mean AUC is over (a resumed run keeps the rule
+            its config.json records, so old and new rows of its table mean the same).
 
     Returns:
         The :class:`TrainingRun` after ``recipe.epochs`` epochs.
@@ -402,7 +405,9 @@ def train(
         )
         scores = None
         if validate(epoch):
-            scores = _validate(model, dataset, recipe, device=device, deadline=deadline)
+            scores = _validate(
+                model, dataset, recipe, device=device, deadline=deadline, label_rule=label_rule
+            )
             if not np.isfinite(scores.y_score).all():
                 raise Diverged(f"validation scores became NaN after epoch {epoch}: lower --lr")
         result = EpochResult(epoch=epoch, lr=lr, stats=stats, validation=scores)
@@ -420,6 +425,7 @@ def _validate(
     *,
     device: str,
     deadline: float | None,
+    label_rule: LabelRule = LABEL_RULE,
 ) -> Validation:
     from .datasets import batches
 
@@ -436,5 +442,5 @@ def _validate(
     )
     if not np.isfinite(y_score).all():  # no AUC of NaN scores; the caller raises Diverged
         return Validation(float("nan"), {}, y_true, y_score)
-    auc, per_label = label_aucs(y_true, y_score, dataset.label_names)
+    auc, per_label = label_aucs(y_true, y_score, dataset.label_names, rule=label_rule)
     return Validation(auc, per_label, y_true, y_score)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .runfolder import RunFolder, RunFolderWriteError
+from .scored_labels import LABEL_RULE, LabelRule
 from .settings import DataSettings, TrainRecipe
 from .trial_table import label_column
 
@@ -57,6 +58,8 @@ class TrialContext:
         trial_timeout: seconds a trial may run (None: no limit).
         test_fault: the :data:`TEST_FAULT_ENV` value read on the driver ("" when unset).
         latency: the latency table when latency is an objective (a trial only looks up).
+        label_rule: which labels a trial's mean AUC is over: the run's own (config.json), so a
+            resumed run's new rows mean what its old ones do.
     """
 
     data: DataSettings
@@ -69,6 +72,7 @@ class TrialContext:
     trial_timeout: float | None = None
     test_fault: str = ""
     latency: LatencyTable | None = None
+    label_rule: LabelRule = LABEL_RULE
 
 
 _WORKER_DATA: dict[DataSettings, Dataset] = {}
@@ -247,6 +251,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             report=report,
             eval_every_epoch=ctx.eval_every_epoch,
             deadline=None if ctx.trial_timeout is None else started + ctx.trial_timeout,
+            label_rule=ctx.label_rule,
         )
         preds = folder.save_predictions(trial_id, result.y_true, result.y_score, data.label_names)
     except RunFolderWriteError as exc:

@@ -91,3 +91,20 @@ def test_v1_run_resumes_to_a_larger_budget(v1_run, tmp_path):
 
     # The resumed run still reports.
     assert main(["pareto", str(v1_run), "--resamples", "0"]) == 0
+
+
+def test_a_resumed_run_keeps_the_label_rule_its_trials_were_scored_with(v1_run, monkeypatch):
+    """The v1 run scored every label with both classes (its config.json has no label_rule):
+    its resumed trials must too, or old and new rows of one table would mean different things."""
+    from mdsearch.search import BOTH_CLASSES, LABEL_RULE, ray_session
+
+    contexts = []
+    monkeypatch.setattr(ray_session, "start_ray", lambda address: False)
+    monkeypatch.setattr(
+        ray_session, "run_trials", lambda settings, space, folder, context, plan, **kw: contexts.append(context)
+    )  # fmt: skip
+    args = ["--budget", "6", "--cache-dir", "cache-new", "--quiet", "--no-report"]
+    assert main(["run", "--resume", str(v1_run), *args]) == 0
+    assert contexts[-1].label_rule == BOTH_CLASSES
+    assert main(["run", "--data", "phantom,n=300", "--out", "new_run", *args]) == 0
+    assert contexts[-1].label_rule == LABEL_RULE

@@ -163,32 +163,3 @@ def test_the_nih_sample_warns_once_at_run_start(shared_data, tmp_path):
     assert len(warned) == 1
     for label in ("Mass", "Pneumonia", "Edema", "Hernia"):
         assert f"{label} (" in warned[0]
-
-
-def test_resuming_a_run_from_before_the_rule_warns_that_its_rows_differ():
-    from mdsearch.search import Dataset
-    from mdsearch.search.proxy_data import older_rule_warning
-
-    n = 120
-    labels = np.zeros((n, 3), dtype=np.uint8)
-    labels[:40, 0] = 1  # Effusion: kept by either rule
-    labels[3, 1] = 1  # Mass: one positive, averaged over before the rule, left out now
-    ds = Dataset(
-        name="toy",
-        source="toy",
-        images=np.zeros((n, 8, 8), dtype=np.uint8),
-        labels=labels,
-        label_names=NAMES,
-        patient_ids=np.arange(n).astype(str),
-        splits={"train": np.arange(0, 20), "val": np.arange(20, n)},
-        synthetic=True,
-        fingerprint="toy",
-        resolution=8,
-        notes=(),
-    )
-    # Mass's one positive is in train: the validation split has none, no rule ever scored it.
-    assert older_rule_warning({}, ds) is None
-    labels[50, 1] = 1  # now one validation positive
-    line = older_rule_warning({}, ds)
-    assert "Mass" in line and "Hernia" not in line and "Effusion" not in line
-    assert older_rule_warning({"label_rule": LABEL_RULE.to_dict()}, ds) is None

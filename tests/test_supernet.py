@@ -36,6 +36,7 @@ from mdsearch.search.training import predict
 from mdsearch.space import SearchSpace, StageSpec, load_space
 
 DEFAULT_CHOICES = load_space("default").choices[1]  # k3 and the three (3,5) splits
+SMALL_SPACE = load_space("paper", backbone="mobilenetv2_035")  # the paper's stages, small net
 
 
 def _standalone(layer: SuperDepthwiseConv2d, choice: StageSpec) -> nn.Module:
@@ -100,7 +101,7 @@ def _random_bn_stats(net: nn.Module) -> None:
 
 def test_extract_equals_supernet_with_spec_active():
     torch.manual_seed(0)
-    space = load_space("paper", backbone="mobilenetv2_050")  # the paper's stages, a small net
+    space = SMALL_SPACE
     net = build_supernet(space, num_classes=3, head_init="small").eval()
     assert sorted(net.super_layers) == [1, 2, 3, 5]
     assert all(layer.kernel == 5 for ls in net.super_layers.values() for layer in ls)
@@ -145,7 +146,6 @@ def test_supernet_on_mobilenetv3_with_a_7x7_choice():
 # -- training and scoring (search/supernet.py) -------------------------------------------------
 TINY = TrainRecipe(epochs=2, batch_size=16, train_subset=32)
 TINY_SETTINGS = SupernetSettings(random_subnets=1, recalibration_images=32, recalibration_batch=16)
-SMALL_SPACE = load_space("paper", backbone="mobilenetv2_035")
 
 
 @pytest.fixture(scope="module", autouse=True)

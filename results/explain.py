@@ -594,7 +594,8 @@ def _overall_line(e: Explanation) -> str:
     o = e.overall
     return (
         f"pointing game: {o.hits}/{o.cases} hits = {o.hit_rate:.2f} (95% CI {o.hit_low:.2f}-"
-        f"{o.hit_high:.2f}) vs chance {o.chance:.2f} (p = {o.p_value:.2g}); mean IoU at "
+        f"{o.hit_high:.2f}) vs chance {o.chance:.3f} (p = {o.p_value:.2g}) and a fixed point "
+        f"{o.fixed_point:.2f}; mean IoU at "
         f"{e.level:g} of the maximum: {o.mean_iou:.2f}"
     )
 
@@ -628,11 +629,14 @@ def format_explanation(e: Explanation) -> str:
             "lies in the ground truth; chance is the hit rate of a random point (the mean area "
             "fraction of the ground truth). IoU: the map above "
             f"{e.level:g} of its maximum against the ground truth. Rates and IoU are shares "
-            "(0-1); p is one-sided, exact, against chance.",
+            "(0-1); p is one-sided, exact, against chance. Fixed point: the hit rate of always "
+            "pointing at the pixel most often inside this finding's ground truth (chosen on "
+            "these cases): a map that only beats chance may just know where the finding usually "
+            "is; one that beats the fixed point finds it in each image.",
             "",
             "| finding | cases | hits | hit rate [95% CI] | chance | hit rate / chance | p | "
-            "mean IoU | flat maps |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "fixed point | mean IoU | flat maps |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in e.scores:
             name = f"**{s.finding}**" if s.finding == "all findings" else s.finding
@@ -640,7 +644,7 @@ def format_explanation(e: Explanation) -> str:
             lines.append(
                 f"| {name} | {s.cases:,} | {s.hits:,} | {s.hit_rate:.2f} [{s.hit_low:.2f}, "
                 f"{s.hit_high:.2f}] | {s.chance:.3f} | {ratio:.1f} | {s.p_value:.2g} | "
-                f"{s.mean_iou:.2f} | {s.flat_maps} |"
+                f"{s.fixed_point:.2f} | {s.mean_iou:.2f} | {s.flat_maps} |"
             )
         lines += [
             "",
@@ -702,7 +706,8 @@ def explain_section(out_dir: str | Path) -> str | None:
         o = scores[-1]
         text += (
             f" Pointing game over {o['cases']} located findings: hit rate {o['hit_rate']:.2f} "
-            f"[{o['hit_low']:.2f}, {o['hit_high']:.2f}] vs chance {o['chance']:.3f}; mean IoU "
+            f"[{o['hit_low']:.2f}, {o['hit_high']:.2f}] vs chance {o['chance']:.3f} (a fixed "
+            f"point: {o['fixed_point']:.2f}); mean IoU "
             f"{o['mean_iou']:.2f}."
         )
     return f"{_SECTION_MARK}\n## Grad-CAM\n\n{text}\n"

@@ -70,15 +70,17 @@ def map_peak(cam: np.ndarray) -> tuple[int, int] | None:
     """``(row, column)`` of the map's maximum, or None for a map with no positive value (it points
     nowhere).
 
-    A map upsampled from a coarse feature map has flat tops (at 64 px a 2x2 map's maximum is a
-    16x16 plateau in a corner); the first maximum in reading order would then sit on the
-    plateau's top-left edge, so the peak is the maximum pixel nearest the plateau's centroid.
+    Among equal maxima, the one nearest the image centre: a map upsampled bilinearly from a
+    coarse feature map peaks at a cell's centre, but a border cell's peak is a flat top from its
+    centre out to the image border (at 64 px a 2x2 map's maximum is a 16x16 corner block), whose
+    first pixel in reading order would be the image's corner. The pixel of that top nearest the
+    image centre is the cell's centre.
     """
     if not np.isfinite(cam).all() or cam.max() <= 0:
         return None
     top = np.argwhere(cam >= cam.max() * (1 - 1e-6))
-    nearest = np.argmin(((top - top.mean(axis=0)) ** 2).sum(axis=1))
-    row, column = top[nearest]
+    centre = (np.array(cam.shape) - 1) / 2
+    row, column = top[np.argmin(((top - centre) ** 2).sum(axis=1))]
     return int(row), int(column)
 
 
@@ -119,6 +121,9 @@ class FindingScore:
         hit_rate: ``hits / cases``.
         hit_low, hit_high: 95% Wilson interval of the hit rate.
         chance: the hit rate of a uniformly random point: mean area fraction of the masks.
+        fixed_point: the hit rate of always pointing at the same pixel, the one most often inside
+            this finding's masks (chosen on these cases, so a generous baseline): a map must beat
+            it to show more than where the finding usually is.
         p_value: P(hits or more | chance), one-sided, exact (Poisson-binomial).
         mean_iou: mean IoU of the map thresholded at ``CAM_LEVEL`` of its maximum.
         flat_maps: maps with no positive value (counted as misses, IoU 0).
@@ -131,6 +136,7 @@ class FindingScore:
     hit_low: float
     hit_high: float
     chance: float
+    fixed_point: float
     p_value: float
     mean_iou: float
     flat_maps: int
@@ -188,9 +194,20 @@ def score_localisation(
             }
         )
 
+    names = list(dict.fromkeys(str(f) for f in findings))
+    of = np.array([str(f) for f in findings])
+    # The fixed-point baseline: per finding, the pixel most often inside its masks.
+    fixed_hits = {}
+    for name in names:
+        chosen_masks = masks[of == name]
+        frequency = chosen_masks.mean(axis=0)
+        point = np.unravel_index(int(np.argmax(frequency)), frequency.shape)
+        fixed_hits[name] = int(chosen_masks[:, point[0], point[1]].sum())
+
     def row(name: str, chosen: list[dict]) -> FindingScore:
         hits = sum(c["hit"] for c in chosen)
         n = len(chosen)
+        fixed = sum(fixed_hits[f] for f in names if name in (f, "all findings"))
         interval = binomtest(hits, n).proportion_ci(confidence_level=0.95, method="wilson")
         chances = [c["area_fraction"] for c in chosen]
         return FindingScore(
@@ -201,12 +218,12 @@ def score_localisation(
             hit_low=float(interval.low),
             hit_high=float(interval.high),
             chance=float(np.mean(chances)),
+            fixed_point=fixed / n,
             p_value=poisson_binomial_tail(chances, hits),
             mean_iou=float(np.mean([c["iou"] for c in chosen])),
             flat_maps=sum(c["peak_row"] is None for c in chosen),
         )
 
-    names = list(dict.fromkeys(str(f) for f in findings))
     scores = [row(name, [c for c in cases if c["finding"] == name]) for name in names]
     if cases:
         scores.append(row("all findings", cases))

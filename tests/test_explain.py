@@ -90,10 +90,11 @@ def test_pointing_game_and_iou_on_maps_with_a_known_peak():
     flat = np.zeros((32, 32), np.float32)  # Grad-CAM's ReLU left nothing: points nowhere
     assert map_peak(flat) is None and not pointing_hit(flat, np.ones((32, 32), bool))
     assert map_iou(flat, inside) == 0.0
-    # A coarse map upsampled has a flat top: the peak is its middle, not its top-left corner.
-    plateau = np.zeros((32, 32), np.float32)
-    plateau[16:32, 16:32] = 1
-    assert map_peak(plateau) == (23, 23)
+    # A 2x2 map upsampled has flat tops out to the border: the peak is the cell's centre, the
+    # top's pixel nearest the image centre (not the corner that comes first in reading order).
+    coarse = np.zeros((32, 32), np.float32)
+    coarse[16:32, 16:32] = 1
+    assert map_peak(coarse) == (16, 16)
 
 
 def test_poisson_binomial_tail_is_the_binomial_tail_for_equal_chances():
@@ -119,6 +120,8 @@ def test_random_maps_hit_at_chance_and_peaked_maps_far_above():
     assert overall.chance == pytest.approx(masks.mean())
     assert overall.hit_low <= overall.chance <= overall.hit_high  # a random point hits at chance
     assert overall.p_value > 0.01
+    # Always pointing at the pixel most often inside the boxes beats a random point.
+    assert overall.fixed_point > overall.chance
     peaked = noise * 0.1 + masks  # the maximum always inside the mask
     scores, _ = score_localisation(peaked, masks, findings)
     assert scores[-1].hit_rate == 1.0 and scores[-1].p_value < 1e-100

@@ -26,6 +26,7 @@ from mdsearch.search import (
     RunFolder,
     SearchSettings,
     TrainRecipe,
+    make_sampler,
     proxy_search_class,
     read_trial_table,
 )
@@ -211,6 +212,30 @@ def test_optuna_is_told_complete_only_for_finished_proxies(space_file):
     states = [t.state.name for t in sorted(study.trials, key=lambda t: t.number)]
     assert states == ["COMPLETE", "PRUNED", "FAIL"]
     assert study.trials[0].values == [0.7, 1200.0]
+
+
+def test_the_grid_sampler_covers_the_space_then_repeats_to_the_budget(space_file):
+    """--sampler grid: every architecture once, then further seeds; the tell of the trial that
+    completes the grid used to raise (GridSampler's study.stop() outside study.optimize)."""
+    import threading
+
+    from mdsearch.space import load_space
+
+    space = load_space(space_file)
+    searcher = proxy_search_class()(
+        space=space.distributions(), metric=["auc", "flops_m"], mode=["max", "min"],
+        sampler=make_sampler("grid", 0, space, 2 * space.size), mdsearch_space=space,
+        num_classes=5, seed=0, seen={}, interrupted=threading.Event(),
+    )  # fmt: skip
+    archs = []
+    for k in range(space.size + 2):
+        config = searcher.suggest(f"t{k}")
+        archs.append(config["arch"])
+        searcher.on_trial_complete(f"t{k}", {"auc": 0.7, "flops_m": 1200.0, "final": True})
+    assert len(set(archs[: space.size])) == space.size  # the grid first, each point once
+    assert all(a in archs[: space.size] for a in archs[space.size :])  # then repeats
+    states = {t.state.name for t in searcher._ot_study.trials}
+    assert states == {"COMPLETE"}
 
 
 def test_each_optuna_trial_carries_its_trial_table_number(space_file):

@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         say(table.drop(columns=["arch"]).to_string(index=False, float_format="%.4f"))
     if args.out:
         atomic_write_text(Path(args.out), "\n".join(lines) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+        # the scores at full precision, beside the report (ties in rounded AUCs change tau)
+        scores = Path(args.out).with_suffix(".csv")
+        atomic_write_text(scores, table.to_csv(index=False))
+        print(f"wrote {args.out}, {scores}", file=sys.stderr)
     return 0
 
 
@@ -214,8 +217,21 @@ def _compare(table, gt, gt_path, short, long, say) -> None:
         + ("" if goal else f" (tau short of 0.6 by {max(0.0, 0.6 - tau_sn.tau):.3f}, "
                            f"lower end {tau_sn.low:+.3f})"))  # fmt: skip
     spread = np.nanstd(table["gt_long"], ddof=1)
-    say(f"spread of the {long}-epoch means over architectures: SD {spread:.4f} AUC; of the "
-        f"supernet scores: SD {np.nanstd(table['supernet_auc'], ddof=1):.4f}")  # fmt: skip
+    with np.errstate(all="ignore"):
+        seed_sd = float(np.sqrt(np.nanmean(np.nanvar(long_auc[ok], axis=1, ddof=1))))
+    say(f"spread of the {long}-epoch means over architectures: SD {spread:.4f} AUC (seed SD "
+        f"{seed_sd:.4f}, so one mean of {len(seeds)} seeds is known to +-"
+        f"{seed_sd / math.sqrt(len(seeds)):.4f}); of the supernet scores: SD "
+        f"{np.nanstd(table['supernet_auc'], ddof=1):.4f}")  # fmt: skip
+    # How well the ground truth agrees with itself: each seed's long ranking against the mean
+    # of the other seeds' (a ceiling for any proxy measured against this table).
+    if len(seeds) >= 2:
+        selfs = []
+        for j in range(len(seeds)):
+            rest = np.nanmean(np.delete(long_auc[ok], j, axis=1), axis=1)
+            selfs.append(kendall_tau_ci(long_auc[ok][:, [j]], rest[:, None], n_resamples=0).tau)
+        say(f"ground truth against itself: tau of one seed's {long}-epoch ranking vs the other "
+            f"seeds' mean: {', '.join(f'{t:+.3f}' for t in selfs)} (mean {np.mean(selfs):+.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":

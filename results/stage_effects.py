@@ -243,8 +243,10 @@ def fit_stage_effects(
                 fit = sm.MixedLM(data["y"].to_numpy(), x_trial, groups=data["arch"]).fit(reml=True)
             except (np.linalg.LinAlgError, ValueError):
                 fit = None
-        if fit is not None and not np.all(np.isfinite(fit.bse_fe)):
-            fit = None
+            # A singular fit's standard errors are NaN (numpy warns computing them, inside
+            # this block so the run's progress display stays clean): fall back as below.
+            if fit is not None and not np.all(np.isfinite(fit.bse_fe)):
+                fit = None
     if fit is not None:
         beta = np.asarray(fit.fe_params)
         se = np.asarray(fit.bse_fe)

@@ -121,7 +121,7 @@ class SearchSettings:
     space: str = "default"
     backbone: str | None = None
     budget: int = 100
-    sampler: str = "random"
+    sampler: str = "tpe"
     input_size: int = 448
     early_stop: str = "none"
     cpus_per_trial: float = 1.0

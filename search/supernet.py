@@ -243,7 +243,7 @@ def train_supernet(
     from mdsearch.mdconv import build_supernet
 
     from .datasets import batches
-    from .training import TrainingRun, make_optimizer
+    from .training import start_run
 
     recipe.check()
     settings.check()
@@ -255,20 +255,8 @@ def train_supernet(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     supernet = build_supernet(space, len(dataset.label_names), head_init=recipe.head_init)
-    supernet = supernet.to(device)
-    if recipe.channels_last:
-        supernet = supernet.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(
-        supernet,
-        name=recipe.optimizer,
-        lr=recipe.lr,
-        weight_decay=recipe.weight_decay,
-        total_steps=recipe.epochs * steps_per_epoch,
-        schedule=recipe.schedule,
-    )
-    run = TrainingRun(
-        supernet, optimizer, scheduler, torch.Generator().manual_seed(seed), steps_per_epoch
-    )
+    run = start_run(supernet, recipe, seed, steps_per_epoch, device)
+    supernet, optimizer, scheduler = run.model, run.optimizer, run.scheduler
     arch_rng = torch.Generator().manual_seed(seed + 1)
     training = SupernetTraining(
         supernet,

@@ -43,6 +43,7 @@ __all__ = [
     "TrialTimeout",
     "Validation",
     "label_aucs",
+    "start_run",
     "make_optimizer",
     "predict",
     "train",
@@ -308,6 +309,30 @@ class TrainingRun:
         self.epochs_done = int(state["epoch"])
 
 
+def start_run(
+    model: nn.Module, recipe: TrainRecipe, seed: int, steps_per_epoch: int, device: str
+) -> TrainingRun:
+    """A fresh :class:`TrainingRun` of ``model`` (a stand-alone network or a supernet): moved to
+    ``device`` (channels_last when the recipe says so), with the recipe's optimizer and schedule
+    over all its steps and a data-order generator seeded with ``seed``."""
+    import torch
+
+    model = model.to(device)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = make_optimizer(
+        model,
+        name=recipe.optimizer,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        total_steps=recipe.epochs * steps_per_epoch,
+        schedule=recipe.schedule,
+    )
+    return TrainingRun(
+        model, optimizer, scheduler, torch.Generator().manual_seed(seed), steps_per_epoch
+    )
+
+
 def train(
     spec: ArchSpec,
     dataset: Dataset,
@@ -367,20 +392,8 @@ def train(
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model = build(spec, head_init=recipe.head_init).to(device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(
-        model,
-        name=recipe.optimizer,
-        lr=recipe.lr,
-        weight_decay=recipe.weight_decay,
-        total_steps=recipe.epochs * steps_per_epoch,
-        schedule=recipe.schedule,
-    )
-    run = TrainingRun(
-        model, optimizer, scheduler, torch.Generator().manual_seed(seed), steps_per_epoch
-    )
+    run = start_run(build(spec, head_init=recipe.head_init), recipe, seed, steps_per_epoch, device)
+    model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
     if resume is not None:
         run.restore(resume)
     for epoch in range(run.epochs_done + 1, recipe.epochs + 1):

@@ -4,7 +4,9 @@
 :mod:`mdsearch.search.proxy_check`, the figures of :mod:`.proxy_fidelity`) into a run folder
 (``--run``) or its own folder. This module reads it (plain JSON; no torch, no Ray) and
 renders it: :func:`format_fidelity_markdown`, :func:`format_fidelity_html` and the terminal's
-:func:`format_fidelity_table`. :func:`proxy_seed_std` and :func:`lead_within_seed_noise` give the
+:func:`format_fidelity_table`; a check made with ``--supernet`` adds the supernet's scores (a
+column of the architecture table), its tau beside the short proxies' and one line with its cost
+(:func:`supernet_line`). :func:`proxy_seed_std` and :func:`lead_within_seed_noise` give the
 report a second noise figure next to the paired bootstrap: the seed-to-seed std of the proxy's
 AUC, which one run's validation bootstrap cannot see.
 """
@@ -34,6 +36,7 @@ __all__ = [
     "load_proxy_check",
     "proxy_check_seed_noise",
     "proxy_seed_std",
+    "supernet_line",
 ]
 
 # Any version of the proxy-check schema (the part before the version number).
@@ -189,16 +192,80 @@ def _tau_text(tau: Mapping[str, Any] | None, level: float) -> str:
     return f"{_f(tau['tau'], 2)}{ci}"
 
 
+def _supernet(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(the supernet block, its tau) of a check made with ``--supernet``; None otherwise."""
+    info, tau = data.get("supernet"), data.get("supernet_tau")
+    if not isinstance(info, Mapping) or not isinstance(tau, Mapping):
+        return None
+    return dict(info), dict(tau)
+
+
+def _g(x: Any) -> str:
+    return "?" if x is None or not math.isfinite(x) else f"{x:g}"
+
+
+def _supernet_name(info: Mapping[str, Any]) -> str:
+    cost = info.get("proxy_equivalents")
+    trials = f", {_g(cost)} trials" if cost is not None else ""
+    return f"supernet ({info.get('epochs', '?')} ep{trials})"
+
+
+def supernet_line(source: Source) -> str | None:
+    """One line on the supernet of a check made with ``--supernet`` (None: no supernet):
+    ``supernet (8 epochs, cost 16 stand-alone proxy trials of 2 epochs): tau +0.33 [-0.33,
+    +1.00] vs the 8-epoch ranking; trained in 412 s, 1.3 s per architecture scored``.
+
+    Args:
+        source: run folder, ``proxy_check.json`` path or result dict.
+    """
+    data = load_proxy_check(source)
+    found = None if data is None else _supernet(data)
+    if found is None:
+        return None
+    info, tau = found
+
+    def signed(x: Any) -> str:
+        return "n/a" if x is None or not math.isfinite(x) else f"{x:+.2f}"
+
+    long = max(int(k) for k in data["settings"])
+    ci = (
+        f" [{signed(tau.get('low'))}, {signed(tau.get('high'))}]"
+        if tau.get("low") is not None and math.isfinite(tau["low"])
+        else " [CI n/a]"
+    )
+    per = f" of {info['proxy_epochs']} epochs" if info.get("proxy_epochs") is not None else ""
+    return (
+        f"supernet ({info.get('epochs', '?')} epochs, cost {_g(info.get('proxy_equivalents'))} "
+        f"stand-alone proxy trials{per}): tau {signed(tau.get('tau'))}{ci} vs the {long}-epoch "
+        f"ranking; trained in {_f(info.get('train_seconds'), 0)} s, "
+        f"{_f(info.get('score_seconds'), 1)} s per architecture scored (BatchNorm "
+        "recalibration + validation). Reported, not recommended from: its score ranks "
+        "sub-networks of one shared training."
+    )
+
+
 def _tables(data: Mapping[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
-    """(archs x settings table, per-setting summary table) as rows of cells, header first."""
+    """(archs x settings table, per-setting summary table) as rows of cells, header first;
+    with a supernet, a column of its scores and a row of its figures."""
     rows = [data["settings"][k] for k in sorted(data["settings"], key=int)]
     archs = data["archs"]
-    arch_table = [["architecture", "MFLOPs@448", *(_setting_name(r) for r in rows)]]
+    supernet = _supernet(data)
+    scores = list((supernet[0].get("auc") or []) if supernet else [])
+    arch_table = [
+        [
+            "architecture",
+            "MFLOPs@448",
+            *(_setting_name(r) for r in rows),
+            *(["supernet score"] if supernet else []),
+        ]
+    ]
     for i, arch in enumerate(archs):
         cells = [_arch_name(arch), f"{arch['flops_m']:.0f}"]
         for r in rows:
             mean, std = r["mean"][i], r["std"][i]
             cells.append(f"{_f(mean)} ± {_f(std)}" if std is not None else _f(mean))
+        if supernet:
+            cells.append(_f(scores[i]) if i < len(scores) and scores[i] is not None else "-")
         arch_table.append(cells)
     level = data.get("parameters", {}).get("level", 0.95)
     summary = [
@@ -222,6 +289,20 @@ def _tables(data: Mapping[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
                 _tau_text(tau, level) if tau else "(reference)",
                 per_seed,
                 _f(r.get("seconds"), 1),
+            ]
+        )
+    if supernet:
+        info, tau = supernet
+        finite = np.array([x for x in scores if x is not None and math.isfinite(x)], dtype=float)
+        spread = float(np.std(finite, ddof=1)) if len(finite) >= 2 else math.nan
+        summary.append(
+            [
+                _supernet_name(info),
+                "-",  # one training: no seed noise across its scores
+                _f(spread, 4),
+                _tau_text(tau, level),
+                ", ".join(_f(t, 2) for t in tau.get("per_seed", [])) or "-",
+                _f(info.get("train_seconds"), 1),
             ]
         )
     return arch_table, summary
@@ -256,6 +337,9 @@ def _conclusion(data: Mapping[str, Any]) -> list[str]:
         ]
     else:
         lines = []
+    supernet = supernet_line(data)
+    if supernet:
+        lines.append(supernet[0].upper() + supernet[1:])
     return lines + [f"Warning: {w}" for w in data.get("warnings", [])]
 
 

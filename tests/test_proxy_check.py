@@ -212,3 +212,46 @@ def test_fidelity_reader_without_or_with_a_foreign_file(tmp_path):
     (tmp_path / "proxy_check.json").write_text('{"schema": "other"}')
     with pytest.raises(ResultsError, match="not a proxy-check result"):
         load_proxy_check(tmp_path)
+
+
+def test_proxy_check_md_shows_the_supernet_tau_beside_the_short_proxies(tmp_path):
+    from mdsearch.results import summarise_proxy_check
+    from mdsearch.search.proxy_check import PROXY_CHECK_SCHEMA
+
+    rng = np.random.default_rng(0)
+    long = np.linspace(0.6, 0.9, 5)[:, None] + rng.normal(0, 0.001, (5, 2))
+    scores = np.array([0.80, 0.74, 0.70, 0.66, 0.61])  # the long ranking reversed: tau -1
+    check = {
+        "schema": PROXY_CHECK_SCHEMA,
+        "archs": [
+            {"label": f"sample {i}", "id": f"{i:04d}", "mdconv_stages": [i], "flops_m": 1200.0 + i}
+            for i in range(5)
+        ],
+        "supernet": {
+            "epochs": 8,
+            "random_subnets": 2,
+            "train_seconds": 412.3,
+            "images_per_s": 300.0,
+            "proxy_equivalents": 16.0,
+            "proxy_epochs": 2,
+            "score_seconds": 1.27,
+            "auc": scores.tolist(),
+        },  # fmt: skip
+        **summarise_proxy_check({2: long - 0.02, 8: long}, 8, n_resamples=100, supernet=scores),
+    }
+    (tmp_path / PROXY_CHECK_FILE).write_text(json.dumps(check))
+    line = (
+        "upernet (8 epochs, cost 16 stand-alone proxy trials of 2 epochs): tau -1.00 "
+        "[-1.00, -1.00] vs the 8-epoch ranking; trained in 412 s, 1.3 s per architecture scored"
+    )
+    md = format_fidelity_markdown(tmp_path)
+    assert line in md and line in format_fidelity_html(tmp_path)
+    # A row beside the short proxies' taus, and the scores beside their AUCs.
+    assert "| supernet (8 ep, 16 trials) | - | " in md and "| -1.00 [-1.00, -1.00] | " in md
+    assert "| 2 ep | " in md and "| supernet score |" in md and "| 0.610 |" in md
+    # The warning summarise_proxy_check gives stays; without a supernet block, no row or line.
+    assert "Warning: the supernet ranked the architectures unlike 8 epochs" in md
+    for key in ("supernet", "supernet_tau"):
+        check.pop(key)
+    plain = format_fidelity_markdown(check)
+    assert "supernet (" not in plain and "supernet score" not in plain

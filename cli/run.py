@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mdsearch.search.run_settings import EARLY_STOP, SAMPLERS, SearchSettings
+from mdsearch.search.run_settings import (
+    EARLY_STOP,
+    SAMPLERS,
+    STRATEGIES,
+    SUPERNET_BUDGET,
+    SUPERNET_SCORES,
+    SearchSettings,
+)
 from mdsearch.search.settings import PROXY_DATA, PROXY_RECIPE
 
 from .common import positive_int
@@ -52,7 +59,8 @@ def add_run(sub: Any) -> None:
         "--budget",
         type=positive_int,
         default=None,
-        help=f"trials in total (default {d.budget}; with --resume: the run's own budget)",
+        help=f"trials in total (default {d.budget}; with --strategy supernet: stand-alone trials "
+        f"after the supernet, default {SUPERNET_BUDGET}; with --resume: the run's own budget)",
     )
     add_data_flags(p, PROXY_DATA, names=["data"], helps={"data": DATA_HELP})
     p.add_argument(
@@ -84,6 +92,31 @@ def add_run(sub: Any) -> None:
         PROXY_DATA,
         names=["seed"],
         helps={"seed": "seeds the sampler, the data split and the trials"},
+    )
+    p.add_argument(
+        "--strategy",
+        default=d.strategy,
+        choices=STRATEGIES,
+        help="standalone: every trial trains its architecture; supernet: train one "
+        "weight-sharing supernet, score sub-networks on it, then train the best-ranked on "
+        f"their own (the front is built on those only) (default {d.strategy})",
+    )
+    p.add_argument(
+        "--supernet-epochs",
+        type=positive_int,
+        default=d.supernet_epochs,
+        help="--strategy supernet: epochs of the supernet's training, each step training the "
+        "largest, the smallest and 2 random sub-networks; 8 cost 16 stand-alone proxy trials "
+        f"(default {d.supernet_epochs})",
+    )
+    p.add_argument(
+        "--supernet-scores",
+        type=positive_int,
+        default=d.supernet_scores,
+        metavar="N",
+        help="--strategy supernet: sub-networks scored on the supernet (default: every "
+        f"architecture of a space of up to {SUPERNET_SCORES}, else {SUPERNET_SCORES} chosen by "
+        "--sampler)",
     )
     p.add_argument("--out", default=None, help="run folder (default runs/<date>-<time>)")
     p.add_argument(
@@ -188,7 +221,7 @@ def _settings_from_args(args: argparse.Namespace) -> SearchSettings:
         proxy=train_recipe(args, d.proxy),
         space=args.space,
         backbone=args.backbone,
-        budget=d.budget if args.budget is None else args.budget,
+        budget=_default_budget(args.strategy) if args.budget is None else args.budget,
         sampler=args.sampler,
         input_size=args.input_size,
         early_stop=args.early_stop,
@@ -202,7 +235,14 @@ def _settings_from_args(args: argparse.Namespace) -> SearchSettings:
         latency_size=args.latency_size,
         latency_device=args.latency_device,
         confirm=args.confirm,
+        strategy=args.strategy,
+        supernet_epochs=args.supernet_epochs,
+        supernet_scores=args.supernet_scores,
     )
+
+
+def _default_budget(strategy: str) -> int:
+    return SUPERNET_BUDGET if strategy == "supernet" else DEFAULTS.budget
 
 
 def front_size(points: Sequence[Sequence[float]], modes: Sequence[str]) -> int:
@@ -254,18 +294,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         front_size=front_size,
         confirm_policy=_confirm_policy(prepared.settings),
+        candidate_ranking=_candidate_ranking(),
     )
+    from mdsearch.search import proxy_kind
+
     table = folder.read_table()
-    counts = table["status"].value_counts().to_dict() if len(table) else {}
+    kind = proxy_kind(table) if len(table) else None
     print(f"run folder: {folder.path}")
-    print(
-        f"trials: {len(table)} ({', '.join(f'{v} {k.lower()}' for k, v in counts.items()) or 'none'})"
-    )
+    if kind is not None and (kind == "supernet").any():
+        scored = table[kind == "supernet"]
+        print(f"supernet scores: {len(scored)} ({_counts(scored)}); record: supernet.json")
+        table = table[kind == "standalone"]
+        print(f"stand-alone trials: {len(table)} ({_counts(table)})")
+    else:
+        print(f"trials: {len(table)} ({_counts(table)})")
     print(f"trial table: {folder.table_path}")
     print(f"Optuna study: optuna-dashboard {folder.study_url}")
     if not args.no_report and len(table):
         _write_report(folder.path)
     return 0
+
+
+def _counts(table: Any) -> str:
+    counts = table["status"].value_counts().to_dict() if len(table) else {}
+    return ", ".join(f"{v} {k.lower()}" for k, v in counts.items()) or "none"
+
+
+def _candidate_ranking() -> Any:
+    """The results package's order of a supernet run's stand-alone candidates."""
+    from mdsearch.results.supernet_candidates import rank_candidates
+
+    return rank_candidates
 
 
 def _confirm_policy(settings: SearchSettings) -> Any:

@@ -17,6 +17,7 @@ from .run_settings import (
     EARLY_STOP,
     SAMPLERS,
     SEARCH_OBJECTIVES,
+    STRATEGIES,
     SearchSettings,
     parse_objectives,
 )
@@ -39,7 +40,7 @@ from .settings import (
     SettingsError,
     TrainRecipe,
 )
-from .study import STUDY_NAME, make_sampler, proxy_search_class
+from .study import STUDY_NAME, SUPERNET_STUDY_NAME, make_sampler, proxy_search_class
 from .supernet import (
     SUPERNET_RECIPE,
     SupernetSettings,
@@ -52,7 +53,7 @@ from .supernet import (
     train_supernet,
 )
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext, run_trial
-from .trial_table import label_column, read_trial_table
+from .trial_table import PROXY_KINDS, label_column, proxy_kind, read_trial_table
 
 __all__ = [
     "BOTH_CLASSES",
@@ -65,11 +66,14 @@ __all__ = [
     "MIN_NEGATIVES",
     "MIN_POSITIVES",
     "PROXY_DATA",
+    "PROXY_KINDS",
     "PROXY_RECIPE",
     "SAMPLERS",
     "SEARCH_OBJECTIVES",
+    "STRATEGIES",
     "STUDY_NAME",
     "SUPERNET_RECIPE",
+    "SUPERNET_STUDY_NAME",
     "TEST_FAULT_ENV",
     "DataError",
     "DataSettings",
@@ -98,6 +102,7 @@ __all__ = [
     "parse_objectives",
     "prepare",
     "proxy_equivalents",
+    "proxy_kind",
     "proxy_search_class",
     "proxy_train",
     "random_subnet",

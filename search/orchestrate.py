@@ -16,6 +16,10 @@ Flow of one ``mdsearch run`` (each step's module in brackets):
 5. the driver appends one row per finished trial to ``trials.csv`` and shows live progress
    (:mod:`~mdsearch.search.progress`; Ray's lifecycle and Ctrl-C:
    :mod:`~mdsearch.search.ray_session`).
+
+With ``--strategy supernet`` steps 3-5 are preceded by the supernet's training and the scoring
+of sub-networks on it, and the stand-alone trials train the supernet's best-ranked
+architectures first (:mod:`~mdsearch.search.supernet_run`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,13 +41,16 @@ from .run_settings import GRID_LIMIT, SearchSettings
 from .runfolder import RunError, RunFolder
 from .scored_labels import LABEL_RULE, LabelRule
 from .study import recover_study
+from .supernet_run import candidate_plan, score_phase, train_supernet_phase
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext
+from .trial_table import proxy_kind
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .progress import FrontSize
     from .study import ConfirmPolicy
+    from .supernet_run import CandidateRanking
 
 __all__ = ["Prepared", "prepare", "run_search"]
 
@@ -140,6 +147,7 @@ def run_search(
     quiet: bool = False,
     front_size: FrontSize | None = None,
     confirm_policy: ConfirmPolicy | None = None,
+    candidate_ranking: CandidateRanking | None = None,
 ) -> RunFolder:
     """Run (or resume) the search to its budget; returns the run folder.
 
@@ -152,6 +160,9 @@ def run_search(
             (the command line passes the results package's; None: not shown).
         confirm_policy: chooses the architectures of the confirmation phase (the command line
             passes :func:`mdsearch.results.next_to_confirm`); None explores to the end.
+        candidate_ranking: with ``--strategy supernet``, the order in which the stand-alone
+            phase trains the scored architectures (the command line passes the results
+            package's; None: by supernet score).
     """
     settings, space, folder = prepared.settings, prepared.space, prepared.folder
     with folder.lock():
@@ -169,6 +180,7 @@ def run_search(
         )
         num_classes = len(dataset.label_names)
         table = folder.read_table()
+        table = table[proxy_kind(table) == "standalone"]  # a supernet run's scores are not trials
         done = len(table)
         remaining = settings.budget - done
         if remaining <= 0:
@@ -218,6 +230,29 @@ def run_search(
                 test_fault=os.environ.get(TEST_FAULT_ENV, ""),
                 latency=latency,
                 label_rule=label_rule,
+            )
+            explore_plan, first_number = None, done
+            if settings.strategy == "supernet":
+                train_supernet_phase(settings, space, folder, say=say, quiet=quiet)
+                score_phase(
+                    settings,
+                    space,
+                    folder,
+                    context,
+                    num_classes=num_classes,
+                    label_names=dataset.label_names,
+                    quiet=quiet,
+                    front_size=front_size,
+                    say=say,
+                )
+                explore_plan = candidate_plan(folder, metrics[1], candidate_ranking)
+                first_number = len(folder.read_table())
+                say(f"stand-alone: {remaining} trial(s) of the supernet's best-ranked")
+            plan = replace(
+                plan,
+                first_number=first_number,
+                explore_plan=explore_plan,
+                desc="stand-alone" if settings.strategy == "supernet" else "search",
             )
             ray_session.run_trials(
                 settings,

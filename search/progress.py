@@ -119,6 +119,8 @@ class TrialRecorder(Callback):
         interrupted: the Ctrl-C flag.
         numbers: the table numbers, shared with the searcher (default: numbered from
             ``start`` here).
+        proxy: the rows this recorder's trials write (``standalone`` or ``supernet``); the
+            points and failures read back from the table are those rows'.
     """
 
     def __init__(
@@ -131,7 +133,10 @@ class TrialRecorder(Callback):
         quiet: bool = False,
         interrupted: InterruptFlag | None = None,
         numbers: TrialNumbers | None = None,
+        proxy: str = "standalone",
     ) -> None:
+        from .trial_table import proxy_kind
+
         self.folder = folder
         self.numbers = numbers if numbers is not None else TrialNumbers(start)
         self.label_names = tuple(label_names)
@@ -148,6 +153,7 @@ class TrialRecorder(Callback):
         self.points: list[tuple[float, ...]] = []
         self._written: set[str] = set()
         table = folder.read_table()
+        table = table[proxy_kind(table) == proxy]
         if len(table):
             ok = table[table["status"] == "COMPLETE"]
             for _, row in ok.iterrows():
@@ -252,6 +258,7 @@ class LiveProgress(Callback):
         total: the budget.
         done: trials already in the table.
         front_size: counts the non-dominated objective values (None: no front size shown).
+        desc: the bar's label.
     """
 
     def __init__(
@@ -260,9 +267,11 @@ class LiveProgress(Callback):
         total: int,
         done: int = 0,
         front_size: FrontSize | None = None,
+        desc: str = "search",
     ) -> None:
         from tqdm import tqdm
 
+        self.desc = desc
         self.recorder = recorder
         self.front_size = front_size
         self.total = total
@@ -276,7 +285,7 @@ class LiveProgress(Callback):
                 unit="trial",
                 file=sys.stderr,
                 dynamic_ncols=True,
-                desc="search",
+                desc=desc,
                 mininterval=0.5,
             )
             if self.interactive
@@ -312,7 +321,9 @@ class LiveProgress(Callback):
                 self.bar.set_postfix_str(status)
         elif count != self._shown:
             print(
-                f"[{count}/{self.total}] {status} | ETA {self._eta()}", file=sys.stderr, flush=True
+                f"{self.desc} [{count}/{self.total}] {status} | ETA {self._eta()}",
+                file=sys.stderr,
+                flush=True,
             )
         self._shown, self._status = count, status
 

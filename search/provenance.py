@@ -81,6 +81,8 @@ def run_config(
         # Which labels every trial's mean AUC is over (the report reads the rule from here).
         "label_rule": scored_validation_labels(dataset, settings.proxy.val_subset).to_dict(),
         "input_size": settings.input_size,
+        # standalone or supernet (mdsearch run --strategy); runs from before it: standalone.
+        "strategy": settings.strategy,
         "objectives": list(settings.objectives),
         "latency": latency_config(settings, latency),
         "sampler": settings.sampler,

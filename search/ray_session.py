@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ray.tune import Stopper
 
     from .progress import FrontSize, InterruptFlag
-    from .study import ConfirmPolicy
+    from .study import ConfirmPolicy, ExplorePlan
 
 __all__ = [
     "SigintSetsEvent",
@@ -65,6 +65,16 @@ class TrialPlan:
             kill or Ctrl-C left unfinished).
         num_classes: the dataset's number of findings.
         label_names: the dataset's findings.
+        total: trials of this phase in all, for the progress display (None: the budget).
+        first_number: the next row's number in trials.csv (None: ``done``; a supernet run's
+            phases share the table).
+        proxy: the rows this phase writes (``standalone`` or ``supernet``: what the progress
+            and the failure count are over).
+        study_name: the Optuna study of this phase.
+        explore_plan: what the exploration proposes before the sampler does (None: the
+            sampler only).
+        confirm: whether the confirmation phase follows the exploration (``--confirm``).
+        desc: the progress bar's label.
     """
 
     remaining: int
@@ -73,6 +83,13 @@ class TrialPlan:
     points: Sequence[dict[str, Any]]
     num_classes: int
     label_names: Sequence[str]
+    total: int | None = None
+    first_number: int | None = None
+    proxy: str = "standalone"
+    study_name: str = STUDY_NAME
+    explore_plan: ExplorePlan | None = None
+    confirm: bool = True
+    desc: str = "search"
 
 
 def start_ray(address: str | None) -> bool:
@@ -150,14 +167,15 @@ def run_trials(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     interrupted = InterruptFlag()
-    numbers = TrialNumbers(start=plan.done)  # trials.csv numbers, also stored in the study
+    first = plan.done if plan.first_number is None else plan.first_number
+    numbers = TrialNumbers(start=first)  # trials.csv numbers, also stored in the study
     storage = optuna.storages.RDBStorage(folder.study_url)
     searcher = proxy_search_class()(
         space=space.distributions(),
         metric=settings.metric_columns,
         mode=settings.metric_modes,
         sampler=make_sampler(settings.sampler, settings.seed, space, settings.budget),
-        study_name=STUDY_NAME,
+        study_name=plan.study_name,
         storage=storage,
         points_to_evaluate=list(plan.points) or None,
         mdsearch_space=space,
@@ -165,10 +183,11 @@ def run_trials(
         seed=settings.seed,
         seen=plan.seen,
         interrupted=interrupted,
-        confirm_after=settings.explore_trials if settings.confirm > 0 else None,
-        confirm_policy=confirm_policy,
+        confirm_after=settings.explore_trials if plan.confirm and settings.confirm > 0 else None,
+        confirm_policy=confirm_policy if plan.confirm else None,
         table_path=str(folder.table_path),
         trial_numbers=numbers,
+        explore_plan=plan.explore_plan,
     )
     scheduler = None
     if settings.early_stop == "asha":
@@ -191,11 +210,18 @@ def run_trials(
         quiet=quiet,
         interrupted=interrupted,
         numbers=numbers,
+        proxy=plan.proxy,
     )
     callbacks: list[tune.Callback] = [recorder]
     if not quiet:
         callbacks.append(
-            LiveProgress(recorder, total=settings.budget, done=plan.done, front_size=front_size)
+            LiveProgress(
+                recorder,
+                total=settings.budget if plan.total is None else plan.total,
+                done=plan.done,
+                front_size=front_size,
+                desc=plan.desc,
+            )
         )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=context),

@@ -22,11 +22,26 @@ __all__ = [
     "GRID_LIMIT",
     "SAMPLERS",
     "SEARCH_OBJECTIVES",
+    "STRATEGIES",
+    "SUPERNET_BUDGET",
+    "SUPERNET_SCORES",
     "SearchSettings",
     "parse_objectives",
 ]
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
+#: ``--strategy``: how architectures are scored. ``standalone``: every trial trains its
+#: architecture on its own (the proxy); ``supernet``: one weight-sharing supernet is trained,
+#: sub-networks are scored on it, and the best-ranked go to stand-alone training (the front is
+#: built on those only).
+STRATEGIES = ("standalone", "supernet")
+#: ``--budget`` of a supernet run when none is given: stand-alone trials after the supernet,
+#: whose default training costs 16 more (so 32 proxy trials in all, a third of the default
+#: stand-alone run's 100).
+SUPERNET_BUDGET = 16
+#: ``--supernet-scores`` when none is given: every architecture of a space up to this size
+#: (``paper``: 16), else this many chosen by the sampler.
+SUPERNET_SCORES = 200
 EARLY_STOP = ("none", "asha")
 #: A grid sampler enumerates the space: beyond this many architectures it cannot cover it.
 GRID_LIMIT = 4096
@@ -109,6 +124,12 @@ class SearchSettings:
         confirm: share of the budget spent, after exploration, on further seeds of the
             architectures whose intervals touch the front, and of the baseline
             (:mod:`mdsearch.results.confirmation`); 0 explores to the end.
+        strategy: :data:`STRATEGIES`. With ``supernet``, :attr:`budget` counts the stand-alone
+            trials that follow the supernet (its training and scoring are not trials of the
+            budget).
+        supernet_epochs: epochs of the supernet's training (the proxy recipe otherwise).
+        supernet_scores: sub-networks scored on the supernet (None: every architecture of a
+            space of up to :data:`SUPERNET_SCORES`, else that many).
 
     Example:
         >>> s = SearchSettings(DataSettings("phantom,n=300", resolution=32), budget=4)
@@ -134,6 +155,9 @@ class SearchSettings:
     latency_size: int = 224
     latency_device: str = "cpu"
     confirm: float = 0.3
+    strategy: str = "standalone"
+    supernet_epochs: int = 8
+    supernet_scores: int | None = None
 
     @property
     def seed(self) -> int:
@@ -154,6 +178,12 @@ class SearchSettings:
     def explore_trials(self) -> int:
         """Trials proposed by the sampler before the confirmation phase starts."""
         return self.budget - round(self.confirm * self.budget)
+
+    def scores_for(self, space_size: int) -> int:
+        """Sub-networks a supernet run scores in a space of ``space_size`` architectures."""
+        if self.supernet_scores is not None:
+            return self.supernet_scores
+        return min(space_size, SUPERNET_SCORES)
 
     @property
     def trial_threads(self) -> int:
@@ -197,6 +227,19 @@ class SearchSettings:
             _fail(f"--trial-timeout {settings.trial_timeout}: give a positive number of seconds")
         if not 0 <= settings.confirm < 1:
             _fail(f"--confirm {settings.confirm}: give a share of the budget from 0 to below 1")
+        if settings.strategy not in STRATEGIES:
+            _fail(
+                f"--strategy {settings.strategy!r} is unknown: use one of {', '.join(STRATEGIES)}"
+            )
+        if settings.supernet_epochs < 1:
+            _fail(f"--supernet-epochs {settings.supernet_epochs}: give at least 1 epoch")
+        if settings.supernet_scores is not None and settings.supernet_scores < 1:
+            _fail(f"--supernet-scores {settings.supernet_scores}: give at least 1 sub-network")
+        if settings.strategy == "supernet" and settings.early_stop != "none":
+            _fail(
+                "--early-stop asha: not with --strategy supernet (its stand-alone trials "
+                "confirm candidates; stopping them early would leave the front unconfirmed)"
+            )
         if settings.max_failures < 0:
             _fail(f"--max-failures {settings.max_failures}: give 0 or more retries")
         check_latency_device(settings.latency_device, needed=False)
@@ -242,6 +285,9 @@ class SearchSettings:
             "latency_size": own["latency_size"],
             "latency_device": own["latency_device"],
             "confirm": own["confirm"],
+            "strategy": own["strategy"],
+            "supernet_epochs": own["supernet_epochs"],
+            "supernet_scores": own["supernet_scores"],
         }
 
     @classmethod

@@ -8,6 +8,9 @@ Layout of ``runs/<name>/``::
     study.db           the Optuna study (SQLite): optuna-dashboard sqlite:///runs/<name>/study.db
     tune-<k>/          Ray Tune's experiment folder of the k-th invocation (0 = first, 1.. = resumes)
     faults/            <ray trial id>.json: why a trial's worker was stopped (--trial-timeout)
+    supernet.pt        --strategy supernet: the supernet's checkpoint (written every epoch)
+    supernet.json      --strategy supernet: its finished training's record (cost, images/s)
+    supernet-<k>/      --strategy supernet: Ray Tune's folder of the supernet training trial
     .lock              held while a `mdsearch run` works on the folder
 
 The trial table is the source of truth: a trial that has a row is never run again, so a kill
@@ -44,6 +47,8 @@ __all__ = [
     "LOCK_FILE",
     "PREDICTIONS_DIR",
     "STUDY_FILE",
+    "SUPERNET_CHECKPOINT",
+    "SUPERNET_RECORD",
     "TABLE_FILE",
     "RunFolder",
     "RunError",
@@ -58,6 +63,8 @@ PREDICTIONS_DIR = "predictions"
 STUDY_FILE = "study.db"
 FAULTS_DIR = "faults"
 LOCK_FILE = ".lock"
+SUPERNET_CHECKPOINT = "supernet.pt"
+SUPERNET_RECORD = "supernet.json"
 
 
 class RunError(ValueError):
@@ -99,6 +106,8 @@ class RunFolder:
     predictions_dir = property(lambda self: self.path / PREDICTIONS_DIR)
     faults_dir = property(lambda self: self.path / FAULTS_DIR)
     study_path = property(lambda self: self.path / STUDY_FILE)
+    supernet_checkpoint = property(lambda self: self.path / SUPERNET_CHECKPOINT)
+    supernet_record_path = property(lambda self: self.path / SUPERNET_RECORD)
 
     @property
     def study_url(self) -> str:
@@ -138,6 +147,19 @@ class RunFolder:
             raise RunError(
                 f"cannot create {self.config_path}: {exc.strerror or exc}; choose another --out"
             ) from exc
+
+    def write_supernet_record(self, record: Mapping[str, Any]) -> None:
+        """Write supernet.json (atomically): the finished supernet training's record."""
+        path = self.supernet_record_path
+        try:
+            atomic_write_bytes(path, json.dumps(dict(record), indent=2, default=str).encode())
+        except OSError as exc:
+            raise RunFolderWriteError(path, exc, self.path) from exc
+
+    def read_supernet_record(self) -> dict[str, Any] | None:
+        """supernet.json (None: no supernet training finished here)."""
+        path = self.supernet_record_path
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def read_config(self) -> dict[str, Any]:
         """The run's settings."""

@@ -36,8 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STUDY_NAME",
+    "SUPERNET_STUDY_NAME",
     "TABLE_TRIAL_ATTR",
     "ConfirmPolicy",
+    "ExplorePlan",
     "Interrupted",
     "make_sampler",
     "objective_values",
@@ -45,8 +47,12 @@ __all__ = [
     "recover_study",
 ]
 
-#: Name of the Optuna study in study.db (what ``optuna.load_study`` takes).
+#: Name of the Optuna study in study.db (what ``optuna.load_study`` takes): the stand-alone
+#: trials, whose front the run reports.
 STUDY_NAME = "mdsearch"
+#: The study of a supernet run's scores (``--strategy supernet``), beside :data:`STUDY_NAME`
+#: in the same study.db (optuna-dashboard lists both).
+SUPERNET_STUDY_NAME = "mdsearch-supernet"
 
 #: The Optuna user attribute holding the trial's number in trials.csv (its ``trial`` column):
 #: after a kill and ``--resume``, Optuna's trial numbers and the table's differ.
@@ -56,6 +62,12 @@ TABLE_TRIAL_ATTR = "table_trial"
 #: The confirmation policy: (trial table so far, canonical string -> trials proposed) -> the
 #: architecture to give the next seed, or None to let the sampler explore.
 ConfirmPolicy = Callable[["pd.DataFrame", Mapping[str, int]], "str | None"]
+
+
+#: A planned exploration: canonical string -> trials proposed so far, to the architecture to
+#: propose next, or None to let the sampler propose (e.g. a supernet run's stand-alone phase
+#: trains the supernet's best-ranked architectures in order).
+ExplorePlan = Callable[[Mapping[str, int]], "str | None"]
 
 
 class Interrupted(Protocol):
@@ -135,9 +147,10 @@ def proxy_search_class() -> type[OptunaSearch]:
     Its constructor takes OptunaSearch's arguments and ``mdsearch_space`` (the
     :class:`~mdsearch.space.SearchSpace`), ``num_classes``, ``seed`` (repeat k of an
     architecture trains with seed + k), ``seen`` (architectures already in the table -> count),
-    ``interrupted`` (an :class:`Interrupted` flag) and ``trial_numbers`` (the recorder's
+    ``interrupted`` (an :class:`Interrupted` flag), ``trial_numbers`` (the recorder's
     :class:`~mdsearch.search.progress.TrialNumbers`: each Optuna trial then carries its
-    trials.csv number as the user attribute :data:`TABLE_TRIAL_ATTR`).
+    trials.csv number as the user attribute :data:`TABLE_TRIAL_ATTR`) and ``explore_plan`` (an
+    :class:`ExplorePlan` the exploration follows before the sampler's own proposals).
     """
     from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState
@@ -160,6 +173,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             confirm_policy: ConfirmPolicy | None = None,
             table_path: str | None = None,
             trial_numbers: TrialNumbers | None = None,
+            explore_plan: ExplorePlan | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
@@ -173,6 +187,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             self._md_confirm_policy = confirm_policy
             self._md_table_path = table_path
             self._md_numbers = trial_numbers
+            self._md_plan = explore_plan
             study = getattr(self, "_ot_study", None)
             if study is not None:  # optuna-dashboard then names the objectives, not "Objective 0"
                 with warnings.catch_warnings():
@@ -185,19 +200,30 @@ def proxy_search_class() -> type[OptunaSearch]:
                 return None
             if sum(self._md_seen.values()) < self._md_confirm_after:
                 return None
-            from .trial_table import read_trial_table
+            from .trial_table import proxy_kind, read_trial_table
 
             try:
                 table = read_trial_table(self._md_table_path)
             except (FileNotFoundError, ValueError):  # no row yet (pandas' EmptyDataError)
                 return None
+            table = table[proxy_kind(table) == "standalone"]  # a supernet score confirms nothing
             return self._md_confirm_policy(table, dict(self._md_seen))
+
+        def _planned(self) -> str | None:
+            """The explore plan's next architecture, once the study has nothing queued (the
+            reference architectures and interrupted trials, enqueued first, run first)."""
+            if self._md_plan is None:
+                return None
+            if self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                return None
+            return self._md_plan(dict(self._md_seen))
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
             confirm = self._confirmation()
-            if confirm is not None:
+            chosen = confirm if confirm is not None else self._planned()
+            if chosen is not None:
                 # Optuna's next ask() takes the enqueued point: the sampler stays informed.
-                arch = self._md_space.encode(ArchSpec.parse(confirm))
+                arch = self._md_space.encode(ArchSpec.parse(chosen))
                 self._ot_study.enqueue_trial(arch, skip_if_exists=False)
             params = super().suggest(trial_id)
             if params is None:
@@ -248,7 +274,11 @@ def proxy_search_class() -> type[OptunaSearch]:
 
 
 def recover_study(
-    folder: RunFolder, space: SearchSpace, table: pd.DataFrame, metrics: Sequence[str]
+    folder: RunFolder,
+    space: SearchSpace,
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    study_name: str = STUDY_NAME,
 ) -> list[dict[str, Any]]:
     """After a kill or Ctrl-C: settle the study's RUNNING trials and return the parameters of
     those to run again first.
@@ -262,8 +292,9 @@ def recover_study(
     Args:
         folder: the run folder (its study.db).
         space: the searched space (which Optuna parameters are its own).
-        table: the trial table so far.
+        table: the trial table so far (the rows of this study's trials only).
         metrics: the objective columns, in the study's order.
+        study_name: the study (:data:`STUDY_NAME` or :data:`SUPERNET_STUDY_NAME`).
 
     Returns:
         Optuna parameters to evaluate first (``points_to_evaluate``).
@@ -277,7 +308,10 @@ def recover_study(
     for _, row in table.iterrows():
         if row["seed"] == row["seed"]:  # not NaN
             rows[(str(row["arch"]), int(row["seed"]))] = row
-    study = optuna.load_study(study_name=STUDY_NAME, storage=folder.study_url)
+    names_in_db = optuna.get_all_study_names(storage=folder.study_url)
+    if study_name not in names_in_db:
+        return []
+    study = optuna.load_study(study_name=study_name, storage=folder.study_url)
     names = list(space.distributions())
     again = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):

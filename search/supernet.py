@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from mdsearch.space import ArchSpec, SearchSpace, StageSpec, atomic_write_bytes
 
 from .proxy import ProxyResult
+from .scored_labels import LABEL_RULE, LabelRule
 from .settings import PROXY_RECIPE, SettingsError, TrainRecipe, known_fields
 from .training import Diverged, EpochStats
 
@@ -393,6 +394,8 @@ def score_subnet(
     *,
     settings: SupernetSettings = SupernetSettings(),
     fidelity: float | None = None,
+    sample_seed: int | None = None,
+    label_rule: LabelRule = LABEL_RULE,
     device: str = "cpu",
 ) -> ProxyResult:
     """Score one sub-network: recalibrate its BatchNorm statistics, then its validation AUC.
@@ -409,6 +412,10 @@ def score_subnet(
         settings: the recalibration sample (:class:`SupernetSettings`).
         fidelity: what the result's ``fidelity`` says (default: ``recipe.epochs``, the
             supernet's epochs).
+        sample_seed: None: the recalibration sample is the fixed one every sub-network gets;
+            a number: another sample of as many training images, drawn with that seed (a
+            further score of the same sub-network, as a further seed is for a trial).
+        label_rule: which labels the mean AUC is over (a run's own rule).
         device: where the supernet is.
 
     Returns:
@@ -430,14 +437,17 @@ def score_subnet(
             f"{spec.canonical} has {spec.num_classes} outputs, the data has "
             f"{len(dataset.label_names)} labels"
         )
+    import torch
+
     start = time.perf_counter()
     supernet.set_active(spec)
     calibration = batches(
         dataset,
         "train",
         batch_size=settings.recalibration_batch,
-        shuffle=False,
+        shuffle=sample_seed is not None,
         augment=False,
+        generator=None if sample_seed is None else torch.Generator().manual_seed(sample_seed),
         subset=settings.recalibration_images,
         drop_last=True,
     )
@@ -460,7 +470,7 @@ def score_subnet(
 
     if not np.isfinite(y_score).all():
         raise Diverged(f"{spec.canonical}: validation scores are NaN in the supernet")
-    auc, per_label = label_aucs(y_true, y_score, dataset.label_names)
+    auc, per_label = label_aucs(y_true, y_score, dataset.label_names, rule=label_rule)
     seconds = time.perf_counter() - start
     epochs = float(recipe.epochs if fidelity is None else fidelity)
     return ProxyResult(

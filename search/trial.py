@@ -29,8 +29,10 @@ from .trial_table import label_column
 
 if TYPE_CHECKING:
     from mdsearch.mdconv import LatencyTable
+    from mdsearch.space import ArchSpec
 
     from .datasets import Dataset
+    from .proxy import ProxyResult
 
 __all__ = ["FAULT_KINDS", "TEST_FAULT_ENV", "TrialContext", "run_trial"]
 
@@ -60,6 +62,10 @@ class TrialContext:
         latency: the latency table when latency is an objective (a trial only looks up).
         label_rule: which labels a trial's mean AUC is over: the run's own (config.json), so a
             resumed run's new rows mean what its old ones do.
+        supernet_checkpoint: None: a trial trains its architecture (the proxy); a path: a
+            trial scores its architecture as a sub-network of this trained supernet
+            (:func:`~mdsearch.search.supernet.score_subnet`; the row's ``proxy`` is
+            ``supernet``, and ``recipe`` is then the supernet's training recipe).
     """
 
     data: DataSettings
@@ -73,6 +79,7 @@ class TrialContext:
     test_fault: str = ""
     latency: LatencyTable | None = None
     label_rule: LabelRule = LABEL_RULE
+    supernet_checkpoint: str | None = None
 
 
 _WORKER_DATA: dict[DataSettings, Dataset] = {}
@@ -84,6 +91,23 @@ def _worker_dataset(ctx: TrialContext) -> Dataset:
         _WORKER_DATA.clear()
         _WORKER_DATA[ctx.data] = ctx.data.load(progress=False)
     return _WORKER_DATA[ctx.data]
+
+
+_WORKER_SUPERNET: dict[tuple[str, int, str], Any] = {}
+
+
+def _worker_supernet(ctx: TrialContext) -> Any:
+    """The trained supernet (a :class:`~mdsearch.search.supernet.SupernetTraining`), loaded
+    once per worker process and checkpoint version (a reused actor scores many sub-networks)."""
+    from .supernet import load_supernet
+
+    path = str(ctx.supernet_checkpoint)
+    device = "cuda" if ctx.use_gpu else "cpu"
+    key = (path, os.stat(path).st_mtime_ns, device)
+    if key not in _WORKER_SUPERNET:
+        _WORKER_SUPERNET.clear()
+        _WORKER_SUPERNET[key] = load_supernet(path, device=device)
+    return _WORKER_SUPERNET[key]
 
 
 def _watchdog_grace(timeout: float) -> float:
@@ -192,6 +216,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         "seed": seed,
         "repeat": int(config.get("repeat", 0)),
         "node_id": _node_id(),
+        "proxy": "standalone" if ctx.supernet_checkpoint is None else "supernet",
     }
 
     def fail(error: str, fidelity: float = 0.0, folder_error: bool = False) -> None:
@@ -241,18 +266,21 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     try:
         _test_fault(ctx, spec.canonical)
         data = _worker_dataset(ctx)
-        result = proxy_train(
-            spec,
-            data,
-            ctx.recipe,
-            seed,
-            device="cuda" if ctx.use_gpu else "cpu",
-            threads=ctx.threads,
-            report=report,
-            eval_every_epoch=ctx.eval_every_epoch,
-            deadline=None if ctx.trial_timeout is None else started + ctx.trial_timeout,
-            label_rule=ctx.label_rule,
-        )
+        if ctx.supernet_checkpoint is not None:
+            result = _score_on_supernet(spec, data, ctx, int(config.get("repeat", 0)), seed)
+        else:
+            result = proxy_train(
+                spec,
+                data,
+                ctx.recipe,
+                seed,
+                device="cuda" if ctx.use_gpu else "cpu",
+                threads=ctx.threads,
+                report=report,
+                eval_every_epoch=ctx.eval_every_epoch,
+                deadline=None if ctx.trial_timeout is None else started + ctx.trial_timeout,
+                label_rule=ctx.label_rule,
+            )
         preds = folder.save_predictions(trial_id, result.y_true, result.y_score, data.label_names)
     except RunFolderWriteError as exc:
         return fail(str(exc), epochs_done[0], folder_error=True)
@@ -278,6 +306,30 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             "predictions": preds,
             "final": True,
         }
+    )
+
+
+def _score_on_supernet(
+    spec: ArchSpec, data: Dataset, ctx: TrialContext, repeat: int, seed: int
+) -> ProxyResult:
+    """A supernet trial's result: ``spec`` scored on the run's supernet (BatchNorm recalibrated
+    on the fixed sample; a repeat draws another sample with its seed), over the run's labels."""
+    import torch
+
+    from .supernet import score_subnet
+
+    if ctx.threads:
+        torch.set_num_threads(ctx.threads)
+    training = _worker_supernet(ctx)
+    return score_subnet(
+        training.supernet,
+        spec,
+        data,
+        training.recipe,
+        settings=training.settings,
+        sample_seed=None if repeat == 0 else seed,
+        label_rule=ctx.label_rule,
+        device="cuda" if ctx.use_gpu else "cpu",
     )
 
 

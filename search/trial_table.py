@@ -12,7 +12,9 @@ Units: ``flops_m`` multiply-adds in millions at ``input_size`` px; ``params_m`` 
 ``latency_ms`` predicted ms per image (see config.json ``latency``; empty unless latency is an
 objective); ``fidelity`` / ``target_fidelity`` proxy epochs done / asked; ``resolution`` the
 proxy's input side in px; ``train_seconds`` seconds in training steps; ``images_per_s``
-training throughput.
+training throughput; ``proxy`` how the AUC was measured (:data:`PROXY_KINDS`: a supernet row's
+``train_seconds`` is its BatchNorm recalibration + validation, its ``fidelity`` the supernet's
+epochs).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "TEXT_COLUMNS",
     "TRIAL_COLUMNS",
+    "PROXY_KINDS",
     "empty_table",
     "label_column",
     "label_columns",
+    "proxy_kind",
     "read_trial_table",
     "table_columns",
 ]
@@ -64,7 +68,13 @@ COLUMNS = (
     "finished_at",
     "predictions",
     "error",
+    "proxy",
 )
+#: ``proxy`` values: how a row's AUC was measured. ``standalone``: the architecture trained on
+#: its own for the proxy's epochs (every row of a table from before the column); ``supernet``:
+#: scored as a sub-network of the run's weight-sharing supernet (``mdsearch run --strategy
+#: supernet``), a ranking score that never enters the front.
+PROXY_KINDS = ("standalone", "supernet")
 #: What only the driver knows: the trial's number in the run, its Ray id, how it ended
 #: (COMPLETE, STOPPED, FAILED), when (UTC, ISO 8601), and why it failed.
 DRIVER_COLUMNS = ("trial", "ray_trial_id", "status", "finished_at", "error")
@@ -87,6 +97,7 @@ TEXT_COLUMNS = (
     "finished_at",
     "predictions",
     "error",
+    "proxy",
 )
 #: Prefix of the per-label validation AUC columns (``auc__Effusion``).
 LABEL_PREFIX = "auc__"
@@ -105,6 +116,23 @@ def label_columns(columns: Iterable[str]) -> list[str]:
 def table_columns(label_names: Sequence[str]) -> list[str]:
     """Header of a new table: :data:`COLUMNS`, then one AUC column per label."""
     return [*COLUMNS, *(label_column(name) for name in label_names)]
+
+
+def proxy_kind(table: pd.DataFrame) -> pd.Series:
+    """Each row's ``proxy`` (:data:`PROXY_KINDS`); ``standalone`` where the table has no such
+    column or the cell is empty (tables written before the supernet strategy).
+
+    Example:
+        >>> import pandas as pd
+        >>> proxy_kind(pd.DataFrame({"proxy": ["supernet", ""]})).tolist()
+        ['supernet', 'standalone']
+    """
+    import pandas as pd
+
+    if "proxy" not in table:
+        return pd.Series("standalone", index=table.index, dtype=object)
+    kind = table["proxy"].fillna("").astype(str).str.strip()
+    return kind.where(kind != "", "standalone")
 
 
 def empty_table() -> pd.DataFrame:

@@ -288,10 +288,11 @@ def test_an_old_config_json_loads_and_is_written_back_in_its_layout():
     )
     assert settings.proxy == TrainRecipe(epochs=1, train_subset=64)
     assert settings.seed == 3 and settings.objectives == ("auc", "flops")
-    # Written back in the same layout, plus the one setting added since: a run from before
-    # --confirm explores to the end when resumed.
-    assert settings.confirm == 0.0
-    assert {k: v for k, v in settings.to_dict().items() if k != "confirm"} == OLD_SETTINGS
+    # Written back in the same layout, plus the settings added since: a run from before
+    # --confirm explores to the end when resumed, one from before --strategy is stand-alone.
+    assert settings.confirm == 0.0 and settings.strategy == "standalone"
+    added = ("confirm", "strategy", "supernet_epochs", "supernet_scores")
+    assert {k: v for k, v in settings.to_dict().items() if k not in added} == OLD_SETTINGS
     # Keys of a still older run (no objectives, no latency device) take their defaults.
     older = {k: v for k, v in OLD_SETTINGS.items() if k not in ("objectives", "latency_device")}
     assert SearchSettings.from_dict(older).objectives == ("auc", "flops")

@@ -1,0 +1,401 @@
+"""``mdsearch run --strategy supernet``: train one weight-sharing supernet, score sub-networks on
+it, then train the best-ranked on their own.
+
+The three phases of a supernet run, each through Ray Tune like any trial (so each runs on a
+cluster node or a GPU), all in one run folder:
+
+1. **train** (:func:`train_supernet_phase`): one Ray Tune trial trains the supernet
+   (:func:`~mdsearch.search.supernet.train_supernet`: sandwich rule, checkpoint
+   ``supernet.pt`` after every epoch) on one node's CPUs (or ``--gpus-per-trial``); the driver
+   writes its record, ``supernet.json``. A killed or interrupted training continues from its
+   last epoch on ``--resume``;
+2. **score** (:func:`score_phase`): Ray Tune + Optuna trials, one per sub-network, each a
+   :func:`~mdsearch.search.trial.run_trial` that loads the supernet once per worker and scores
+   its architecture (BatchNorm recalibrated, then validation AUC; predictions saved like a
+   trial's). Their rows go to trials.csv with ``proxy`` = ``supernet`` and their Optuna trials to
+   the study ``mdsearch-supernet``. A space no larger than ``--supernet-scores`` (e.g.
+   ``paper``) is scored exhaustively, a larger one as the sampler proposes;
+3. **stand-alone** (the ordinary search, :func:`~mdsearch.search.ray_session.run_trials`, with
+   :func:`candidate_plan`): the baseline and the paper's network first, then the architectures
+   in the order the candidate ranking gives (the command line passes the results package's:
+   the supernet's Pareto layers), one seed each, then the confirmation phase (``--confirm``)
+   gives further seeds to those whose intervals touch the front. ``--budget`` counts these
+   trials; the front and every claim of the report rest on them only.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .runfolder import RunError, RunFolder
+from .settings import DataSettings, TrainRecipe
+from .study import SUPERNET_STUDY_NAME, ExplorePlan, recover_study
+from .supernet import SupernetSettings
+from .trial import TrialContext, _failure_reason, _node_id, _worker_dataset
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mdsearch.space import SearchSpace
+
+    from .progress import FrontSize
+    from .run_settings import SearchSettings
+
+__all__ = [
+    "CandidateRanking",
+    "SupernetTrialContext",
+    "candidate_plan",
+    "score_phase",
+    "train_supernet_phase",
+    "train_supernet_trial",
+]
+
+#: (the supernet rows of trials.csv, the cost objective's column) -> canonical strings in the
+#: order the stand-alone phase trains them (the command line passes
+#: :func:`mdsearch.results.supernet_candidates.rank_candidates`).
+CandidateRanking = Callable[["pd.DataFrame", str], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class SupernetTrialContext:
+    """What the supernet's training trial needs (shipped to its worker).
+
+    Args:
+        space: the searched space.
+        data: the proxy data.
+        recipe: the supernet's training recipe (the proxy's, with ``--supernet-epochs``).
+        proxy: the stand-alone proxy recipe its cost is counted in.
+        settings: the sandwich and the recalibration.
+        checkpoint: ``supernet.pt`` in the run folder.
+        threads: torch threads.
+        use_gpu: train on the worker's GPU.
+    """
+
+    space: SearchSpace
+    data: DataSettings
+    recipe: TrainRecipe
+    proxy: TrainRecipe
+    settings: SupernetSettings
+    checkpoint: str
+    threads: int
+    use_gpu: bool
+
+
+def train_supernet_trial(config: dict[str, Any], ctx: SupernetTrialContext) -> None:
+    """Ray Tune function trainable: the supernet's training (continued from its checkpoint).
+
+    Reports after every epoch (``final: False``: ``epoch``, ``loss``, ``images``,
+    ``seconds``), then once with ``final: True`` and the record of :func:`_record`, or with an
+    ``error`` line when the training failed (diverged, out of memory): the driver stops the
+    run with it, and ``--resume`` continues from the last checkpointed epoch.
+    """
+    from ray import tune
+
+    from .supernet import train_supernet
+
+    def on_epoch(training: Any, stats: Any) -> None:
+        tune.report(
+            {
+                "epoch": training.epochs_done,
+                "loss": stats.loss,
+                "images": stats.images,
+                "seconds": stats.seconds,
+                "final": False,
+            }
+        )
+
+    try:
+        training = train_supernet(
+            ctx.space,
+            _worker_dataset(ctx),  # type: ignore[arg-type]  # it reads only ctx.data
+            ctx.recipe,
+            int(config["seed"]),
+            settings=ctx.settings,
+            checkpoint=ctx.checkpoint,
+            proxy=ctx.proxy,
+            device="cuda" if ctx.use_gpu else "cpu",
+            threads=ctx.threads,
+            on_epoch=on_epoch,
+        )
+    except Exception as exc:  # reported: the driver stops the run with one line
+        tune.report({"final": True, "error": _failure_reason(exc)})
+        return
+    tune.report({"final": True, **_record(training, ctx)})
+
+
+def _record(training: Any, ctx: SupernetTrialContext) -> dict[str, Any]:
+    """supernet.json: what the training was and what it cost."""
+    return {
+        "checkpoint": ctx.checkpoint.rsplit("/", 1)[-1],
+        "epochs": ctx.recipe.epochs,
+        "epochs_done": training.epochs_done,
+        "random_subnets": ctx.settings.random_subnets,
+        "distill": ctx.settings.distill,
+        "recalibration_images": ctx.settings.recalibration_images,
+        "train_seconds": training.seconds,
+        "images": training.images,
+        "images_per_s": training.images_per_s,
+        "proxy_equivalents": training.proxy_equivalents,
+        "device": "cuda" if ctx.use_gpu else "cpu",
+        "threads": ctx.threads,
+        "node_id": _node_id(),
+        "history": [
+            {"epoch": i, "loss": e.loss, "images": e.images, "seconds": e.seconds}
+            for i, e in enumerate(training.epochs, 1)
+        ],
+    }
+
+
+def _node_cpus(settings: SearchSettings) -> float:
+    """CPUs the training trial asks for: one whole node's (the largest alive node), since it
+    is the only trial running."""
+    import ray
+
+    cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    return max([settings.cpus_per_trial, *cpus])
+
+
+def train_supernet_phase(
+    settings: SearchSettings,
+    space: SearchSpace,
+    folder: RunFolder,
+    *,
+    say: Callable[[str], None],
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Phase 1: the supernet's training as one Ray Tune trial (Ray must be started); returns
+    its record (also written to supernet.json). A finished training is not run again.
+
+    Raises:
+        RunError: the training failed (the message names why and how to continue).
+        KeyboardInterrupt: after Ctrl-C, once the trial stopped.
+    """
+    from ray import tune
+
+    from .progress import InterruptFlag
+    from .ray_session import SigintSetsEvent, interrupt_stopper
+
+    record = folder.read_supernet_record()
+    if record is not None and record.get("epochs_done", 0) >= settings.supernet_epochs:
+        say(
+            f"supernet: trained ({record['epochs_done']} epochs, "
+            f"{record['proxy_equivalents']:.0f} stand-alone proxy trials of compute); reusing "
+            f"{folder.supernet_checkpoint.name}"
+        )
+        return record
+    cpus = _node_cpus(settings)
+    ctx = SupernetTrialContext(
+        space=space,
+        data=settings.data,
+        recipe=replace(settings.proxy, epochs=settings.supernet_epochs),
+        proxy=settings.proxy,
+        settings=SupernetSettings(),
+        checkpoint=str(folder.supernet_checkpoint),
+        threads=max(1, int(cpus)),
+        use_gpu=settings.gpus_per_trial > 0,
+    )
+    sandwich = ctx.settings.subnets_per_step - 2
+    say(
+        f"supernet: training {ctx.recipe.epochs} epochs x {ctx.recipe.train_subset or 'all'} "
+        "training images, "
+        f"each step the largest + the smallest + {sandwich} random sub-networks, on "
+        f"{'a GPU' if ctx.use_gpu else f'{ctx.threads} CPU thread(s)'}"
+        + (" (continuing from its checkpoint)" if folder.supernet_checkpoint.exists() else "")
+    )
+    interrupted = InterruptFlag()
+    progress = _epoch_lines_class()(ctx.recipe.epochs, say if not quiet else (lambda m: None))
+    trainable = tune.with_resources(
+        tune.with_parameters(train_supernet_trial, ctx=ctx),
+        {"cpu": cpus, "gpu": settings.gpus_per_trial},
+    )
+    invocation = len(list(folder.path.glob("supernet-*")))
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"seed": settings.seed},
+        tune_config=tune.TuneConfig(num_samples=1),
+        run_config=tune.RunConfig(
+            name=f"supernet-{invocation}",
+            storage_path=str(folder.path),
+            verbose=0,
+            callbacks=[progress],
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            stop=interrupt_stopper(interrupted),
+            log_to_file=True,
+        ),
+    )
+    with SigintSetsEvent(interrupted):
+        try:
+            grid = tuner.fit()
+        except KeyboardInterrupt:
+            interrupted.set()
+    if interrupted.is_set():
+        print(
+            f"\ninterrupted: the supernet's training keeps its last finished epoch in "
+            f"{folder.supernet_checkpoint}; `mdsearch run --resume {folder.path}` continues it",
+            file=sys.stderr,
+        )
+        raise KeyboardInterrupt
+    result = (grid[0].metrics or {}) if len(grid) else {}
+    if not result.get("final") or result.get("error"):
+        why = result.get("error") or (str(grid[0].error) if len(grid) and grid[0].error else "")
+        raise RunError(
+            f"the supernet's training failed: {why or 'its worker died'}; fix the cause (e.g. "
+            f"lower --lr or --batch-size), then `mdsearch run --resume {folder.path}` continues "
+            "from its last finished epoch"
+        )
+    record = {k: v for k, v in result.items() if k in _RECORD_KEYS}
+    folder.write_supernet_record(record)
+    say(
+        f"supernet: trained in {record['train_seconds']:.0f} s ({record['images_per_s']:.0f} "
+        f"images/s, every sub-network counted), cost {record['proxy_equivalents']:.1f} "
+        "stand-alone proxy trials"
+    )
+    return record
+
+
+_RECORD_KEYS = (
+    "checkpoint",
+    "epochs",
+    "epochs_done",
+    "random_subnets",
+    "distill",
+    "recalibration_images",
+    "train_seconds",
+    "images",
+    "images_per_s",
+    "proxy_equivalents",
+    "device",
+    "threads",
+    "node_id",
+    "history",
+)
+
+
+def _epoch_lines_class() -> type:
+    from ray.tune import Callback
+
+    class EpochLines(Callback):
+        """One line per supernet epoch: loss, images/s, ETA."""
+
+        def __init__(self, epochs: int, say: Callable[[str], None]) -> None:
+            self.epochs = epochs
+            self.say = say
+            self.started = time.monotonic()
+            self.first: int | None = None
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+            if result.get("final") or "epoch" not in result:
+                return
+            epoch = int(result["epoch"])
+            self.first = epoch if self.first is None else self.first
+            done = epoch - self.first + 1
+            left = (time.monotonic() - self.started) / done * (self.epochs - epoch)
+            rate = result["images"] / result["seconds"] if result["seconds"] > 0 else math.nan
+            self.say(
+                f"supernet epoch {epoch}/{self.epochs}: loss {result['loss']:.4f}, "
+                f"{result['images']} images in {result['seconds']:.0f} s ({rate:.0f} images/s)"
+                f" | ETA {time.strftime('%H:%M:%S', time.gmtime(left))}"
+            )
+
+    return EpochLines
+
+
+def score_phase(
+    settings: SearchSettings,
+    space: SearchSpace,
+    folder: RunFolder,
+    context: TrialContext,
+    *,
+    num_classes: int,
+    label_names: Sequence[str],
+    quiet: bool,
+    front_size: FrontSize | None,
+    say: Callable[[str], None],
+) -> None:
+    """Phase 2: score ``settings.scores_for(space.size)`` sub-networks on the trained supernet,
+    one Ray Tune trial each (continuing the scores a kill left unfinished)."""
+    from .ray_session import TrialPlan, run_trials
+    from .trial_table import proxy_kind
+
+    table = folder.read_table()
+    rows = table[proxy_kind(table) == "supernet"]
+    target = settings.scores_for(space.size)
+    if len(rows) >= target:
+        say(f"supernet: {len(rows)} sub-networks scored (of {target})")
+        return
+    seen = Counter(rows["arch"]) if len(rows) else Counter()
+    again = recover_study(folder, space, rows, settings.metric_columns, SUPERNET_STUDY_NAME)
+    refs = [space.encode(r) for r in space.reference_points(num_classes) if r.canonical not in seen]
+    plan: ExplorePlan | None = None
+    if space.size <= target:  # exhaustively, each architecture once
+        every = [spec.canonical for spec in space.enumerate(num_classes)]
+        plan = _in_order(every)
+    say(
+        f"supernet: scoring {target - len(rows)} sub-network(s)"
+        + (" (every architecture of the space)" if plan is not None else f" ({settings.sampler})")
+    )
+    run_trials(
+        replace(settings, budget=target),
+        space,
+        folder,
+        replace(
+            context,
+            recipe=replace(settings.proxy, epochs=settings.supernet_epochs),
+            eval_every_epoch=False,
+            supernet_checkpoint=str(folder.supernet_checkpoint),
+        ),
+        TrialPlan(
+            remaining=target - len(rows),
+            done=len(rows),
+            seen=seen,
+            points=refs + [p for p in again if p not in refs],
+            num_classes=num_classes,
+            label_names=label_names,
+            total=target,
+            first_number=len(table),
+            proxy="supernet",
+            study_name=SUPERNET_STUDY_NAME,
+            explore_plan=plan,
+            confirm=False,
+            desc="supernet scores",
+        ),
+        quiet=quiet,
+        front_size=front_size,
+    )
+
+
+def candidate_plan(
+    folder: RunFolder, cost: str, ranking: CandidateRanking | None = None
+) -> ExplorePlan:
+    """Phase 3's exploration: the scored architectures in the order ``ranking`` gives (default:
+    by supernet score, best first), each proposed once."""
+    from .trial_table import proxy_kind
+
+    table = folder.read_table()
+    rows = table[(proxy_kind(table) == "supernet") & (table["status"] == "COMPLETE")]
+    if ranking is not None:
+        order = list(ranking(rows, cost))
+    else:
+        order = list(rows.groupby("arch")["auc"].mean().sort_values(ascending=False).index)
+    return _in_order(order)
+
+
+@dataclass(frozen=True)
+class _InOrder:
+    """An :data:`ExplorePlan`: the first of ``archs`` not proposed yet (None when all were).
+    A class, not a closure: Ray Tune pickles the searcher that holds it."""
+
+    archs: tuple[str, ...]
+
+    def __call__(self, seen: Mapping[str, int]) -> str | None:
+        return next((a for a in self.archs if not seen.get(a)), None)
+
+
+def _in_order(archs: Sequence[str]) -> ExplorePlan:
+    return _InOrder(tuple(archs))

@@ -185,8 +185,9 @@ def add_run(sub: Any) -> None:
         "--max-concurrent",
         type=int,
         default=d.max_concurrent,
-        help="cap on trials running at once (default: no cap, as many as the CPUs and GPUs "
-        "per trial allow)",
+        help="cap on trials running at once; with --strategy supernet also on the supernet "
+        "training's CPU threads (this x --cpus-per-trial) (default: no cap, as many as the CPUs "
+        "and GPUs per trial allow; the supernet takes a whole node)",
     )
     r.add_argument(
         "--address",

@@ -89,6 +89,9 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
     else:
         folder.check_new()
     settings = settings.check()
+    # Trials run in their own working directory (Ray Tune's trial folder): a relative
+    # kermany=../data or --cache-dir would name nothing there.
+    settings = replace(settings, data=settings.data.absolute())
     fault = os.environ.get(TEST_FAULT_ENV, "")
     if fault and fault.partition(":")[0] not in FAULT_KINDS:
         raise RunError(f"{TEST_FAULT_ENV}={fault!r}: use KIND:REGEX with KIND one of {FAULT_KINDS}")

@@ -14,7 +14,7 @@ everywhere, and the command line builds its flags and ``--help`` defaults from t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the data package imports numpy only; keep this module light
@@ -95,6 +95,21 @@ class DataSettings:
                 f"--val-fraction {self.val_fraction}: must be between 0 and 1, e.g. 0.2"
             )
         parse_data_spec(self.data)
+
+    def absolute(self) -> DataSettings:
+        """These settings with the data's path and the cache folder made absolute: what a
+        search ships to its trials (Ray Tune runs each in its own working directory) and keeps
+        in config.json (so ``--resume`` works from any directory)."""
+        import os
+
+        from .datasets import parse_data_spec
+
+        cache = self.cache_dir
+        return replace(
+            self,
+            data=parse_data_spec(self.data).absolute(),
+            cache_dir=None if cache is None else os.path.abspath(os.path.expanduser(cache)),
+        )
 
     def load(self, *, progress: bool = True) -> Dataset:
         """The dataset, through the image cache (decoded on first use only).

@@ -153,12 +153,15 @@ def _record(training: Any, ctx: SupernetTrialContext) -> dict[str, Any]:
 
 
 def _node_cpus(settings: SearchSettings) -> float:
-    """CPUs the training trial asks for: one whole node's (the largest alive node), since it
-    is the only trial running."""
+    """CPUs the training trial asks for: the share the search's trials would take together
+    (``--max-concurrent`` x ``--cpus-per-trial``), at most one node's (the largest alive one):
+    it is the only trial running, and one trial cannot span nodes."""
     import ray
 
-    cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
-    return max([settings.cpus_per_trial, *cpus])
+    node = max(n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive"))
+    if settings.max_concurrent is not None:
+        node = min(node, settings.max_concurrent * settings.cpus_per_trial)
+    return max(settings.cpus_per_trial, node)
 
 
 def train_supernet_phase(

@@ -372,3 +372,17 @@ def test_resume_gives_a_trial_with_a_row_its_table_number(tmp_path, space_file):
     (trial,) = study.get_trials()
     assert trial.state.name == "COMPLETE" and trial.values == [0.7, 1200.0]
     assert trial.user_attrs["table_trial"] == 7
+
+
+def test_relative_data_and_cache_paths_reach_the_trials_absolute(tmp_path, monkeypatch):
+    """Ray Tune runs each trial in its own folder: a relative kermany=../data or --cache-dir
+    must be resolved on the driver (it was not: every trial failed with 'does not exist')."""
+    from mdsearch.search import prepare
+
+    (tmp_path / "xrays").mkdir()
+    monkeypatch.chdir(tmp_path)
+    data = DataSettings("kermany=xrays,task=subtype", resolution=32, cache_dir="cache")
+    prepared = prepare(SearchSettings(data=data, budget=1), tmp_path / "run")
+    assert prepared.settings.data.data == f"kermany={tmp_path / 'xrays'},task=subtype"
+    assert prepared.settings.data.cache_dir == str(tmp_path / "cache")
+    assert not (tmp_path / "run").exists()

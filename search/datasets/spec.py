@@ -57,6 +57,23 @@ class DataSpec:
         """The value of option ``key``, or ``default`` when not given."""
         return dict(self.options).get(key, default)
 
+    def absolute(self) -> str:
+        """The ``--data`` value with its path made absolute (the same data from any working
+        directory: a Ray Tune trial runs in its own folder, a resume may start elsewhere).
+
+        Example:
+            >>> import os
+            >>> v = DataSpec("kermany=x,task=subtype", "kermany", Path("x"), None,
+            ...              (("task", "subtype"),)).absolute()
+            >>> v == f"kermany={os.getcwd()}/x,task=subtype"
+            True
+        """
+        if self.path is None or self.path.is_absolute():
+            return self.value
+        size = "" if self.size is None else f":{self.size}"
+        options = "".join(f",{k}={v}" for k, v in self.options)
+        return f"{self.source}{size}={self.path.resolve()}{options}"
+
 
 def parse_data_spec(value: str) -> DataSpec:
     """Parse and check a ``--data`` value without loading anything (cheap: call it early).

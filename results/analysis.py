@@ -390,6 +390,12 @@ def analyse_run(
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     objs = _objectives_for(run, objectives)
     trials = run.trials
+    if trials.empty:  # only a supernet run loads without a stand-alone row
+        raise ResultsError(
+            f"{run.path} has no finished stand-alone trial yet: the Pareto front is built on "
+            "stand-alone trials only (supernet scores rank, they do not enter it); `mdsearch "
+            f"report {run.path}` shows the supernet's scores meanwhile"
+        )
     columns = [o.column for o in objs]
     missing = [c for c in columns if c not in trials.columns]
     if missing:

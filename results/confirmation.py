@@ -15,7 +15,8 @@ the table so far and answers:
    the better estimate first among equals; none once every candidate has ``max_seeds``.
 
 A front member with at least :data:`CONFIRMED_SEEDS` seeds is reported "confirmed", one with
-fewer "candidate".
+fewer "candidate". Only stand-alone rows count: a supernet run's scored sub-networks (``proxy``
+``supernet``) are neither seeds nor estimates.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mdsearch.space import ArchSpec
 from .pareto import non_dominated
 from .seed_noise import pooled_seed_noise
 from .stage_effects import fit_stage_effects
+from .trials import proxy_kind
 
 __all__ = ["CONFIRMED_SEEDS", "MAX_SEEDS", "evidence", "next_to_confirm"]
 
@@ -56,7 +58,7 @@ def next_to_confirm(
 
     Args:
         table: the trial table so far (``arch``, ``status``, ``fidelity``,
-            ``target_fidelity``, ``auc`` and the ``cost`` column).
+            ``target_fidelity``, ``auc`` and the ``cost`` column); supernet rows are ignored.
         proposed: canonical string -> trials proposed so far (running ones included).
         baseline: the baseline's canonical string, kept a candidate while it is evaluated
             (default: the backbone's own network, read off the table's architectures).
@@ -74,7 +76,8 @@ def next_to_confirm(
         'b'
     """
     ok = (
-        (table["status"] == "COMPLETE")
+        (proxy_kind(table) == "standalone")
+        & (table["status"] == "COMPLETE")
         & (table["fidelity"] >= table["target_fidelity"])
         & np.isfinite(pd.to_numeric(table["auc"], errors="coerce"))
         & np.isfinite(pd.to_numeric(table[cost], errors="coerce"))

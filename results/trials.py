@@ -5,6 +5,13 @@ finished trial, appended as trials end) and ``predictions/<trial>.npz`` (validat
 sigmoid scores). Only trials that finished the proxy (status ``COMPLETE`` and fidelity at least the
 proxy's epochs) are eligible for the front; repeated seeds of one architecture are pooled into
 one row whose metrics are the means over its seeds.
+
+A supernet run (``mdsearch run --strategy supernet``) also holds rows whose ``proxy`` is
+``supernet`` (sub-networks scored by the run's weight-sharing supernet) and ``supernet.json`` (its
+training). :func:`load_run` keeps them apart: :attr:`LoadedRun.trials` holds the stand-alone rows
+only, so the front and every analysis built on it never see a supernet score;
+:attr:`LoadedRun.supernet_scores` and :attr:`LoadedRun.supernet` hold the rest
+(:mod:`mdsearch.results.supernet_report` shows them).
 """
 
 from __future__ import annotations
@@ -17,8 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mdsearch.search.runfolder import CONFIG_FILE, PREDICTIONS_DIR, TABLE_FILE
-from mdsearch.search.trial_table import LABEL_PREFIX, REQUIRED_COLUMNS, read_trial_table
+from mdsearch.search.runfolder import CONFIG_FILE, PREDICTIONS_DIR, SUPERNET_RECORD, TABLE_FILE
+from mdsearch.search.trial_table import (
+    LABEL_PREFIX,
+    REQUIRED_COLUMNS,
+    empty_table,
+    proxy_kind,
+    read_trial_table,
+)
 from mdsearch.search.trial_table import label_columns as _label_columns
 from mdsearch.space import ArchSpec, ArchSpecError
 
@@ -31,6 +44,7 @@ __all__ = [
     "pool_by_arch",
     "label_columns",
     "ineligible_reason",
+    "proxy_kind",
     "reference_archs",
 ]
 
@@ -43,12 +57,23 @@ class LoadedRun:
     Attributes:
         path: the run folder.
         config: ``config.json`` as a dict (empty when the file is absent).
-        trials: ``trials.csv``, one row per finished trial, sorted by trial number.
+        trials: the stand-alone rows of ``trials.csv`` (every row of a run without a supernet),
+            one per finished trial, sorted by trial number: what the front is built on.
+        supernet_scores: the rows whose ``proxy`` is ``supernet`` (sub-networks scored by the
+            run's weight-sharing supernet), in table order; empty when there are none.
+        supernet: ``supernet.json`` as a dict (the supernet's training), or None when absent.
     """
 
     path: Path
     config: dict[str, Any] = field(default_factory=dict)
     trials: pd.DataFrame = field(default_factory=pd.DataFrame)
+    supernet_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    supernet: dict[str, Any] | None = None
+
+    @property
+    def has_supernet(self) -> bool:
+        """Whether the run trained a supernet or scored sub-networks with one."""
+        return self.supernet is not None or not self.supernet_scores.empty
 
     @property
     def name(self) -> str:
@@ -85,14 +110,21 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Read a run folder's ``config.json`` and ``trials.csv``.
+    """Read a run folder's ``config.json``, ``trials.csv`` and, for a supernet run,
+    ``supernet.json``.
+
+    Stand-alone rows (``proxy`` empty, absent or ``standalone``) go to :attr:`LoadedRun.trials`,
+    supernet rows to :attr:`LoadedRun.supernet_scores`; rows of any other kind are left out of
+    both. A supernet run whose stand-alone phase has no row yet loads with an empty
+    :attr:`LoadedRun.trials` (its columns kept), so its report can show the supernet.
 
     Args:
         run_dir: the run folder (``runs/<name>``).
 
     Raises:
-        ResultsError: the folder does not exist, has no ``trials.csv``, the table is empty or
-            unreadable, or lacks a required column.
+        ResultsError: the folder does not exist, ``config.json`` or ``supernet.json`` is not
+            valid JSON, or (for a run without a supernet) it has no ``trials.csv``, the table
+            is empty or unreadable, or lacks a required column.
 
     Example:
         >>> run = load_run("runs/demo")  # doctest: +SKIP
@@ -103,40 +135,53 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         raise ResultsError(
             f"run folder {path} does not exist: give a folder made by `mdsearch run`"
         )
-    config: dict[str, Any] = {}
-    config_path = path / CONFIG_FILE
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ResultsError(
-                f"{config_path} is not valid JSON ({exc.msg}, line {exc.lineno})"
-            ) from None
+    config = _read_json(path / CONFIG_FILE) or {}
+    supernet = _read_json(path / SUPERNET_RECORD)
     table_path = path / TABLE_FILE
     if not table_path.is_file():
+        if supernet is not None:  # trained, no sub-network scored yet
+            return LoadedRun(path, config, empty_table(), empty_table(), supernet)
         raise ResultsError(
             f"{path} has no {TABLE_FILE}: no trial has finished yet (or this is not a run folder)"
         )
     try:
-        trials = read_trial_table(table_path)
+        table = read_trial_table(table_path)
     except pd.errors.EmptyDataError:
-        trials = pd.DataFrame()
+        table = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{table_path} cannot be read as CSV: {exc}") from None
-    if trials.empty:
+    if table.empty and table.columns.empty:
+        table = empty_table()
+    if table.empty and supernet is None:
         raise ResultsError(f"{table_path} has no trials yet: wait for one to finish")
-    missing = [c for c in REQUIRED_COLUMNS if c not in trials.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ResultsError(f"{table_path} lacks column(s) {', '.join(missing)}")
-    trials["status"] = trials["status"].str.upper().str.strip()
+    table["status"] = table["status"].astype(str).str.upper().str.strip()
     # A row without a trial number, architecture or status (e.g. cut off by a crash) is unusable.
-    number = pd.to_numeric(trials["trial"], errors="coerce")
-    trials = trials[number.notna() & (trials["arch"] != "") & (trials["status"] != "")].copy()
-    trials["trial"] = number[trials.index].astype(int)
-    if trials.empty:
+    number = pd.to_numeric(table["trial"], errors="coerce")
+    table = table[number.notna() & (table["arch"] != "") & (table["status"] != "")].copy()
+    table["trial"] = number[table.index].astype(int)
+    kind = proxy_kind(table)
+    trials = table[kind == "standalone"]
+    scores = table[kind == "supernet"].reset_index(drop=True)
+    if trials.empty and scores.empty and supernet is None:
         raise ResultsError(f"{table_path} has no complete row (trial, arch and status)")
     trials = trials.sort_values("trial", kind="stable").reset_index(drop=True)
-    return LoadedRun(path, config, trials)
+    return LoadedRun(path, config, trials, scores, supernet)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A run folder's JSON file as a dict; None when absent."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} is not a JSON object")
+    return data
 
 
 def label_columns(trials: pd.DataFrame) -> list[str]:

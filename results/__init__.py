@@ -67,6 +67,7 @@ from .figures import (
     pareto_figure,
     projections,
     stage_figure,
+    supernet_figure,
 )
 from .localisation import (
     CAM_LEVEL,
@@ -124,8 +125,9 @@ from .seed_noise import (
     with_seed_noise,
 )
 from .stage_effects import StageEffect, StageEffectModel, choice_label, fit_stage_effects
+from .supernet_report import SupernetAgreement, SupernetSection, supernet_section
 from .synthetic_search import SyntheticSearch, simulate_search
-from .trials import LoadedRun, eligible_mask, load_run, pool_by_arch
+from .trials import LoadedRun, eligible_mask, load_run, pool_by_arch, proxy_kind
 from .uncertainty import (
     DEFAULT_RESAMPLES,
     AUCDifference,
@@ -197,6 +199,8 @@ __all__ = [
     "SeedNoise",
     "StageEffect",
     "StageEffectModel",
+    "SupernetAgreement",
+    "SupernetSection",
     "SyntheticSearch",
     "WallTime",
     "TRAINED_WEIGHTS",
@@ -251,6 +255,7 @@ __all__ = [
     "pool_by_arch",
     "pooled_seed_noise",
     "projections",
+    "proxy_kind",
     "proxy_check_result",
     "read_threshold",
     "read_weights_metadata",
@@ -262,6 +267,8 @@ __all__ = [
     "simulate_search",
     "stage_figure",
     "summarise_proxy_check",
+    "supernet_figure",
+    "supernet_section",
     "with_seed_noise",
     "write_evaluation",
     "write_report",

@@ -1,6 +1,7 @@
 """The report's plots, drawn with matplotlib's Agg canvas (no display, no pyplot state) and
 returned as PNG bytes: AUC against each cost objective with the Pareto front, the hypervolume
-after each trial, and where MD-Conv sits on the front.
+after each trial, and where MD-Conv sits on the front; for a supernet run, the supernet's score
+against stand-alone AUC (:func:`supernet_figure`, ``supernet.png``).
 
 :func:`figure_pngs` draws them all, keyed like the files :func:`~mdsearch.results.report.
 write_report` writes (``pareto_png``, ``pareto_latency_png``, ``hypervolume_png``,
@@ -10,12 +11,15 @@ write_report` writes (``pareto_png``, ``pareto_latency_png``, ``hypervolume_png`
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .analysis import RunAnalysis
+
+if TYPE_CHECKING:
+    from .supernet_report import SupernetSection
 
 __all__ = [
     "effects_figure",
@@ -27,6 +31,7 @@ __all__ = [
     "projections",
     "short_name",
     "stage_figure",
+    "supernet_figure",
 ]
 
 
@@ -310,3 +315,51 @@ def figure_pngs(analysis: RunAnalysis) -> dict[str, bytes]:
         "stages_png": stage_figure(analysis),
         "effects_png": effects_figure(analysis),
     }
+
+
+def supernet_figure(section: SupernetSection) -> bytes:
+    """Supernet score (x) against stand-alone mean AUC (y) for the architectures a supernet run
+    trained both ways, as PNG bytes; the title gives Kendall's tau (or says there are too few)."""
+    from matplotlib.figure import Figure
+
+    run = section.run
+    both = section.both
+    fig = Figure(figsize=(6.5, 5))
+    ax = fig.add_subplot()
+    epochs = section.epochs
+    trained = f"{epochs:g}-epoch supernet, " if epochs is not None else ""
+    ax.set_xlabel(
+        f"supernet score (validation AUC of the sub-network; {trained}BatchNorm recalibrated)",
+        fontsize=9,
+    )
+    proxy = run.config.get("proxy") or {}
+    detail = []
+    if proxy.get("epochs") is not None:
+        detail.append(f"{float(proxy['epochs']):g} epoch" + "s" * (float(proxy["epochs"]) != 1))
+    if proxy.get("resolution"):
+        detail.append(f"at {proxy['resolution']}x{proxy['resolution']}")
+    ax.set_ylabel(
+        "stand-alone validation AUC, mean over seeds"
+        + (f" (proxy: {' '.join(detail)})" if detail else ""),
+        fontsize=9,
+    )
+    if both.empty:
+        ax.text(
+            0.5, 0.5, "no architecture trained both ways yet", ha="center", va="center",
+            transform=ax.transAxes,
+        )  # fmt: skip
+    else:
+        seeds = both["standalone_seeds"].to_numpy()
+        ax.scatter(both["score"], both["standalone_auc"], s=18 + 12 * seeds, color="tab:blue",
+                   alpha=0.8, label="architecture (marker size: stand-alone seeds)")  # fmt: skip
+        if len(both) <= 20:
+            for _, row in both.iterrows():
+                ax.annotate(row["arch_id"][:8], (row["score"], row["standalone_auc"]),
+                            xytext=(4, 3), textcoords="offset points", fontsize=7)  # fmt: skip
+        ax.legend(fontsize=8, loc="best")
+    title = f"Run {run.name}: supernet vs stand-alone ({section.agreement.text()})"
+    if run.synthetic:
+        title += " [SYNTHETIC DATA]"
+    ax.set_title(title, fontsize=8, wrap=True)
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -8,10 +8,8 @@ embedded in the HTML as base64 PNG, so the page opens offline. Every file is wri
 
 from __future__ import annotations
 
-import base64
 import html
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,34 @@ from mdsearch.space.files import atomic_write_bytes, atomic_write_text
 from .analysis import NO_SEED_NOISE, RunAnalysis, analyse_run
 from .confirmation import CONFIRMED_SEEDS, evidence
 from .fidelity import format_fidelity_html, format_fidelity_markdown
-from .figures import figure_names, figure_pngs, projection_key, projections, short_name
+from .figures import (
+    figure_names,
+    figure_pngs,
+    projection_key,
+    projections,
+    short_name,
+    supernet_figure,
+)
+from .pareto import resolve_objectives
+from .report_markup import (
+    SYNTHETIC_NOTICE,
+    html_head,
+    html_table,
+    markdown_head,
+    markdown_table,
+    png_img,
+    settings_table,
+)
+from .supernet_report import (
+    SupernetSection,
+    no_front_reason,
+    supernet_html,
+    supernet_markdown,
+    supernet_only_html,
+    supernet_only_markdown,
+    supernet_section,
+)
+from .trials import load_run
 
 __all__ = [
     "write_report",
@@ -31,11 +56,6 @@ __all__ = [
     "pareto_table",
     "pareto_csv_table",
 ]
-
-_SYNTHETIC_NOTICE = (
-    "Synthetic data: this run searched on generated phantom images, not chest X-rays. Its AUCs "
-    "check that the pipeline works; they say nothing about how the architectures read real images."
-)
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -363,17 +383,6 @@ def _stage_table(analysis: RunAnalysis) -> pd.DataFrame:
     )
 
 
-def _markdown_table(table: pd.DataFrame) -> str:
-    def cell(value: Any) -> str:
-        text = f"{value:.3f}" if isinstance(value, float) else str(value)
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
 def format_pareto_table(run_dir: str | Path, **kwargs: Any) -> str:
     """The Pareto front as a plain-text table for the terminal (``mdsearch pareto RUN``).
 
@@ -391,7 +400,7 @@ def format_pareto_table(run_dir: str | Path, **kwargs: Any) -> str:
     analysis = analyse_run(run_dir, **kwargs)
     lines = []
     if analysis.run.synthetic:
-        lines.append("!! " + _SYNTHETIC_NOTICE)
+        lines.append("!! " + SYNTHETIC_NOTICE)
     lines.append(_summary_line(analysis))
     lines.append(pareto_table(analysis).to_string(index=False))
     lines.append(_seed_noise_line(analysis))
@@ -425,34 +434,6 @@ def _hypervolume_line(analysis: RunAnalysis) -> str:
 
 
 # -- documents ------------------------------------------------------------------------------
-def _settings(config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    def walk(prefix: str, value: Any) -> list[tuple[str, str]]:
-        if isinstance(value, Mapping):
-            out = []
-            for key, sub in value.items():
-                out.extend(walk(f"{prefix}.{key}" if prefix else str(key), sub))
-            return out
-        if isinstance(value, (list, tuple)):
-            return [(prefix, ", ".join(str(v) for v in value))]
-        return [(prefix, str(value))]
-
-    rows = walk("", dict(config))
-    # config.json keeps the settings as typed (``settings.*``) and the resolved blocks the run
-    # used (``proxy.*``, ``objectives``, ``seed``...): a setting equal to its resolved value is
-    # listed once.
-    resolved = {key: value for key, value in rows if not key.startswith("settings.")}
-    rows = [
-        (key, value)
-        for key, value in rows
-        if not (key.startswith("settings.") and resolved.get(key[len("settings.") :]) == value)
-    ]
-    entries = [r for r in rows if r[0].startswith("latency.table.")]
-    if entries:  # the table's times are in config.json; one line here is enough
-        rows = [r for r in rows if not r[0].startswith("latency.table.")]
-        rows.append(("latency.table", f"{len(entries)} entries (times in config.json)"))
-    return rows
-
-
 def _methods_text(analysis: RunAnalysis) -> list[str]:
     objectives = ", ".join(f"{o.column} ({o.direction})" for o in analysis.objectives)
     k = len(analysis.objectives)
@@ -572,25 +553,27 @@ def _resolution_lines(analysis: RunAnalysis) -> list[str]:
     ]
 
 
-def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
+def _markdown(
+    analysis: RunAnalysis, files: Mapping[str, Path], supernet: SupernetSection | None = None
+) -> str:
     run = analysis.run
-    out = [f"# mdsearch report: {run.name}", ""]
-    if run.synthetic:
-        out += [f"> **{_SYNTHETIC_NOTICE}**", ""]
-    out += ["## Trials", "", _markdown_table(_counts_table(analysis)), ""]
+    out = markdown_head(run.name, run.synthetic)
+    out += ["## Trials", "", markdown_table(_counts_table(analysis)), ""]
     out += [_wall_time_line(analysis), ""]
+    if supernet is not None:
+        out += [supernet.trials_note(), ""]
     errors = _errors_table(analysis)
     if errors is not None:
-        out += ["Failures:", "", _markdown_table(errors), ""]
-    out += ["## Pareto front", "", _markdown_table(pareto_table(analysis, full_arch=False)), ""]
-    out += [_markdown_table(_arch_table(analysis)), ""]
+        out += ["Failures:", "", markdown_table(errors), ""]
+    out += ["## Pareto front", "", markdown_table(pareto_table(analysis, full_arch=False)), ""]
+    out += [markdown_table(_arch_table(analysis)), ""]
     for x in projections(analysis):
         out += [f"![AUC vs {short_name(x)}]({files[projection_key(analysis, x)].name})", ""]
     out += [f"- {line}" for line in _methods_text(analysis)] + [""]
     out += ["## The paper's architecture", "", _reference_text(analysis), ""]
     reference = _reference_table(analysis)
     if reference is not None:
-        out += [_markdown_table(reference), ""]
+        out += [markdown_table(reference), ""]
     out += [
         "## Hypervolume over trials",
         "",
@@ -602,7 +585,7 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
     out += [
         "## Where MD-Conv sits: front vs all evaluated",
         "",
-        _markdown_table(_stage_table(analysis)),
+        markdown_table(_stage_table(analysis)),
         "",
     ]
     out += [f"> **Warning:** {line}" for line in _resolution_lines(analysis)]
@@ -610,159 +593,92 @@ def _markdown(analysis: RunAnalysis, files: Mapping[str, Path]) -> str:
     out += ["## Stage effects: every trial at once", ""]
     effects = _effects_table(analysis)
     if effects is not None:
-        out += [_markdown_table(effects), ""]
+        out += [markdown_table(effects), ""]
         out += [f"![stage effects]({files['effects_png'].name})", ""]
     out += [f"- {line}" for line in _effects_text(analysis)] + [""]
     out += [
         "## Per-label validation AUC of the front (mean over seeds)",
         "",
-        _markdown_table(_label_table(analysis)),
+        markdown_table(_label_table(analysis)),
         "",
     ]
     rule = _label_rule_text(analysis)
     if rule:
         out += [f"> **Note:** {rule}", ""]
+    if supernet is not None:
+        out += [supernet_markdown(supernet, files["supernet_png"].name), ""]
     fidelity = format_fidelity_markdown(run.path)
     if fidelity:
         out += [fidelity, ""]
     if analysis.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in analysis.notes] + [""]
-    settings = pd.DataFrame(_settings(run.config), columns=["setting", "value"])
-    out += ["## Settings and data", "", _markdown_table(settings), ""]
+    settings = settings_table(run.config)
+    out += ["## Settings and data", "", markdown_table(settings), ""]
     return "\n".join(out)
 
 
-# The page is read at 1400 px and narrower: the body is as wide as the window allows up to
-# 1320 px, numbers and intervals never wrap, long strings (architectures, paths, notes) wrap
-# anywhere rather than widen the page, and a table wider than the page scrolls inside its own box.
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1320px;color:#222;padding:0 1em;line-height:1.4}
-.table{max-width:100%;overflow-x:auto;margin:.5em 0 1.2em}
-table{border-collapse:collapse;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f3f3f3} td{font-variant-numeric:tabular-nums;white-space:nowrap}
-td.text{white-space:normal;overflow-wrap:anywhere;min-width:12em} td.wrap{white-space:normal}
-td.arch{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.95em;white-space:normal;
-overflow-wrap:anywhere}
-.synthetic{border:3px solid #c00;background:#fee;padding:.8em 1em;font-weight:bold;color:#900}
-.warning{border-left:4px solid #d80;background:#fff6e5;padding:.4em .8em}
-.note{border-left:4px solid #888;background:#f6f6f6;padding:.4em .8em}
-.caption{color:#444;font-size:.92em;max-width:60em}
-img{max-width:100%} code{font-size:.9em} .methods li{margin:.2em 0}
-"""
-
-
-def _keep_intervals_whole(text: str) -> str:
-    """``text`` with the spaces of ``estimate [low, high]`` made non-breaking, so a cell that
-    wraps breaks before or after an estimate with its interval, never inside it
-    (``+0.04 [-0.01, +0.09] n.s.`` wraps only before ``n.s.``)."""
-    return re.sub(r"(\S+ )?\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\u00a0"), text)
-
-
-def _html_table(
-    table: pd.DataFrame,
-    *,
-    text: Sequence[str] = (),
-    arch: Sequence[str] = (),
-    wrap: Sequence[str] = (),
+def _html(
+    analysis: RunAnalysis, pngs: Mapping[str, bytes], supernet: SupernetSection | None = None
 ) -> str:
-    """``table`` as HTML in a box that scrolls when wider than the page. Cells of the ``text``
-    columns wrap (prose, lists); those of the ``arch`` columns wrap anywhere in a monospace font;
-    those of the ``wrap`` columns wrap between words but never inside an interval; every other
-    cell (numbers, intervals) stays on one line."""
-    esc = html.escape
-    classes = {c: "text" for c in text} | {c: "arch" for c in arch} | {c: "wrap" for c in wrap}
-    head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
-    body = []
-    for row in table.itertuples(index=False):
-        cells = []
-        for column, value in zip(table.columns, row):
-            shown = (
-                "-" if value is None or (isinstance(value, float) and np.isnan(value)) else value
-            )
-            shown = f"{shown:.3f}" if isinstance(shown, float) else str(shown)
-            cls = f' class="{classes[column]}"' if column in classes else ""
-            if classes.get(column) == "wrap":
-                shown = _keep_intervals_whole(shown)
-            cells.append(f"<td{cls}>{esc(shown)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (
-        f'<div class="table"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
-
-
-def _img(data: bytes, alt: str) -> str:
-    encoded = base64.b64encode(data).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
-
-
-def _html(analysis: RunAnalysis, pngs: Mapping[str, bytes]) -> str:
     run = analysis.run
     esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>mdsearch report: {esc(run.name)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>mdsearch report: {esc(run.name)}</h1>",
-    ]
-    if run.synthetic:
-        parts.append(f'<p class="synthetic">{esc(_SYNTHETIC_NOTICE)}</p>')
-    parts += ["<h2>Trials</h2>", _html_table(_counts_table(analysis))]
+    parts = html_head(run.name, run.synthetic)
+    parts += ["<h2>Trials</h2>", html_table(_counts_table(analysis))]
     parts.append(f"<p>{esc(_wall_time_line(analysis))}</p>")
+    if supernet is not None:
+        parts.append(f"<p>{esc(supernet.trials_note())}</p>")
     errors = _errors_table(analysis)
     if errors is not None:
-        parts += ["<p>Failures:</p>", _html_table(errors, text=["error"])]
+        parts += ["<p>Failures:</p>", html_table(errors, text=["error"])]
     front = pareto_table(analysis, full_arch=False)
     parts.append("<h2>Pareto front</h2>")
-    parts.append(_html_table(front, wrap=["", "vs cheaper", "vs baseline", "evidence"]))
+    parts.append(html_table(front, wrap=["", "vs cheaper", "vs baseline", "evidence"]))
     arch_table = _arch_table(analysis)
-    parts.append(_html_table(arch_table, arch=[arch_table.columns[-1]]))
+    parts.append(html_table(arch_table, arch=[arch_table.columns[-1]]))
     for x in projections(analysis):
         alt = f"AUC vs {short_name(x)} with the Pareto front"
-        parts.append(_img(pngs[projection_key(analysis, x)], alt))
+        parts.append(png_img(pngs[projection_key(analysis, x)], alt))
     parts.append('<ul class="methods">')
     parts += [f"<li>{esc(line)}</li>" for line in _methods_text(analysis)]
     parts.append("</ul>")
     parts += ["<h2>The paper's architecture</h2>", f"<p>{esc(_reference_text(analysis))}</p>"]
     reference = _reference_table(analysis)
     if reference is not None:
-        parts.append(_html_table(reference, wrap=["", "vs baseline"]))
+        parts.append(html_table(reference, wrap=["", "vs baseline"]))
     parts += [
         "<h2>Hypervolume over trials</h2>",
-        _img(pngs["hypervolume_png"], "hypervolume"),
+        png_img(pngs["hypervolume_png"], "hypervolume"),
         f'<p class="caption">{esc(_hypervolume_caption(analysis))}</p>',
     ]
     parts += [
         "<h2>Where MD-Conv sits: front vs all evaluated</h2>",
-        _html_table(_stage_table(analysis)),
+        html_table(_stage_table(analysis)),
     ]
     parts += [f'<p class="warning">{esc(line)}</p>' for line in _resolution_lines(analysis)]
-    parts.append(_img(pngs["stages_png"], "MD-Conv stages"))
+    parts.append(png_img(pngs["stages_png"], "MD-Conv stages"))
     parts.append("<h2>Stage effects: every trial at once</h2>")
     effects = _effects_table(analysis)
     if effects is not None:
-        parts += [_html_table(effects), _img(pngs["effects_png"], "stage effects")]
+        parts += [html_table(effects), png_img(pngs["effects_png"], "stage effects")]
     parts += ['<ul class="methods">'] + [f"<li>{esc(t)}</li>" for t in _effects_text(analysis)]
     parts.append("</ul>")
     parts += [
         "<h2>Per-label validation AUC of the front (mean over seeds)</h2>",
-        _html_table(_label_table(analysis)),
+        html_table(_label_table(analysis)),
     ]
     rule = _label_rule_text(analysis)
     if rule:
         parts.append(f'<p class="note">{esc(rule)}</p>')
+    if supernet is not None:
+        parts.append(supernet_html(supernet, pngs["supernet_png"]))
     fidelity = format_fidelity_html(run.path)
     if fidelity:
         parts.append(fidelity)
     if analysis.notes:
         parts += ["<h2>Notes</h2>", "<ul>"] + [f"<li>{esc(n)}</li>" for n in analysis.notes]
         parts.append("</ul>")
-    settings = pd.DataFrame(_settings(run.config), columns=["setting", "value"])
-    parts += ["<h2>Settings and data</h2>", _html_table(settings, text=["value"])]
+    settings = settings_table(run.config)
+    parts += ["<h2>Settings and data</h2>", html_table(settings, text=["value"])]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -784,17 +700,41 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
         further cost objective ``pareto_<name>_png`` (``pareto_latency_png``:
         pareto_latency.png).
 
+        A supernet run's report adds its Supernet section and ``supernet_png`` (supernet.png:
+        supernet score against stand-alone AUC). While such a run has no stand-alone trial
+        that finished the proxy, the report says so and shows the supernet alone: then only
+        ``html``, ``markdown`` and ``supernet_png``.
+
     Raises:
         ResultsError: the run folder or trial table is missing or empty, or no trial finished
-            the proxy (the message says why).
+            the proxy (the message says why; a supernet run gets its report without a front).
 
     Example:
         >>> paths = write_report("runs/demo")  # doctest: +SKIP
         >>> paths["html"].name  # doctest: +SKIP
         'report.html'
     """
-    analysis = analyse_run(run_dir, **kwargs)
-    out = Path(out_dir) if out_dir is not None else analysis.run.path
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.path
+    keys = ("objectives", "level", "n_resamples", "seed")
+    supernet = supernet_section(run, **{k: v for k, v in kwargs.items() if k in keys})
+    supernet_png = supernet_figure(supernet) if supernet is not None else None
+    if supernet is not None:
+        wanted = kwargs.get("objectives") or run.config.get("objectives") or ("auc", "flops")
+        reason = no_front_reason(run, [o.column for o in resolve_objectives(wanted)])
+        if reason is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            files = {
+                "html": out / "report.html",
+                "markdown": out / "report.md",
+                "supernet_png": out / "supernet.png",
+            }
+            atomic_write_bytes(files["supernet_png"], supernet_png)
+            markdown = supernet_only_markdown(supernet, reason, files["supernet_png"].name)
+            atomic_write_text(files["markdown"], markdown)
+            atomic_write_text(files["html"], supernet_only_html(supernet, reason, supernet_png))
+            return files
+    analysis = analyse_run(run, **kwargs)
     out.mkdir(parents=True, exist_ok=True)
     names = figure_names(analysis)
     files = {
@@ -807,6 +747,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
     }
     files |= {key: out / name for key, name in names.items() if key not in files}
     pngs = figure_pngs(analysis)
+    if supernet_png is not None:
+        files["supernet_png"] = out / "supernet.png"
+        pngs["supernet_png"] = supernet_png
     for key, data in pngs.items():
         atomic_write_bytes(files[key], data)
     atomic_write_text(files["pareto_csv"], pareto_csv_table(analysis).to_csv(index=False))
@@ -814,6 +757,6 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
         files["effects_csv"] = out / "stage_effects.csv"
         table = analysis.stage_model.table()
         atomic_write_text(files["effects_csv"], table.to_csv(index=False))
-    atomic_write_text(files["markdown"], _markdown(analysis, files))
-    atomic_write_text(files["html"], _html(analysis, pngs))
+    atomic_write_text(files["markdown"], _markdown(analysis, files, supernet))
+    atomic_write_text(files["html"], _html(analysis, pngs, supernet))
     return files

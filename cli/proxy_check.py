@@ -254,23 +254,6 @@ def _cmd_proxy_check(args: argparse.Namespace) -> int:
         run = run_proxy_check(settings, device=where, quiet=args.quiet)
         result = proxy_check_result(run)
         files = write_proxy_check(result, out, markdown=format_fidelity_markdown(result))
-    print(format_fidelity_table(result))
-    if "supernet_tau" in result:
-        print(_supernet_line(result, settings.long))
+    print(format_fidelity_table(result))  # with the supernet's tau line when one was trained
     print(f"written: {files['json']}, {files['md']}")
     return 0
-
-
-def _supernet_line(result: dict[str, Any], long: int) -> str:
-    """One line: the supernet's tau vs the long ranking, and what it cost."""
-    tau, info = result["supernet_tau"], result["supernet"]
-
-    def num(value: Any) -> str:
-        return "n/a" if value is None or value != value else f"{value:+.2f}"
-
-    return (
-        f"supernet: tau {num(tau['tau'])} [{num(tau['low'])}, {num(tau['high'])}] vs {long} "
-        f"epochs; trained {info['epochs']} epochs ({info['proxy_equivalents']:g} stand-alone "
-        f"proxy trials of {info['proxy_epochs']} epochs), {info['score_seconds']:.1f} s per "
-        "architecture scored"
-    )

@@ -348,6 +348,9 @@ def _write_report(path: Path) -> None:
         print(f"no report: {exc}", file=sys.stderr)
         return
     print(f"report: {files['html']}")
+    if "pareto_csv" not in files:  # a supernet run whose stand-alone trials all failed
+        print("no front: no stand-alone trial finished its proxy", file=sys.stderr)
+        return
     print(_knee_line(files["pareto_csv"]))
     print(f"next: mdsearch pareto {path}   |   mdsearch export {path} --pick knee")
 

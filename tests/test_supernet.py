@@ -5,6 +5,7 @@ checkpoint; a scored sub-network is shaped like a proxy trial."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -253,7 +254,7 @@ def test_proxy_check_ranks_by_the_supernet_too(tmp_path, capsys):
         "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--supernet", "--quiet",
     ]  # fmt: skip
     assert main(argv) == 0
-    assert "supernet: tau" in capsys.readouterr().out
+    assert re.search(r"Supernet \(\d+ epochs, cost .*\): tau ", capsys.readouterr().out)
     result = json.loads((out / "proxy_check.json").read_text())
     assert result["parameters"]["supernet"] is True
     supernet = result["supernet"]

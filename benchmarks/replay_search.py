@@ -18,6 +18,14 @@ with the seed SD pooled over the table's short runs, so a replay sees the proxy'
 (short-run means) and its seed noise; the truth is the mean of the long runs. Trials run one
 after another (a real run has two in flight; constant liar makes that nearly the same).
 
+``--supernet SCORES.csv`` adds the supernet strategy (``mdsearch run --strategy supernet``) as
+a row ``supernet``: its stand-alone phase replayed on the same truth, from the supernet's scores
+of every architecture (a CSV with ``arch`` or ``arch_id`` and ``auc``: a supernet run's
+``proxy == supernet`` rows, or bench_supernet's table). It trains the baseline and the paper's
+network, then the architectures in the order ``rank_candidates`` gives (the supernet's Pareto
+layers), one seed each, then confirms, as the run does; its compute is the budget plus the
+supernet's training (``--supernet-cost``, in stand-alone proxy trials), printed in ``cost``.
+
 ``--inject 1:0.02`` adds a known effect (MD-Conv in stage 1 adds 0.02 AUC, in the proxy and in
 the truth): does the search find an effect of that size through the proxy's noise?
 
@@ -91,10 +99,37 @@ class Truth:
         return hypervolume(points, [-self.auc_ref, 1.1 * self.flops.max()])
 
 
+def supernet_order(path: Path, truth: Truth, space) -> list[str]:
+    """The supernet run's stand-alone order: the references, then ``rank_candidates``."""
+    from mdsearch.results.supernet_candidates import rank_candidates
+    from mdsearch.space import ArchSpec
+
+    scores = pd.read_csv(path, dtype={"arch_id": str})
+    if "arch" not in scores:  # bench_supernet's table names architectures by id
+        by_id = {ArchSpec.parse(a).arch_id: a for a in truth.truth.index}
+        scores["arch"] = scores["arch_id"].map(by_id)
+    if "supernet_auc" in scores and "auc" not in scores:
+        scores["auc"] = scores["supernet_auc"]
+    if "proxy" in scores:
+        scores = scores[scores["proxy"] == "supernet"]
+    scores = scores.assign(status="COMPLETE", flops_m=truth.flops[scores["arch"]].to_numpy())
+    num_classes = ArchSpec.parse(truth.truth.index[0]).num_classes
+    refs = [r.canonical for r in space.reference_points(num_classes)]
+    return refs + [a for a in rank_candidates(scores) if a not in refs]
+
+
 def replay(
-    truth: Truth, space, sampler: str, budget: int, confirm: float, seed: int, folder: Path
+    truth: Truth,
+    space,
+    sampler: str,
+    budget: int,
+    confirm: float,
+    seed: int,
+    folder: Path,
+    plan: list[str] | None = None,
 ) -> dict:
-    """One replayed search; returns its scores against the truth."""
+    """One replayed search; returns its scores against the truth. ``plan``: architectures the
+    exploration proposes first, in order, each once (the supernet strategy's)."""
     import optuna
 
     from mdsearch.results import LoadedRun, analyse_run
@@ -113,6 +148,10 @@ def replay(
     for t in range(budget):
         if t >= explore and rows:
             arch = next_to_confirm(pd.DataFrame(rows), proposed, baseline=baseline)
+            if arch is not None:
+                study.enqueue_trial(space.encode(ArchSpec.parse(arch)))
+        elif plan:
+            arch = next((a for a in plan if a not in proposed), None)
             if arch is not None:
                 study.enqueue_trial(space.encode(ArchSpec.parse(arch)))
         trial = study.ask(space.distributions())
@@ -156,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         help="add EFFECT (AUC) to every architecture with MD-Conv in STAGE, proxy and truth "
         "alike: a known effect the search should find (e.g. 1:0.02)",
     )
+    p.add_argument("--supernet", type=Path, default=None, metavar="SCORES.csv",
+                   help="the supernet's score of every architecture: adds the supernet strategy")
+    p.add_argument("--supernet-cost", type=float, default=16.0,
+                   help="the supernet's training, in stand-alone proxy trials (default 16)")
     args = p.parse_args(argv)
 
     import optuna
@@ -182,17 +225,25 @@ def main(argv: list[str] | None = None) -> int:
         "0.002, FLOPs ref 1.1 x max); regret = best true AUC - knee's true AUC (x1000)"
     )
     header = f"{'sampler':8} {'budget':>6} {'confirm':>7}  {'HV %':>11} {'knee>base':>9} "
-    print(header + f"{'knee rank':>9} {'regret':>11} {'archs':>5} {'front':>5}")
+    print(header + f"{'knee rank':>9} {'regret':>11} {'archs':>5} {'front':>5} {'cost':>5}")
+    samplers = args.samplers.split(",")
+    order = None
+    if args.supernet is not None:
+        order = supernet_order(args.supernet, truth, space)
+        samplers.append("supernet")
     start = time.monotonic()
     folder = tempfile.mkdtemp(prefix="replay-")  # an empty run folder: no proxy-check in it
     cells = []
     for budget in (int(b) for b in args.budgets.split(",")):
-        for sampler in args.samplers.split(","):
+        for sampler in samplers:
+            strategy = sampler == "supernet"
             for confirm in (float(c) for c in args.confirm.split(",")):
                 res = pd.DataFrame([
-                    replay(truth, space, sampler, budget, confirm, seed, Path(folder))
+                    replay(truth, space, "random" if strategy else sampler, budget, confirm,
+                           seed, Path(folder), plan=order if strategy else None)
                     for seed in range(args.search_seeds)
                 ])  # fmt: skip
+                cost = budget + (args.supernet_cost if strategy else 0)
                 hv = 100 * res["hv"] / best_hv
                 se = hv.std(ddof=1) / np.sqrt(len(hv))
                 cells.append((sampler, budget, confirm, hv.mean(), res["knee_better"].mean()))
@@ -201,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{sampler:8} {budget:6d} {confirm:7.1f}  {hv.mean():6.1f}+-{se:4.1f} "
                       f"{res['knee_better'].mean():9.0%} {res['knee_rank'].mean():9.1f} "
                       f"{regret.mean():5.1f}+-{rse:4.1f} "
-                      f"{res['archs'].mean():5.1f} {res['front'].mean():5.1f}", flush=True)  # fmt: skip
+                      f"{res['archs'].mean():5.1f} {res['front'].mean():5.1f} {cost:5.0f}",
+                      flush=True)  # fmt: skip
     print(f"# {time.monotonic() - start:.0f} s", file=sys.stderr)
     return 0
 

@@ -371,6 +371,13 @@ def score_phase(
         quiet=quiet,
         front_size=front_size,
     )
+    table = folder.read_table()
+    rows = table[(proxy_kind(table) == "supernet") & (table["status"] == "COMPLETE")]
+    if len(rows):
+        say(
+            f"supernet: {len(rows)} sub-networks scored, {rows['train_seconds'].median():.1f} s "
+            "each (median: BatchNorm recalibration + validation)"
+        )
 
 
 def candidate_plan(

@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="supernet checkpoint (resumed if present)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="also write the report to this file")
+    p.add_argument("--from-run", default=None, metavar="RUN",
+                   help="take the scores of a `mdsearch run --strategy supernet` run folder "
+                        "(its proxy=supernet rows) instead of training a supernet here")  # fmt: skip
     args = p.parse_args(argv)
+    if args.from_run:
+        return _from_run(args)
 
     lines: list[str] = []
 
@@ -232,6 +237,50 @@ def _compare(table, gt, gt_path, short, long, say) -> None:
             selfs.append(kendall_tau_ci(long_auc[ok][:, [j]], rest[:, None], n_resamples=0).tau)
         say(f"ground truth against itself: tau of one seed's {long}-epoch ranking vs the other "
             f"seeds' mean: {', '.join(f'{t:+.3f}' for t in selfs)} (mean {np.mean(selfs):+.3f})")  # fmt: skip
+
+
+def _from_run(args: argparse.Namespace) -> int:
+    """Compare a supernet run's own scores with the ground truth (no training here)."""
+    import json
+
+    from mdsearch.search import proxy_kind
+
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    run = Path(args.from_run)
+    trials = pd.read_csv(run / "trials.csv", dtype={"proxy": str, "arch_id": str})
+    rows = trials[(proxy_kind(trials) == "supernet") & (trials["status"] == "COMPLETE")]
+    record = json.loads((run / "supernet.json").read_text())
+    labels = [c for c in rows.columns if c.startswith("auc__")]
+    table = pd.DataFrame({
+        "arch": rows["arch"], "arch_id": rows["arch_id"],
+        "mdconv": rows["mdconv_stages"].fillna("-").astype(str).replace("", "-"),
+        "flops_m": rows["flops_m"].round(1),
+        "supernet_auc": rows[labels].mean(axis=1), "supernet_auc_rule": rows["auc"],
+        "score_seconds": rows["train_seconds"],
+    }).groupby("arch", as_index=False).agg({
+        "arch_id": "first", "mdconv": "first", "flops_m": "first", "supernet_auc": "mean",
+        "supernet_auc_rule": "mean", "score_seconds": "median",
+    })  # fmt: skip
+    say(f"# bench_supernet --from-run {run} ({time.strftime('%Y-%m-%d %H:%M')} UTC)")
+    say(f"supernet of the run: {record['epochs_done']} epochs, sandwich largest + smallest + "
+        f"{record['random_subnets']} random, {record['train_seconds']:.0f} s of training "
+        f"({record['images_per_s']:.0f} images/s on {record['threads']} {record['device']} "
+        f"thread(s)), cost {record['proxy_equivalents']:g} stand-alone proxy trials; "
+        f"{len(rows)} scores of {len(table)} architectures, median "
+        f"{table['score_seconds'].median():.1f} s each")  # fmt: skip
+    gt_path = args.ground_truth or str(
+        RESULTS / f"ground_truth-{args.space}-{args.data.split('=')[0]}-{args.resolution}px.csv"
+    )
+    _compare(table, pd.read_csv(gt_path), gt_path, args.short, args.long, say)
+    if args.out:
+        atomic_write_text(Path(args.out), "\n".join(lines) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=SUPERNET_RECIPE.epochs, help="supernet epochs")
     p.add_argument("--random-subnets", type=int, default=2, help="sandwich N")
     p.add_argument("--distill", action="store_true", help="in-place distillation (BigNAS)")
+    p.add_argument("--kernel-transform", action="store_true",
+                   help="Once-for-All's learned kernel transformation")  # fmt: skip
     p.add_argument("--recalibration-images", type=int, default=512)
     p.add_argument("--budget", type=float, default=None,
                    help="refuse a training costing more stand-alone proxy trials than this "
@@ -91,9 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         random_subnets=args.random_subnets,
         distill=args.distill,
         recalibration_images=args.recalibration_images,
+        kernel_transform=args.kernel_transform,
     )
     tag = args.data.split("=")[0].split(",")[0]
     variant = f"e{args.epochs}-n{args.random_subnets}" + ("-distill" if args.distill else "")
+    variant += "-kt" if args.kernel_transform else ""
     checkpoint = Path(
         args.checkpoint or f"/tmp/mdsearch-bench-supernet-{args.space}-{tag}-{variant}.pt"
     )
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         f"train split {n_train} images, validation {len(dataset.splits['val'])}")  # fmt: skip
     say(f"supernet: {recipe.epochs} epochs x {recipe.images_per_epoch(n_train)} images, batch "
         f"{recipe.batch_size}, sandwich = largest + smallest + {settings.random_subnets} random"
-        f"{', in-place distillation' if settings.distill else ''}, seed {args.seed}, "
+        f"{', in-place distillation' if settings.distill else ''}"
+        f"{', learned kernel transform' if settings.kernel_transform else ''}, seed {args.seed}, "
         f"BN recalibration on {settings.recalibration_images} training images")  # fmt: skip
 
     # -- train ---------------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 For MD-Conv the nesting is exact. A stage choice (kernel set + channel split) only decides which
 kernel each depthwise channel uses, so one depthwise layer that holds the stage's largest kernel
 for every channel contains them all: the channels a choice gives a smaller kernel use the centre
-crop of their large kernel (Single-Path NAS's "superkernel", Once-for-All's elastic kernel
-without its learned transform). With a choice fixed, :class:`SuperDepthwiseConv2d` computes
+crop of their large kernel (Single-Path NAS's "superkernel", Once-for-All's elastic kernel),
+optionally passed through Once-for-All's learned kernel transformation (``kernel_transform``:
+per layer and per smaller kernel size, one ``k^2 x k^2`` matrix shared by the channels,
+starting as the identity; the 3x3 kernel of a 7x7 layer is the 5x5 one's transformed crop), so
+a channel's small kernel need not be the exact centre of its large one. With a choice fixed, :class:`SuperDepthwiseConv2d` computes
 exactly what a stand-alone :class:`~mdsearch.mdconv.MDConv2d` holding the cropped weights
 computes, through the same fast path (:func:`~mdsearch.mdconv.mdconv_forward`), and its gradient
 is that layer's gradient placed in the crop (zero on the ring a 3x3 channel does not use).
@@ -62,10 +65,12 @@ class SuperDepthwiseConv2d(nn.Module):
         bias: whether the layer carries a per-channel bias.
         impl: the MD-Conv implementation (:data:`~mdsearch.mdconv.IMPLS`; ``auto`` chooses per
             device, see :mod:`mdsearch.mdconv.mdconv2d`).
+        transform: learn Once-for-All's kernel transformation (module docstring).
 
     Attributes:
         weight: ``(channels, 1, kernel, kernel)`` shared kernels.
         bias: ``(channels,)`` or None.
+        transforms: ``{"k": (k*k, k*k) matrix}`` per smaller kernel size k, or None.
         choice: the active stage choice (starts as the full kernel on every channel).
 
     Example:
@@ -84,6 +89,7 @@ class SuperDepthwiseConv2d(nn.Module):
         dilation: int = 1,
         bias: bool = False,
         impl: str = "auto",
+        transform: bool = False,
     ) -> None:
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
@@ -97,6 +103,13 @@ class SuperDepthwiseConv2d(nn.Module):
         self.impl = impl
         self.weight = nn.Parameter(torch.empty(channels, 1, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+        self.transforms = (
+            nn.ParameterDict(
+                {str(k): nn.Parameter(torch.eye(k * k)) for k in range(kernel - 2, 0, -2)}
+            )
+            if transform
+            else None
+        )
         self.choice = StageSpec((kernel,))
         self.reset_parameters()
 
@@ -130,12 +143,21 @@ class SuperDepthwiseConv2d(nn.Module):
         return out
 
     def crops(self, choice: StageSpec | None = None) -> list[torch.Tensor]:
-        """Per group, the centre ``k x k`` crop of its channels' kernels (views of
-        :attr:`weight`: gradients flow back into it)."""
+        """Per group, the centre ``k x k`` crop of its channels' kernels, each smaller size
+        through its transform when the layer has them (without: views of :attr:`weight`;
+        gradients flow back into it, and into the transforms)."""
         crops = []
         for k, lo, hi in self.groups(choice):
-            c = (self.kernel - k) // 2
-            crops.append(self.weight[lo:hi, :, c : c + k, c : c + k])
+            if self.transforms is None:
+                c = (self.kernel - k) // 2
+                crops.append(self.weight[lo:hi, :, c : c + k, c : c + k])
+                continue
+            w, size = self.weight[lo:hi], self.kernel
+            while size > k:  # Once-for-All: 7x7 -> 5x5 -> 3x3, a transform at each step
+                size -= 2
+                w = w[:, :, 1:-1, 1:-1].reshape(-1, size * size) @ self.transforms[str(size)].T
+                w = w.reshape(-1, 1, size, size)
+            crops.append(w)
         return crops
 
     def forward(self, x: torch.Tensor, choice: StageSpec | None = None) -> torch.Tensor:
@@ -158,6 +180,7 @@ class SuperDepthwiseConv2d(nn.Module):
         return (
             f"{self.channels}, kernel={self.kernel}x{self.kernel}, stride={self.stride}, "
             f"dilation={self.dilation}, choice={self.choice.token}"
+            + (", kernel_transform" if self.transforms is not None else "")
         )
 
 
@@ -257,7 +280,12 @@ class Supernet(nn.Module):
 
 
 def build_supernet(
-    space: SearchSpace, num_classes: int = 14, *, head_init: str = "timm", impl: str = "auto"
+    space: SearchSpace,
+    num_classes: int = 14,
+    *,
+    head_init: str = "timm",
+    impl: str = "auto",
+    kernel_transform: bool = False,
 ) -> Supernet:
     """The supernet of ``space`` on its timm backbone, randomly initialised.
 
@@ -271,6 +299,8 @@ def build_supernet(
         num_classes: outputs of the classifier.
         head_init: the classifier init (``timm`` or ``small``; see :func:`build`).
         impl: the MD-Conv implementation of the super layers (``auto``: per device).
+        kernel_transform: give every super layer Once-for-All's learned kernel transformation
+            (module docstring).
 
     Raises:
         BuildError: a backbone block without a depthwise conv where the space searches.
@@ -298,7 +328,13 @@ def build_supernet(
             else:
                 raise BuildError(f"{space.backbone} blocks[{i}][{j}] has no depthwise conv_dw")
             layer = SuperDepthwiseConv2d(
-                channels, kernel, stride=stride, dilation=dilation, bias=has_bias, impl=impl
+                channels,
+                kernel,
+                stride=stride,
+                dilation=dilation,
+                bias=has_bias,
+                impl=impl,
+                transform=kernel_transform,
             )
             block.conv_dw = layer
             layers.append(layer)
@@ -310,7 +346,8 @@ def extract(supernet: Supernet, spec: ArchSpec) -> nn.Module:
     """The stand-alone network of ``spec`` with the supernet's weights.
 
     ``build(spec)`` (the same timm network any trial trains), then every depthwise conv of a
-    searched stage gets its group's centre crops of the super layer's kernels, and every other
+    searched stage gets its group's centre crops of the super layer's kernels (transformed, when
+    the layers learn Once-for-All's kernel transformation), and every other
     parameter and buffer (BatchNorm running statistics included) is copied by name. With the
     supernet in eval mode and ``spec`` active, the two compute the same outputs.
 

@@ -89,12 +89,16 @@ class SupernetSettings:
         recalibration_images: training images over which each scored sub-network's BatchNorm
             statistics are recomputed (a fixed sample, the same for every sub-network).
         recalibration_batch: images per forward pass of the recalibration.
+        kernel_transform: learn Once-for-All's kernel transformation (a smaller kernel is a
+            learned linear map of the larger one's centre, not the bare centre;
+            :class:`~mdsearch.mdconv.SuperDepthwiseConv2d`).
     """
 
     random_subnets: int = 2
     distill: bool = False
     recalibration_images: int = 512
     recalibration_batch: int = 64
+    kernel_transform: bool = False
 
     def check(self) -> None:
         """Raise :class:`SettingsError` for values no training can use."""
@@ -255,7 +259,12 @@ def train_supernet(
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    supernet = build_supernet(space, len(dataset.label_names), head_init=recipe.head_init)
+    supernet = build_supernet(
+        space,
+        len(dataset.label_names),
+        head_init=recipe.head_init,
+        kernel_transform=settings.kernel_transform,
+    )
     run = start_run(supernet, recipe, seed, steps_per_epoch, device)
     supernet, optimizer, scheduler = run.model, run.optimizer, run.scheduler
     arch_rng = torch.Generator().manual_seed(seed + 1)
@@ -326,7 +335,12 @@ def load_supernet(checkpoint: str | Path, device: str = "cpu") -> SupernetTraini
     meta = state["meta"]
     space = _space_from_meta(meta["space"])
     recipe = TrainRecipe.from_dict(meta["recipe"])
-    supernet = build_supernet(space, int(meta["num_classes"]), head_init=recipe.head_init)
+    supernet = build_supernet(
+        space,
+        int(meta["num_classes"]),
+        head_init=recipe.head_init,
+        kernel_transform=SupernetSettings.from_dict(meta["settings"]).kernel_transform,
+    )
     supernet.load_state_dict(state["run"]["model"])
     supernet = supernet.to(device)
     if recipe.channels_last:
@@ -569,6 +583,8 @@ def _space_from_meta(data: Mapping[str, Any]) -> SearchSpace:
 
 def _check_same_training(saved: Mapping[str, Any], now: Mapping[str, Any], path: Path) -> None:
     keys = ("format", "space", "num_classes", "recipe", "settings", "seed", "data")
+    # Settings added since a checkpoint was written take their defaults (what it trained with).
+    saved = {**saved, "settings": SupernetSettings.from_dict(saved.get("settings", {})).to_dict()}
     differ = [k for k in keys if saved.get(k) != now.get(k)]
     if differ:
         raise SettingsError(

@@ -83,6 +83,38 @@ def test_super_layer_equals_mdconv_with_cropped_weights(choice, stride, impl):
     torch.testing.assert_close(layer.weight.grad, expected, rtol=0, atol=1e-5)
 
 
+def test_the_kernel_transform_is_exact_and_learns():
+    """Once-for-All's kernel transformation: with a choice fixed, the layer still equals a
+    stand-alone MDConv2d holding its (transformed) crops; the transforms start as the identity
+    (the bare centre crops) and receive gradients; extract() carries them into build(spec)."""
+    torch.manual_seed(0)
+    plain = SuperDepthwiseConv2d(24, 7)
+    layer = SuperDepthwiseConv2d(24, 7, transform=True)
+    assert sorted(layer.transforms) == ["1", "3", "5"]
+    layer.weight.data.copy_(plain.weight.data)
+    choice = StageSpec((3, 5, 7), (1, 1, 1))
+    x = torch.randn(2, 24, 9, 9)
+    torch.testing.assert_close(layer(x, choice), plain(x, choice), rtol=0, atol=1e-6)
+    with torch.no_grad():  # a trained, non-identity transform
+        for t in layer.transforms.values():
+            t.add_(0.1 * torch.randn_like(t))
+    out = layer(x, choice)
+    assert not torch.allclose(out, plain(x, choice), atol=1e-3)
+    torch.testing.assert_close(out, _standalone(layer, choice)(x), rtol=0, atol=1e-5)
+    out.square().sum().backward()
+    assert layer.transforms["3"].grad.abs().sum() > 0 and layer.transforms["5"].grad.abs().sum() > 0
+
+    net = build_supernet(SMALL_SPACE, num_classes=3, kernel_transform=True).eval()
+    with torch.no_grad():
+        for layer in (m for ls in net.super_layers.values() for m in ls):
+            layer.transforms["3"].add_(0.05 * torch.randn_like(layer.transforms["3"]))
+    spec = net.smallest().with_stage(2, (3, 5), (1, 1))
+    with torch.no_grad(), net.active(spec):
+        expected = net(torch.ones(1, 3, 32, 32))
+    got = extract(net, spec)(torch.ones(1, 3, 32, 32))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_super_layer_refuses_choices_that_do_not_fit():
     layer = SuperDepthwiseConv2d(4, 5)
     with pytest.raises(BuildError, match="does not fit"):

@@ -5,12 +5,9 @@ from __future__ import annotations
 from mdsearch.search.settings import DataSettings
 
 from .common import device, usage
-from .flags import add_data_flags, add_device_flag, add_quiet_flag, given
+from .flags import add_device_flag, add_quiet_flag, add_weights_data_flags, given
 
 __all__ = ["add_eval"]
-
-#: The data flags' defaults when neither the user nor the training run's train.json gives one.
-_EVAL_DATA = DataSettings()
 
 
 def add_eval(sub) -> None:
@@ -32,22 +29,7 @@ def add_eval(sub) -> None:
         action="store_true",
         help="data without a test split: report validation metrics, labelled as such",
     )
-    g = p.add_argument_group("data (unset: the training run's)")
-    add_data_flags(g, _EVAL_DATA, names=["data"], keep=True, helps={"data": "as for run"})
-    # Not a DataSettings default: the weights' header says what resolution they were trained at.
-    g.add_argument(
-        "--resolution",
-        type=int,
-        default=None,
-        help="square input size in px (default: the weights' training resolution)",
-    )
-    add_data_flags(
-        g,
-        _EVAL_DATA,
-        names=["seed", "val_fraction", "cache_dir"],
-        keep=True,
-        helps={"seed": "validation split seed"},
-    )
+    add_weights_data_flags(p)
     r = p.add_argument_group("inference")
     r.add_argument(
         "--batch-size",

@@ -6,12 +6,9 @@ from __future__ import annotations
 from mdsearch.search.settings import DataSettings
 
 from .common import device, usage
-from .flags import add_data_flags, add_device_flag, add_quiet_flag, given
+from .flags import add_device_flag, add_quiet_flag, add_weights_data_flags, given
 
 __all__ = ["add_explain"]
-
-#: The data flags' defaults when neither the user nor the training run's train.json gives one.
-_EXPLAIN_DATA = DataSettings()
 
 
 def add_explain(sub) -> None:
@@ -65,21 +62,7 @@ def add_explain(sub) -> None:
         help=f"IoU threshold, a share of each map's maximum (default {CAM_LEVEL})",
     )
     p.add_argument("--out", default=None, help="output folder (default: the weights' folder)")
-    g = p.add_argument_group("data (unset: the training run's)")
-    add_data_flags(g, _EXPLAIN_DATA, names=["data"], keep=True, helps={"data": "as for run"})
-    g.add_argument(
-        "--resolution",
-        type=int,
-        default=None,
-        help="square input size in px (default: the weights' training resolution)",
-    )
-    add_data_flags(
-        g,
-        _EXPLAIN_DATA,
-        names=["seed", "val_fraction", "cache_dir"],
-        keep=True,
-        helps={"seed": "validation split seed"},
-    )
+    add_weights_data_flags(p)
     r = p.add_argument_group("inference")
     r.add_argument(
         "--batch-size", type=int, default=32, help="images per Grad-CAM pass (default 32)"

@@ -162,6 +162,30 @@ def train_recipe(args: argparse.Namespace, base: TrainRecipe) -> TrainRecipe:
     return replace(base, **given(args, TrainRecipe))
 
 
+def add_weights_data_flags(parser: Any) -> Any:
+    """The data flags of a command that reads trained weights (``eval``, ``explain``): each
+    unset one takes the training run's value (train.json beside the weights; the resolution from
+    the weights' header). Returns the group."""
+    base = DataSettings()
+    g = parser.add_argument_group("data (unset: the training run's)")
+    add_data_flags(g, base, names=["data"], keep=True, helps={"data": "as for run"})
+    # Not a DataSettings default: the weights' header says what resolution they were trained at.
+    g.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="square input size in px (default: the weights' training resolution)",
+    )
+    add_data_flags(
+        g,
+        base,
+        names=["seed", "val_fraction", "cache_dir"],
+        keep=True,
+        helps={"seed": "validation split seed"},
+    )
+    return g
+
+
 def add_device_flag(group: Any, *, default: str = "auto", what: str = "") -> None:
     """``--device cpu|cuda|auto``."""
     choices = "cpu, cuda or auto" if default == "auto" else "cpu or cuda"

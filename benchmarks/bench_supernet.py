@@ -72,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-run", default=None, metavar="RUN",
                    help="take the scores of a `mdsearch run --strategy supernet` run folder "
                         "(its proxy=supernet rows) instead of training a supernet here")  # fmt: skip
+    p.add_argument("--from-scores", default=None, metavar="CSV",
+                   help="take the scores this script wrote beside an --out report (its .csv) "
+                        "and compare them with the ground truth again (e.g. once it has more "
+                        "seeds)")  # fmt: skip
     args = p.parse_args(argv)
-    if args.from_run:
+    if args.from_run or args.from_scores:
         return _from_run(args)
 
     lines: list[str] = []
@@ -256,7 +260,8 @@ def _compare(table, gt, gt_path, short, long, say) -> None:
 
 
 def _from_run(args: argparse.Namespace) -> int:
-    """Compare a supernet run's own scores with the ground truth (no training here)."""
+    """Compare a supernet run's own scores, or scores written before, with the ground truth
+    (no training here)."""
     import json
 
     from mdsearch.search import proxy_kind
@@ -267,6 +272,11 @@ def _from_run(args: argparse.Namespace) -> int:
         print(text, flush=True)
         lines.append(text)
 
+    if args.from_scores:
+        table = pd.read_csv(args.from_scores, dtype={"arch_id": str})
+        say(f"# bench_supernet --from-scores {args.from_scores} "
+            f"({time.strftime('%Y-%m-%d %H:%M')} UTC)")  # fmt: skip
+        return _compare_and_write(table, args, say, lines)
     run = Path(args.from_run)
     trials = pd.read_csv(run / "trials.csv", dtype={"proxy": str, "arch_id": str})
     rows = trials[(proxy_kind(trials) == "supernet") & (trials["status"] == "COMPLETE")]
@@ -289,6 +299,10 @@ def _from_run(args: argparse.Namespace) -> int:
         f"thread(s)), cost {record['proxy_equivalents']:g} stand-alone proxy trials; "
         f"{len(rows)} scores of {len(table)} architectures, median "
         f"{table['score_seconds'].median():.1f} s each")  # fmt: skip
+    return _compare_and_write(table, args, say, lines)
+
+
+def _compare_and_write(table: pd.DataFrame, args: argparse.Namespace, say, lines) -> int:
     gt_path = args.ground_truth or str(
         RESULTS / f"ground_truth-{args.space}-{args.data.split('=')[0]}-{args.resolution}px.csv"
     )

@@ -88,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r[0]:10s} {r[1]:8s} {r[2]:5d} {r[3]:7.4f} {r[4]:7.4f} {r[5]:7.4f} "
               f"[{r[6]:.4f}, {r[7]:.4f}] {r[8]:+7.4f}  {r[9]} {r[10]}")  # fmt: skip
     sd = analysis.seed_noise.sd
-    print(f"front: mean gap search - fresh {np.mean(gaps):+.4f} (seed SD of one run {sd:.4f}); "
-          f"'distinct' claims: {len(claims)}, holding in fresh seeds: {sum(claims)}")
+    print(
+        f"front: mean gap search - fresh {np.mean(gaps):+.4f} (seed SD of one run {sd:.4f}); "
+        f"'distinct' claims: {len(claims)}, holding in fresh seeds: {sum(claims)}"
+    )
     return 0
 
 

@@ -195,10 +195,19 @@ def main(argv: list[str] | None = None) -> int:
         help="add EFFECT (AUC) to every architecture with MD-Conv in STAGE, proxy and truth "
         "alike: a known effect the search should find (e.g. 1:0.02)",
     )
-    p.add_argument("--supernet", type=Path, default=None, metavar="SCORES.csv",
-                   help="the supernet's score of every architecture: adds the supernet strategy")
-    p.add_argument("--supernet-cost", type=float, default=16.0,
-                   help="the supernet's training, in stand-alone proxy trials (default 16)")
+    p.add_argument(
+        "--supernet",
+        type=Path,
+        default=None,
+        metavar="SCORES.csv",
+        help="the supernet's score of every architecture: adds the supernet strategy",
+    )
+    p.add_argument(
+        "--supernet-cost",
+        type=float,
+        default=16.0,
+        help="the supernet's training, in stand-alone proxy trials (default 16)",
+    )
     args = p.parse_args(argv)
 
     import optuna

@@ -5,7 +5,8 @@ The public names are re-exported here. Heavy modules (torch, Ray) are imported b
 submodules that need them, when they need them: importing this package imports neither.
 :mod:`~mdsearch.search.progress` (Ray Tune callbacks) imports Ray, so its names are not
 re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check, :mod:`~mdsearch.search.supernet`
-the weight-sharing supernet's training and scoring.
+the weight-sharing supernet's training, :mod:`~mdsearch.search.subnet_scoring` the scoring of
+its sub-networks.
 """
 
 from .datasets import DataError, Dataset, load_dataset, parse_data_spec
@@ -41,6 +42,7 @@ from .settings import (
     TrainRecipe,
 )
 from .study import STUDY_NAME, SUPERNET_STUDY_NAME, make_sampler, proxy_search_class
+from .subnet_scoring import recalibrate_batchnorm, score_subnet
 from .supernet import (
     SUPERNET_RECIPE,
     SupernetSettings,
@@ -48,8 +50,6 @@ from .supernet import (
     load_supernet,
     proxy_equivalents,
     random_subnet,
-    recalibrate_batchnorm,
-    score_subnet,
     train_supernet,
 )
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext, run_trial

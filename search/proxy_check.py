@@ -302,7 +302,8 @@ def _supernet_scores(settings, space, dataset, archs, device, say):
         ``((K,) AUCs, what the training cost)``; see :class:`ProxyCheckRun`.
     """
     from .settings import PROXY_RECIPE
-    from .supernet import SupernetSettings, score_subnet, train_supernet
+    from .subnet_scoring import score_subnet
+    from .supernet import SupernetSettings, train_supernet
 
     recipe, options = settings.supernet_recipe(), SupernetSettings()
     # the cost is counted in the search's stand-alone trials (the run's proxy, else the default)

@@ -316,7 +316,7 @@ def _score_on_supernet(
     on the fixed sample; a repeat draws another sample with its seed), over the run's labels."""
     import torch
 
-    from .supernet import score_subnet
+    from .subnet_scoring import score_subnet
 
     if ctx.threads:
         torch.set_num_threads(ctx.threads)

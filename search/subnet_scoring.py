@@ -125,16 +125,17 @@ def score_subnet(
         BuildError: ``spec`` is not in the supernet's space.
         ValueError: ``spec`` has another number of classes than the data.
     """
+    import numpy as np
+    import torch
+
     from .datasets import batches
-    from .training import _MIN_EVAL_BATCH, label_aucs, predict
+    from .training import validation_scores
 
     if spec.num_classes != len(dataset.label_names):
         raise ValueError(
             f"{spec.canonical} has {spec.num_classes} outputs, the data has "
             f"{len(dataset.label_names)} labels"
         )
-    import torch
-
     start = time.perf_counter()
     supernet.set_active(spec)
     calibration = batches(
@@ -151,31 +152,20 @@ def score_subnet(
         supernet, calibration, device=device, channels_last=recipe.channels_last
     )
     calibrated = time.perf_counter()
-    val_batches = batches(
-        dataset,
-        "val",
-        batch_size=max(recipe.batch_size, _MIN_EVAL_BATCH),
-        shuffle=False,
-        augment=False,
-        subset=recipe.val_subset,
+    scores = validation_scores(
+        supernet, dataset, recipe, device=device, deadline=None, label_rule=label_rule
     )
-    y_true, y_score = predict(
-        supernet, val_batches, device=device, channels_last=recipe.channels_last
-    )
-    import numpy as np
-
-    if not np.isfinite(y_score).all():
+    if not np.isfinite(scores.y_score).all():
         raise Diverged(f"{spec.canonical}: validation scores are NaN in the supernet")
-    auc, per_label = label_aucs(y_true, y_score, dataset.label_names, rule=label_rule)
     seconds = time.perf_counter() - start
     epochs = float(recipe.epochs if fidelity is None else fidelity)
     return ProxyResult(
-        auc=auc,
-        label_auc=per_label,
-        y_true=y_true,
-        y_score=y_score,
+        auc=scores.auc,
+        label_auc=scores.label_auc,
+        y_true=scores.y_true,
+        y_score=scores.y_score,
         fidelity=epochs,
         train_seconds=seconds,
         images_per_s=images / (calibrated - start) if calibrated > start else math.nan,
-        history=[{"epoch": epochs, "auc": auc, "seconds": seconds}],
+        history=[{"epoch": epochs, "auc": scores.auc, "seconds": seconds}],
     )

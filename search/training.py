@@ -418,7 +418,7 @@ def train(
         )
         scores = None
         if validate(epoch):
-            scores = _validate(
+            scores = validation_scores(
                 model, dataset, recipe, device=device, deadline=deadline, label_rule=label_rule
             )
             if not np.isfinite(scores.y_score).all():
@@ -431,7 +431,7 @@ def train(
     return run
 
 
-def _validate(
+def validation_scores(
     model: nn.Module,
     dataset: Dataset,
     recipe: TrainRecipe,
@@ -440,6 +440,9 @@ def _validate(
     deadline: float | None,
     label_rule: LabelRule = LABEL_RULE,
 ) -> Validation:
+    """Score the validation split (``recipe.val_subset`` of it, eval batches of at least
+    ``_MIN_EVAL_BATCH``) as every training and every scored sub-network does; NaN scores give
+    an AUC of NaN (the caller raises :class:`Diverged`)."""
     from .datasets import batches
 
     val_batches = batches(

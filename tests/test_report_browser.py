@@ -65,15 +65,20 @@ def _render(chromium: str, page: Path, *args: str) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-def test_the_report_fits_a_1400_px_window(tmp_path):
-    chromium = _chromium()
-    files = write_report(_wide_run(tmp_path), n_resamples=100)
+def _measure(chromium: str, html: Path, tmp_path: Path) -> dict:
+    """The page's and its tables' widths, as Chromium lays ``html`` out at WIDTH px."""
     page = tmp_path / "measured.html"
-    page.write_text(files["html"].read_text().replace("</body>", _MEASURE + "</body>"))
+    page.write_text(html.read_text().replace("</body>", _MEASURE + "</body>"))
     dom = _render(chromium, page, "--dump-dom")
     found = re.search(r'<pre id="overflow">(.*?)</pre>', dom.stdout)
     assert found, f"Chromium returned no measurement: {dom.stderr[-500:]}"
-    measured = json.loads(found.group(1).replace("&quot;", '"'))
+    return json.loads(found.group(1).replace("&quot;", '"'))
+
+
+def test_the_report_fits_a_1400_px_window(tmp_path):
+    chromium = _chromium()
+    files = write_report(_wide_run(tmp_path), n_resamples=100)
+    measured = _measure(chromium, files["html"], tmp_path)
     assert measured["scroll"] <= measured["client"], measured  # the page does not scroll sideways
     assert measured["wide_tables"] == [], measured  # nor does any table inside its box
     shot = tmp_path / "report.png"

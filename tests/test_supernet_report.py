@@ -320,7 +320,7 @@ def test_scores_without_supernet_json_say_the_training_is_unknown(tmp_path):
 
 
 def test_a_supernet_report_fits_a_1400_px_window(tmp_path):
-    from test_report_browser import _MEASURE, _chromium, _render, _wide_run
+    from test_report_browser import _chromium, _measure, _wide_run
 
     from mdsearch.search.datasets import FINDINGS
 
@@ -332,11 +332,6 @@ def test_a_supernet_report_fits_a_1400_px_window(tmp_path):
     trials["latency_ms"] = 3.0 + (trials["flops_m"] - 1200.0) / 50.0
     trials.to_csv(run / "trials.csv", index=False)
     files = write_report(run, n_resamples=50)
-    page = tmp_path / "measured.html"
-    page.write_text(files["html"].read_text().replace("</body>", _MEASURE + "</body>"))
-    dom = _render(chromium, page, "--dump-dom")
-    found = re.search(r'<pre id="overflow">(.*?)</pre>', dom.stdout)
-    assert found, f"Chromium returned no measurement: {dom.stderr[-500:]}"
-    measured = json.loads(found.group(1).replace("&quot;", '"'))
+    measured = _measure(chromium, files["html"], tmp_path)
     assert measured["scroll"] <= measured["client"], measured
     assert measured["wide_tables"] == [], measured

@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .runfolder import RunError, RunFolder
@@ -91,7 +92,7 @@ def train_supernet_trial(config: dict[str, Any], ctx: SupernetTrialContext) -> N
     """Ray Tune function trainable: the supernet's training (continued from its checkpoint).
 
     Reports after every epoch (``final: False``: ``epoch``, ``loss``, ``images``,
-    ``seconds``), then once with ``final: True`` and the record of :func:`_record`, or with an
+    ``seconds``), then once with ``final: True`` and ``record`` (:func:`_record`), or with an
     ``error`` line when the training failed (diverged, out of memory): the driver stops the
     run with it, and ``--resume`` continues from the last checkpointed epoch.
     """
@@ -126,13 +127,13 @@ def train_supernet_trial(config: dict[str, Any], ctx: SupernetTrialContext) -> N
     except Exception as exc:  # reported: the driver stops the run with one line
         tune.report({"final": True, "error": _failure_reason(exc)})
         return
-    tune.report({"final": True, **_record(training, ctx)})
+    tune.report({"final": True, "record": _record(training, ctx)})
 
 
 def _record(training: Any, ctx: SupernetTrialContext) -> dict[str, Any]:
     """supernet.json: what the training was and what it cost."""
     return {
-        "checkpoint": ctx.checkpoint.rsplit("/", 1)[-1],
+        "checkpoint": Path(ctx.checkpoint).name,
         "epochs": ctx.recipe.epochs,
         "epochs_done": training.epochs_done,
         "random_subnets": ctx.settings.random_subnets,
@@ -252,7 +253,7 @@ def train_supernet_phase(
             f"lower --lr or --batch-size), then `mdsearch run --resume {folder.path}` continues "
             "from its last finished epoch"
         )
-    record = {k: v for k, v in result.items() if k in _RECORD_KEYS}
+    record = result["record"]
     folder.write_supernet_record(record)
     say(
         f"supernet: trained in {record['train_seconds']:.0f} s ({record['images_per_s']:.0f} "
@@ -260,24 +261,6 @@ def train_supernet_phase(
         "stand-alone proxy trials"
     )
     return record
-
-
-_RECORD_KEYS = (
-    "checkpoint",
-    "epochs",
-    "epochs_done",
-    "random_subnets",
-    "distill",
-    "recalibration_images",
-    "train_seconds",
-    "images",
-    "images_per_s",
-    "proxy_equivalents",
-    "device",
-    "threads",
-    "node_id",
-    "history",
-)
 
 
 def _epoch_lines_class() -> type:

@@ -213,14 +213,6 @@ def run_search(
             ]
             if prepared.resume:
                 say(_resume_summary(folder, table, settings.budget, len(again), len(refs)))
-            plan = ray_session.TrialPlan(
-                remaining=remaining,
-                done=done,
-                seen=seen,
-                points=refs + [p for p in again if p not in refs],
-                num_classes=num_classes,
-                label_names=dataset.label_names,
-            )
             context = TrialContext(
                 data=settings.data,
                 recipe=settings.proxy,
@@ -251,8 +243,13 @@ def run_search(
                 explore_plan = candidate_plan(folder, metrics[1], candidate_ranking)
                 first_number = len(folder.read_table())
                 say(f"stand-alone: {remaining} trial(s) of the supernet's best-ranked")
-            plan = replace(
-                plan,
+            plan = ray_session.TrialPlan(
+                remaining=remaining,
+                done=done,
+                seen=seen,
+                points=refs + [p for p in again if p not in refs],
+                num_classes=num_classes,
+                label_names=dataset.label_names,
                 first_number=first_number,
                 explore_plan=explore_plan,
                 desc="stand-alone" if settings.strategy == "supernet" else "search",

@@ -86,6 +86,7 @@ from .metrics import (
     evaluate_predictions,
     youden_threshold,
 )
+from .noise_model import NoiseModel
 from .paper_tables import (
     PAPER_TABLE6,
     PAPER_TABLE6_MEAN,
@@ -115,6 +116,7 @@ from .proxy_fidelity import (
     recommend_proxy,
     summarise_proxy_check,
 )
+from .racing import race_candidates, race_next
 from .report import format_pareto_table, pareto_csv_table, pareto_table, write_report
 from .seed_noise import (
     SeedNoise,
@@ -138,6 +140,16 @@ from .uncertainty import (
     mean_auc,
     percentile_interval,
 )
+from .verdict import (
+    ArchVerdict,
+    Claim,
+    Verdict,
+    arch_verdict,
+    pooled_paired_sd,
+    run_verdict,
+    seeds_needed,
+)
+from .verdict_text import verdict_headline, verdict_lines
 from .weights import check_weights_arch, load_weights, read_weights_metadata, save_weights
 
 __all__ = [
@@ -198,6 +210,18 @@ __all__ = [
     "SafetensorsExport",
     "SeedNoise",
     "StageEffect",
+    "ArchVerdict",
+    "Claim",
+    "NoiseModel",
+    "Verdict",
+    "arch_verdict",
+    "pooled_paired_sd",
+    "race_candidates",
+    "race_next",
+    "run_verdict",
+    "seeds_needed",
+    "verdict_headline",
+    "verdict_lines",
     "StageEffectModel",
     "SupernetAgreement",
     "SupernetSection",

@@ -117,8 +117,16 @@ def supernet_run(tmp_path_factory):
     return run
 
 
-def test_every_section_shows_the_same_tables_and_text_in_markdown_and_html(supernet_run):
-    document = build_report(gather_report(supernet_run, n_resamples=50))
+@pytest.fixture(scope="module")
+def gathered(supernet_run, tmp_path_factory):
+    """A copy of the supernet run and what its report gathered from it (50 resamples)."""
+    run = tmp_path_factory.mktemp("copy") / "run"
+    shutil.copytree(supernet_run, run)
+    return run, gather_report(run, n_resamples=50)
+
+
+def test_every_section_shows_the_same_tables_and_text_in_markdown_and_html(gathered):
+    document = build_report(gathered[1])
     titles = [s.title for s in document.sections]
     assert titles[:2] == ["Trials", "Pareto front"] and titles[-1] == "Settings and data"
     assert {"Supernet", "Proxy fidelity (mdsearch proxy-check)"} <= set(titles)
@@ -149,12 +157,11 @@ def test_every_section_shows_the_same_tables_and_text_in_markdown_and_html(super
                 assert f"![{block.alt}]({block.file})" in markdown
 
 
-def test_rendering_reads_no_file(supernet_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(supernet_run, run)
+def test_rendering_reads_no_file(gathered, tmp_path):
+    run, data = gathered
     written = write_report(run, tmp_path / "written", n_resamples=50)
-    document = build_report(gather_report(run, n_resamples=50))
     shutil.rmtree(run)
+    document = build_report(data)
     assert render_markdown(document) == written["markdown"].read_text()
     assert render_html(document) == written["html"].read_text()
     # Every plot the document shows is the file written beside report.md.
@@ -179,9 +186,9 @@ def test_a_report_without_a_front_is_built_from_the_same_sections(tmp_path):
     assert f'<p class="warning">{data.no_front}' in page.replace("&#x27;", "'")
 
 
-def test_a_section_inserted_first_opens_the_report_and_the_terminal_text(supernet_run):
+def test_a_section_inserted_first_opens_the_report_and_the_terminal_text(supernet_run, gathered):
     verdict = Section("Verdict", (Paragraph("No architecture beats the baseline."),))
-    data = gather_report(supernet_run, n_resamples=0)
+    data = gathered[1]
     report = build_report(data)
     report = Document(report.title, (verdict, *report.sections), report.notice)
     markdown, page = render_markdown(report), render_html(report)
@@ -189,7 +196,7 @@ def test_a_section_inserted_first_opens_the_report_and_the_terminal_text(superne
     assert markdown.index("Synthetic data") < markdown.index("## Verdict")
     assert page.index('<section id="verdict">') < page.index("<h2>Trials</h2>")
     summary = build_pareto_summary(data.analysis)
-    assert render_text(summary) == format_pareto_table(supernet_run, n_resamples=0)
+    assert render_text(summary) == format_pareto_table(supernet_run, n_resamples=50)
     text = render_text(Document("", (verdict, *summary.sections), summary.notice))
     lines = text.splitlines()
     assert lines[0].startswith("!! Synthetic data") and lines[1:4] == [

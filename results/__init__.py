@@ -3,14 +3,17 @@ evaluation of trained networks.
 
 Reads a run folder (``config.json``, ``trials.csv``, ``predictions/*.npz``) with pandas; never
 imports Ray. Entry points: :func:`analyse_run` (everything below as one object),
-:func:`write_report` (``mdsearch report``), :func:`format_pareto_table` (``mdsearch pareto``),
+:func:`write_report` (``mdsearch report``: :func:`gather_report` -> :func:`build_report`, a
+:class:`Document` of :class:`Section` s -> :func:`render_markdown` / :func:`render_html`),
+:func:`format_pareto_table` (``mdsearch pareto``),
 :func:`export_architecture` (``mdsearch export``; :func:`pick_architecture` is its ``--pick``)
 and :func:`evaluate_saved` (``mdsearch eval``). Heavy libraries (torch, onnx, matplotlib) are
 imported inside the functions that use them.
 """
 
-from .analysis import RunAnalysis, WallTime, analyse_run, pick_architecture, run_wall_time
+from .analysis import RunAnalysis, analyse_run, pick_architecture
 from .confirmation import CONFIRMED_SEEDS, MAX_SEEDS, evidence, next_to_confirm
+from .document import Bullets, Document, Figure, Paragraph, Section, Table
 from .errors import ResultsError
 from .evaluate import (
     EVAL_BATCH_SIZE,
@@ -60,12 +63,12 @@ from .export_metadata import (
     ModelInterface,
     read_threshold,
 )
+from .fidelity_report import fidelity_section, format_fidelity_markdown, format_fidelity_table
 from .figures import (
-    figure_names,
-    figure_pngs,
     hypervolume_figure,
     pareto_figure,
     projections,
+    report_figures,
     stage_figure,
     supernet_figure,
 )
@@ -117,7 +120,11 @@ from .proxy_fidelity import (
     summarise_proxy_check,
 )
 from .racing import race_candidates, race_next
-from .report import format_pareto_table, pareto_csv_table, pareto_table, write_report
+from .report import format_pareto_table, gather_report, write_report
+from .report_markup import render_html, render_markdown, render_text
+from .report_sections import ReportData, build_pareto_summary, build_report
+from .report_tables import pareto_csv_table, pareto_table
+from .run_facts import WallTime, run_wall_time
 from .seed_noise import (
     SeedNoise,
     arch_interval,
@@ -127,7 +134,8 @@ from .seed_noise import (
     with_seed_noise,
 )
 from .stage_effects import StageEffect, StageEffectModel, choice_label, fit_stage_effects
-from .supernet_report import SupernetAgreement, SupernetSection, supernet_section
+from .supernet_analysis import SupernetAgreement, SupernetAnalysis, analyse_supernet
+from .supernet_report import supernet_section
 from .synthetic_search import SyntheticSearch, simulate_search
 from .trials import LoadedRun, eligible_mask, load_run, pool_by_arch, proxy_kind
 from .uncertainty import (
@@ -224,13 +232,31 @@ __all__ = [
     "verdict_lines",
     "StageEffectModel",
     "SupernetAgreement",
-    "SupernetSection",
+    "SupernetAnalysis",
     "SyntheticSearch",
     "WallTime",
     "TRAINED_WEIGHTS",
     "TauEstimate",
     "TorchScriptExport",
     "analyse_run",
+    "analyse_supernet",
+    "Bullets",
+    "Document",
+    "Figure",
+    "Paragraph",
+    "ReportData",
+    "Section",
+    "Table",
+    "build_pareto_summary",
+    "build_report",
+    "fidelity_section",
+    "format_fidelity_markdown",
+    "format_fidelity_table",
+    "gather_report",
+    "render_html",
+    "render_markdown",
+    "render_text",
+    "report_figures",
     "arch_interval",
     "auc_from_counts",
     "binary_metrics",
@@ -249,8 +275,6 @@ __all__ = [
     "export_architecture",
     "export_folder",
     "export_format",
-    "figure_names",
-    "figure_pngs",
     "fit_stage_effects",
     "format_evaluation",
     "format_pareto_table",

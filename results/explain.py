@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
     from mdsearch.search.datasets import Dataset
 
+    from .document import Section
+
 __all__ = [
     "EXPLAIN_FILES",
     "EXPLAIN_SPLITS",
@@ -686,14 +688,12 @@ def write_explanation(e: Explanation, out_dir: str | Path, figure: bytes) -> dic
     return files
 
 
-def explain_section(out_dir: str | Path) -> str | None:
-    """A short Markdown section linking ``explain.md`` in ``out_dir`` (None when there is none):
-    what the maps are and, with ground truth, the pointing game against chance."""
-    out = Path(out_dir)
-    try:
-        saved = json.loads((out / EXPLAIN_FILES["json"]).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+def explain_section(saved: dict[str, Any]) -> Section:
+    """The ``Grad-CAM`` section of a report beside ``explain.md`` (``eval.md``), from what
+    ``explain.json`` holds: what the maps are and, with ground truth, the pointing game against
+    chance. Reads no file (:func:`with_explain_section` gathers ``saved``)."""
+    from .document import Paragraph, Section
+
     side = saved.get("feature_side")
     text = (
         f"Class activation maps (`mdsearch explain`): [{EXPLAIN_FILES['md']}]"
@@ -710,12 +710,18 @@ def explain_section(out_dir: str | Path) -> str | None:
             f"point: {o['fixed_point']:.2f}); mean IoU "
             f"{o['mean_iou']:.2f}."
         )
-    return f"{_SECTION_MARK}\n## Grad-CAM\n\n{text}\n"
+    return Section("Grad-CAM", (Paragraph(text),))
 
 
 def with_explain_section(text: str, out_dir: str | Path) -> str:
     """``text`` (a report in ``out_dir``) with its Grad-CAM section replaced by the current one
-    (removed when ``out_dir`` has no ``explain.json``)."""
+    (removed when ``out_dir`` has no readable ``explain.json``): reads ``explain.json``, builds
+    :func:`explain_section` from it, renders it as Markdown."""
+    from .report_markup import markdown_section
+
     body = text.split(_SECTION_MARK)[0].rstrip("\n") + "\n"
-    section = explain_section(out_dir)
-    return body if section is None else f"{body}\n{section}"
+    try:
+        saved = json.loads((Path(out_dir) / EXPLAIN_FILES["json"]).read_text())
+    except (OSError, json.JSONDecodeError):
+        return body
+    return f"{body}\n{_SECTION_MARK}\n{markdown_section(explain_section(saved))}\n"

@@ -20,20 +20,18 @@ from .evaluate import (
     saved_data_settings,
 )
 from .evaluation_report import EVALUATION_FILES, format_evaluation, write_evaluation
-from .explain import (
-    EXPLAIN_FILES,
-    EXPLAIN_SPLITS,
-    Explanation,
-    cam_target_layer,
-    class_activation_maps,
-    explain_figure,
-    explain_saved,
-    explain_section,
-    format_explanation,
+from .explain import EXPLAIN_SPLITS, explain_saved, explain_section, with_explain_section
+from .explain_cases import (
+    CaseSelection,
+    first_cases,
     ground_truth_cases,
-    with_explain_section,
-    write_explanation,
+    located_cases,
+    split_rows,
 )
+from .explain_document import EXPLAIN_FILES, Explanation, format_explanation, pointing_game_line
+from .explain_figure import explain_figure, grid_caption, panel_title
+from .explain_files import write_explanation
+from .explain_maps import cam_target_layer, class_activation_maps, sigmoid_scores
 from .export import (
     FORMATS,
     ONNX_SNIPPET,
@@ -154,6 +152,14 @@ __all__ = [
     "ground_truth_cases",
     "with_explain_section",
     "write_explanation",
+    "CaseSelection",
+    "first_cases",
+    "grid_caption",
+    "located_cases",
+    "panel_title",
+    "pointing_game_line",
+    "sigmoid_scores",
+    "split_rows",
     "CAM_LEVEL",
     "NIH_SIDE",
     "FindingScore",

@@ -12,13 +12,7 @@ imported inside the functions that use them.
 from .analysis import RunAnalysis, WallTime, analyse_run, pick_architecture, run_wall_time
 from .confirmation import CONFIRMED_SEEDS, MAX_SEEDS, evidence, next_to_confirm
 from .errors import ResultsError
-from .evaluate import (
-    EVAL_BATCH_SIZE,
-    evaluate_model,
-    evaluate_saved,
-    evaluate_weights,
-    saved_data_settings,
-)
+from .evaluate import EVAL_BATCH_SIZE, evaluate_model, evaluate_saved, evaluate_weights
 from .evaluation_report import EVALUATION_FILES, format_evaluation, write_evaluation
 from .explain import EXPLAIN_SPLITS, explain_saved, explain_section, with_explain_section
 from .explain_cases import (
@@ -114,6 +108,7 @@ from .proxy_fidelity import (
     summarise_proxy_check,
 )
 from .report import format_pareto_table, pareto_csv_table, pareto_table, write_report
+from .saved_data import SavedData, check_label_count, load_saved_data, saved_data_settings
 from .seed_noise import (
     SeedNoise,
     arch_interval,
@@ -140,6 +135,9 @@ from .weights import check_weights_arch, load_weights, read_weights_metadata, sa
 
 __all__ = [
     "saved_data_settings",
+    "SavedData",
+    "check_label_count",
+    "load_saved_data",
     "EXPLAIN_FILES",
     "EXPLAIN_SPLITS",
     "Explanation",

@@ -2,8 +2,8 @@
 they point at findings.
 
 ``mdsearch explain ARCH.json --weights W`` loads the weights (:func:`~mdsearch.results.weights.
-load_weights`) and the data the way ``mdsearch eval`` does (:func:`~mdsearch.results.evaluate.
-saved_data_settings`: the training run's data settings unless flags say otherwise), chooses the
+load_weights`) and the data as ``mdsearch eval`` does (:func:`~mdsearch.results.saved_data.
+load_saved_data`: the training run's data settings unless flags say otherwise), chooses the
 cases (:mod:`~mdsearch.results.explain_cases`), computes their class activation maps with the
 ``grad-cam`` package (:mod:`~mdsearch.results.explain_maps`), scores them against ground truth
 (:mod:`~mdsearch.results.localisation`) and writes (:mod:`~mdsearch.results.explain_files`):
@@ -45,6 +45,7 @@ from .explain_figure import explain_figure, grid_caption, panel_title
 from .explain_files import write_explanation
 from .explain_maps import cam_target_layer, class_activation_maps, sigmoid_scores
 from .localisation import CAM_LEVEL, FindingScore, score_localisation
+from .saved_data import load_saved_data
 
 if TYPE_CHECKING:
     from torch import nn
@@ -90,7 +91,7 @@ def explain_saved(
     Args:
         spec, weights: the architecture and its ``weights.safetensors``.
         data, resolution, seed, val_fraction, cache_dir: as in
-            :func:`~mdsearch.results.evaluate.evaluate_saved` (defaults: the training run's).
+            :func:`~mdsearch.results.saved_data.load_saved_data` (defaults: the training run's).
         images: cases in the grid (1 or more).
         boxes: score localisation: True for the data's own ground truth, or a box-list path.
         split: ``test`` (default), ``val``, ``train`` or ``all``.
@@ -114,9 +115,18 @@ def explain_saved(
 
     _check_options(split, images, level)
     weights = Path(weights)
-    dataset, settings = _load_data(
-        spec, weights, data, resolution, seed, val_fraction, cache_dir, progress, say
+    saved = load_saved_data(
+        spec,
+        weights,
+        data,
+        resolution=resolution,
+        seed=seed,
+        val_fraction=val_fraction,
+        cache_dir=cache_dir,
+        progress=progress,
+        say=say,
     )
+    dataset = saved.dataset
     model = load_weights(spec, weights, device=device)
     layer, _ = cam_target_layer(model, layer)
     cases = _select_cases(model, dataset, split, boxes, images, batch_size)
@@ -137,7 +147,12 @@ def explain_saved(
         ground_truth=cases.ground_truth,
         level=level,
         notes=cases.notes,
-        settings={**settings, "device": device},
+        settings={
+            "weights": str(weights),
+            "weights epoch": saved.metadata.get("epoch"),
+            "trained on": saved.trained.get("data"),
+            "device": device,
+        },
     )
     figure = _grid(dataset, cases, maps, explanation)
     out = Path(out_dir or weights.parent)
@@ -155,46 +170,6 @@ def _check_options(split: str, images: int, level: float) -> None:
         raise ResultsError(f"--images {images}: use 1 or more")
     if not 0 < level < 1:
         raise ResultsError(f"--level {level}: use a share of the map's maximum between 0 and 1")
-
-
-def _load_data(
-    spec: ArchSpec,
-    weights: Path,
-    data: str | None,
-    resolution: int | None,
-    seed: int | None,
-    val_fraction: float | None,
-    cache_dir: str | Path | None,
-    progress: bool,
-    say: Callable[[str], Any],
-) -> tuple[Dataset, dict[str, Any]]:
-    """The data the weights are used with, and the settings the report records."""
-    from .evaluate import saved_data_settings
-
-    settings, meta, trained = saved_data_settings(
-        spec,
-        weights,
-        data,
-        resolution=resolution,
-        seed=seed,
-        val_fraction=val_fraction,
-        cache_dir=cache_dir,
-    )
-    settings.check()
-    dataset = settings.load(progress=progress)
-    say(f"data: {dataset.summary()}")
-    if len(dataset.label_names) != spec.num_classes:
-        raise ResultsError(
-            f"{spec.canonical} has {spec.num_classes} outputs, --data {dataset.source!r} has "
-            f"{len(dataset.label_names)} label(s): pass the arch and data the weights were "
-            "trained for"
-        )
-    recorded = {
-        "weights": str(weights),
-        "weights epoch": meta.get("epoch"),
-        "trained on": trained.get("data"),
-    }
-    return dataset, recorded
 
 
 def _select_cases(

@@ -20,7 +20,9 @@ def add_explain(sub) -> None:
         help="Grad-CAM maps of trained weights; with --boxes, localisation against ground truth",
         description="Class activation maps (Grad-CAM, the grad-cam package) of weights written "
         "by mdsearch train, at the last spatial feature map (bn2 of MobileNet-v2, the last block "
-        "of MobileNet-v3). Writes explain.png (image, map over it, finding, score), explain.md "
+        "of MobileNet-v3), of what a reader checks first: per label the most confident true "
+        "positives, false positives and false negatives at the threshold mdsearch eval chooses "
+        "on validation. Writes explain.png (image, map over it, finding, score), explain.md "
         "and explain.json next to the weights (and links them from eval.md there). With --boxes: "
         "every finding with a known location is scored: pointing game (hit rate against chance) "
         "and IoU of the thresholded map, against the radiologists' boxes of BBox_List_2017.csv "
@@ -33,7 +35,9 @@ def add_explain(sub) -> None:
         "--images",
         type=int,
         default=8,
-        help="cases shown in the grid (default 8); without --boxes, the first N of --split",
+        help="cases shown in the grid (default 8); without --boxes, per label the most "
+        "confident true positive, false positive and false negative (at a threshold chosen on "
+        "validation), labels and kinds in turn",
     )
     p.add_argument(
         "--boxes",

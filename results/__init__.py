@@ -16,10 +16,13 @@ from .evaluate import EVAL_BATCH_SIZE, evaluate_model, evaluate_saved, evaluate_
 from .evaluation_report import EVALUATION_FILES, format_evaluation, write_evaluation
 from .explain import EXPLAIN_SPLITS, explain_saved, explain_section, with_explain_section
 from .explain_cases import (
+    CASE_KINDS,
     CaseSelection,
-    first_cases,
+    confident_cases,
+    decision_thresholds,
     ground_truth_cases,
     located_cases,
+    most_confident_cases,
     split_rows,
 )
 from .explain_document import EXPLAIN_FILES, Explanation, format_explanation, pointing_game_line
@@ -150,8 +153,11 @@ __all__ = [
     "ground_truth_cases",
     "with_explain_section",
     "write_explanation",
+    "CASE_KINDS",
     "CaseSelection",
-    "first_cases",
+    "confident_cases",
+    "decision_thresholds",
+    "most_confident_cases",
     "grid_caption",
     "located_cases",
     "panel_title",

@@ -39,7 +39,7 @@ import numpy as np
 from mdsearch.space import ArchSpec, atomic_write_bytes
 
 from .errors import ResultsError
-from .explain_cases import CaseSelection, first_cases, located_cases, split_rows
+from .explain_cases import CaseSelection, located_cases, most_confident_cases, split_rows
 from .explain_document import EXPLAIN_FILES, Explanation, pointing_game_line
 from .explain_figure import explain_figure, grid_caption, panel_title
 from .explain_files import write_explanation
@@ -82,11 +82,11 @@ def explain_saved(
 ) -> tuple[Explanation, dict[str, Path]]:
     """``mdsearch explain``: Grad-CAM maps of saved weights, scored against ground truth.
 
-    Without ``boxes``: the first ``images`` images of ``split`` (in the order ``mdsearch eval``
-    reads them), each with the map of its most likely present finding (or of its top-scoring
-    output when it has none). With ``boxes``: every (image, finding) of ``split`` whose location
-    is known is scored; the grid shows ``images`` of them, the findings taken in turn
-    (:mod:`~mdsearch.results.explain_cases`).
+    Without ``boxes``: per label, the network's most confident true positives, false positives
+    and false negatives in ``split`` at a threshold chosen on the validation split, ``images``
+    cases in all, labels and kinds in turn. With ``boxes``: every (image, finding) of ``split``
+    whose location is known is scored; the grid shows ``images`` of them, the findings taken in
+    turn (:mod:`~mdsearch.results.explain_cases`).
 
     Args:
         spec, weights: the architecture and its ``weights.safetensors``.
@@ -147,6 +147,7 @@ def explain_saved(
         ground_truth=cases.ground_truth,
         level=level,
         notes=cases.notes,
+        thresholds=cases.thresholds,
         settings={
             "weights": str(weights),
             "weights epoch": saved.metadata.get("epoch"),
@@ -180,14 +181,18 @@ def _select_cases(
     images: int,
     batch_size: int,
 ) -> CaseSelection:
-    """The cases to map (:mod:`~mdsearch.results.explain_cases`)."""
+    """The cases to map (:mod:`~mdsearch.results.explain_cases`); without ground truth, the
+    network scores ``split`` and the validation split (its thresholds) first."""
     index = split_rows(dataset, split)
     if boxes:
         return located_cases(dataset, index, boxes, split, images)
-    first = index[:images]
-    return first_cases(
-        dataset, first, sigmoid_scores(model, dataset.images[first], batch_size), images
-    )
+    scores = sigmoid_scores(model, dataset.images[index], batch_size)
+    val = np.asarray(dataset.splits["val"], dtype=np.int64)
+    if split in ("val", "all"):  # the validation images are among those just scored
+        val_scores = scores[np.searchsorted(index, val)]
+    else:
+        val_scores = sigmoid_scores(model, dataset.images[val], batch_size)
+    return most_confident_cases(dataset, index, scores, val_scores, split, images)
 
 
 def _maps(
@@ -232,9 +237,10 @@ def _progress_bar(total: int, enabled: bool):
 def _case_records(
     dataset: Dataset, cases: CaseSelection, scores: np.ndarray
 ) -> list[dict[str, Any]]:
-    """One dict per case for the report: image id, finding, score (0-1), present."""
+    """One dict per case for the report: image id, finding, score (0-1), present, and without
+    ground truth its kind (true positive, ...)."""
     ids = dataset.item_ids if dataset.item_ids is not None else np.arange(len(dataset)).astype(str)
-    return [
+    records = [
         {
             "image": str(ids[row]),
             "finding": dataset.label_names[k],
@@ -243,6 +249,9 @@ def _case_records(
         }
         for i, (row, k) in enumerate(zip(cases.rows, cases.classes, strict=True))
     ]
+    for record, kind in zip(records, cases.kinds or [], strict=False):
+        record["kind"] = kind
+    return records
 
 
 def _score_cases(

@@ -4,8 +4,14 @@
 (:func:`ground_truth_cases`: the radiologists' boxes of ChestX-ray14, the phantom generator's
 lesion masks) is a case and is scored; the grid shows ``limit`` of them, the findings in turn.
 
-**Without**: the first ``limit`` images of the split, each with the map of its most likely present
-finding (or of its top-scoring output when it has none).
+**Without**: what a reader checks first, per label: the network's most confident **true
+positive** (a present finding it calls positive, highest score first), **false positive** (an
+absent one it calls positive, highest score first) and **false negative** (a present one it
+calls negative, lowest score first), at the label's decision threshold: chosen on the validation
+split by Youden's J, as ``mdsearch eval`` chooses it (:func:`decision_thresholds`); an image is
+called positive when its sigmoid score is >= the threshold. The grid takes labels and kinds in
+turn: every label's most confident case of each kind, then the second ones, and so on
+(:func:`confident_cases`). A map always explains the output of the case's own label.
 """
 
 from __future__ import annotations
@@ -23,11 +29,18 @@ from .localisation import box_mask
 if TYPE_CHECKING:
     from mdsearch.search.datasets import Dataset
 
+#: The kinds of case shown without ground truth, in the order each label's are taken.
+CASE_KINDS = ("true positive", "false positive", "false negative")
+#: Threshold of a label whose validation split holds one class (no ROC to choose one on).
+_FALLBACK_THRESHOLD = 0.5
 __all__ = [
+    "CASE_KINDS",
     "CaseSelection",
-    "first_cases",
+    "confident_cases",
+    "decision_thresholds",
     "ground_truth_cases",
     "located_cases",
+    "most_confident_cases",
     "split_rows",
 ]
 
@@ -185,15 +198,123 @@ def located_cases(
     )
 
 
-def first_cases(
-    dataset: Dataset, index: np.ndarray, scores: np.ndarray, limit: int
+def decision_thresholds(
+    labels: np.ndarray, scores: np.ndarray, label_names: Sequence[str]
+) -> tuple[np.ndarray, list[str]]:
+    """Per label, the decision threshold on the sigmoid score chosen on the validation split by
+    Youden's J (:func:`~mdsearch.results.metrics.youden_threshold`, as ``mdsearch eval`` chooses
+    it); :data:`_FALLBACK_THRESHOLD` for a label whose validation images hold one class.
+
+    Args:
+        labels: uint8 (M, L) targets of the validation images.
+        scores: float (M, L) the network's sigmoid outputs on them.
+        label_names: L names, for the notes.
+
+    Returns:
+        ``(thresholds, notes)``: float64 (L,), and what the reader must know about them.
+    """
+    from .metrics import youden_threshold
+
+    thresholds = np.full(len(label_names), _FALLBACK_THRESHOLD)
+    one_class = []
+    for k, name in enumerate(label_names):
+        present = labels[:, k] > 0
+        if present.all() or not present.any():
+            one_class.append(name)
+        else:
+            thresholds[k] = youden_threshold(present, scores[:, k])
+    listed = ", ".join(f"{name} {t:.3g}" for name, t in zip(label_names, thresholds, strict=True))
+    notes = [
+        "decision thresholds on the sigmoid score (an image is called positive at or above), "
+        f"chosen on the validation split by Youden's J as mdsearch eval chooses them: {listed}"
+    ]
+    if one_class:
+        notes.append(
+            f"the validation split holds one class of {', '.join(one_class)}: no threshold to "
+            f"choose there, {_FALLBACK_THRESHOLD:g} is used"
+        )
+    return thresholds, notes
+
+
+def _kind_masks(
+    labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per kind of :data:`CASE_KINDS`, a bool (N, L): which (image, label) is of that kind."""
+    present = labels > 0
+    called = scores >= np.asarray(thresholds)[None, :]
+    return dict(
+        zip(CASE_KINDS, (present & called, ~present & called, present & ~called), strict=True)
+    )
+
+
+def confident_cases(
+    labels: np.ndarray, scores: np.ndarray, thresholds: Sequence[float], limit: int
+) -> list[tuple[int, int, str]]:
+    """Up to ``limit`` cases ``(position, label, kind)``: per label, its most confident true
+    positives and false positives (highest score first) and false negatives (lowest first) at
+    ``thresholds``; every label's first of each kind, then the second ones, and so on.
+
+    Args:
+        labels: uint8 (N, L) targets.
+        scores: float (N, L) sigmoid outputs.
+        thresholds: L decision thresholds (positive when score >= threshold).
+        limit: cases at most.
+
+    Example:
+        >>> labels = np.array([[0], [0], [1], [1]])  # sorted by class, as a folder split is
+        >>> scores = np.array([[0.1], [0.7], [0.3], [0.9]])
+        >>> confident_cases(labels, scores, [0.5], 3)
+        [(3, 0, 'true positive'), (1, 0, 'false positive'), (2, 0, 'false negative')]
+    """
+    queues: dict[tuple[int, str], np.ndarray] = {}
+    kinds = _kind_masks(labels, scores, np.asarray(thresholds))
+    for k in range(labels.shape[1]):
+        for kind, mask in kinds.items():
+            rows = np.flatnonzero(mask[:, k])
+            confidence = scores[rows, k] if kind != "false negative" else -scores[rows, k]
+            queues[(k, kind)] = rows[np.argsort(-confidence, kind="stable")]
+    return [(pos, k, kind) for (k, kind), pos in _in_turn(queues, limit)]
+
+
+def most_confident_cases(
+    dataset: Dataset,
+    index: np.ndarray,
+    scores: np.ndarray,
+    val_scores: np.ndarray,
+    split: str,
+    limit: int,
 ) -> CaseSelection:
-    """The first ``limit`` rows of ``index``, each with its most likely present finding (its
-    top-scoring output when it has none); ``scores``: float (N, L) sigmoid outputs of those rows."""
-    rows = index[:limit]
-    present = dataset.labels[rows] > 0
-    chosen = np.where(present, scores[: len(rows)], -1.0)
-    classes = np.where(present.any(1), chosen.argmax(1), scores[: len(rows)].argmax(1))
+    """The cases a reader checks first (see the module docstring), from the rows ``index``.
+
+    Args:
+        dataset: the data.
+        index: rows of ``split`` to choose from.
+        scores: float (N, L) sigmoid outputs of the network on ``index``.
+        val_scores: float (M, L) its outputs on the validation split (the thresholds' images).
+        split: the split's name, for the notes.
+        limit: cases at most.
+    """
+    val = np.asarray(dataset.splits["val"], dtype=np.int64)
+    thresholds, notes = decision_thresholds(dataset.labels[val], val_scores, dataset.label_names)
+    if split in ("val", "all"):
+        notes.append(f"the thresholds were chosen on images of the {split} split shown here")
+    labels = dataset.labels[index]
+    picked = confident_cases(labels, scores, thresholds, limit)
+    kinds = _kind_masks(labels, scores, thresholds)
+    missing = [
+        f"{name} {kind}"
+        for k, name in enumerate(dataset.label_names)
+        for kind, mask in kinds.items()
+        if not mask[:, k].any()
+    ]
+    if missing:
+        notes.append(f"no case of the {split} split is a {'; '.join(missing)}")
     return CaseSelection(
-        rows=rows, classes=classes, shown=list(range(len(rows))), masks=[None] * len(rows)
+        rows=index[[pos for pos, _, _ in picked]].astype(np.int64),
+        classes=np.array([k for _, k, _ in picked], dtype=np.int64),
+        shown=list(range(len(picked))),
+        masks=[None] * len(picked),
+        kinds=[kind for _, _, kind in picked],
+        thresholds={n: float(t) for n, t in zip(dataset.label_names, thresholds, strict=True)},
+        notes=notes,
     )

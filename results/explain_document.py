@@ -36,11 +36,14 @@ class Explanation:
         resolution: input side in pixels.
         layer: the target layer's module name; ``feature_side``: its map's side in cells.
         cases: one dict per case: ``image`` (item id), ``finding``, ``score`` (sigmoid output of
-            that finding, 0-1), ``present`` (its label), and with ground truth ``hit``, ``iou``,
+            that finding, 0-1), ``present`` (its label), without ground truth ``kind`` (true
+            positive, false positive or false negative), and with ground truth ``hit``, ``iou``,
             ``area_fraction``, ``peak_row``, ``peak_col``.
         scores: the localisation table (None without ground truth).
         ground_truth: where the ground truth came from (None without).
         level: the IoU's threshold (share of each map's maximum).
+        thresholds: without ground truth, the decision threshold per label that sorted the
+            cases into true positives, false positives and false negatives.
         notes: what the reader must know (boxes found, lesions not visible, ...).
         settings: weights, device and the like, for the report.
     """
@@ -55,6 +58,7 @@ class Explanation:
     scores: list[FindingScore] | None = None
     ground_truth: str | None = None
     level: float = CAM_LEVEL
+    thresholds: dict[str, float] | None = None
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -102,6 +106,16 @@ def format_explanation(e: Explanation) -> str:
         "finding is labelled present.",
         "",
     ]
+    if e.thresholds is not None:
+        lines += [
+            "The cases are what a reader checks first: per label, the network's most confident "
+            "true positive (present, called positive, highest p), false positive (absent, called "
+            "positive, highest p) and false negative (present, called negative, lowest p), at the "
+            "label's decision threshold chosen on the validation split (Youden's J, as "
+            "`mdsearch eval` chooses it; see the notes); every label's first of each kind, then "
+            "the second ones. The map is always that label's output's.",
+            "",
+        ]
     if e.scores:
         lines += [
             "## Localisation",

@@ -7,6 +7,7 @@ matplotlib and ``pytorch_grad_cam``'s overlay are imported inside :func:`explain
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,8 @@ def explain_figure(
     mappable = plt.cm.ScalarMappable(cmap="jet", norm=matplotlib.colors.Normalize(0, 1))
     bar = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
     bar.set_label("Grad-CAM, share of the map's maximum (0-1)", fontsize=8)
-    fig.suptitle(caption, fontsize=8)
+    # About 15 characters of 8 pt text per inch: wrap the caption to the figure's width.
+    fig.suptitle(textwrap.fill(caption, width=int(15 * fig.get_figwidth())), fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -87,23 +89,33 @@ def explain_figure(
 
 def panel_title(case: dict[str, Any]) -> str:
     """A case's title in the grid: the image, the finding, its score p, whether it is present,
-    and with ground truth the pointing game's verdict and the IoU."""
+    its kind (true positive, ...) when it has one, and with ground truth the pointing game's
+    verdict and the IoU."""
     finding = case["finding"].replace(" (synthetic)", "")
     text = f"{case['image']}\n{finding}: p={case['score']:.2f}"
     text += " (present)" if case["present"] else " (absent)"
+    if "kind" in case:
+        text += f"\n{case['kind']}"
     if "hit" in case:
         text += f"\n{'hit' if case['hit'] else 'miss'}, IoU {case['iou']:.2f}"
     return text
 
 
 def grid_caption(e: Explanation) -> str:
-    """The grid's title line: the data (SYNTHETIC when it is), the network, the layer and its
-    cells, the input size, the split, and what the marks mean."""
+    """The grid's title: the data (SYNTHETIC when it is), the network, the layer and its cells,
+    the input size, the split, which cases are shown, and what the marks mean."""
     cell = e.resolution / e.feature_side if e.feature_side else float("nan")
     synthetic = "SYNTHETIC phantom data; " if e.data.get("synthetic") else ""
     outline = "; outline: ground truth, +: the map's maximum" if e.ground_truth else ""
+    chosen = (
+        "; per label its most confident true positives, false positives and false negatives at "
+        "a threshold chosen on the validation split"
+        if e.thresholds is not None
+        else ""
+    )
     return (
         f"{synthetic}Grad-CAM of {ArchSpec.parse(e.arch).arch_id} at {e.layer} "
         f"({e.feature_side}x{e.feature_side} cells of {cell:.0f} px) on {e.resolution}x"
-        f"{e.resolution} px inputs, {e.split} split; p: the network's sigmoid score{outline}"
+        f"{e.resolution} px inputs, {e.split} split{chosen}; p: the network's sigmoid "
+        f"score{outline}"
     )

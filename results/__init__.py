@@ -7,280 +7,160 @@ imports Ray. Entry points: :func:`analyse_run` (everything below as one object),
 :func:`export_architecture` (``mdsearch export``; :func:`pick_architecture` is its ``--pick``)
 and :func:`evaluate_saved` (``mdsearch eval``). Heavy libraries (torch, onnx, matplotlib) are
 imported inside the functions that use them.
+
+Names load on first use (:pep:`562`): ``import mdsearch.results`` imports none of its modules, and
+``from mdsearch.results import CAM_LEVEL`` only the one that defines it (and what that imports),
+so the command line builds its ``--help`` without pandas, torch or matplotlib.
 """
 
-from .analysis import RunAnalysis, WallTime, analyse_run, pick_architecture, run_wall_time
-from .confirmation import CONFIRMED_SEEDS, MAX_SEEDS, evidence, next_to_confirm
-from .errors import ResultsError
-from .evaluate import EVAL_BATCH_SIZE, evaluate_model, evaluate_saved, evaluate_weights
-from .evaluation_report import EVALUATION_FILES, format_evaluation, write_evaluation
-from .explain import EXPLAIN_SPLITS, explain_saved, explain_section, with_explain_section
-from .explain_cases import (
-    CASE_KINDS,
-    CaseSelection,
-    confident_cases,
-    decision_thresholds,
-    ground_truth_cases,
-    located_cases,
-    most_confident_cases,
-    split_rows,
-)
-from .explain_document import EXPLAIN_FILES, Explanation, format_explanation, pointing_game_line
-from .explain_figure import explain_figure, grid_caption, panel_title
-from .explain_files import write_explanation
-from .explain_maps import cam_target_layer, class_activation_maps, sigmoid_scores
-from .export import (
-    FORMATS,
-    ONNX_SNIPPET,
-    PYTORCH_SNIPPET,
-    TRAINED_WEIGHTS,
-    Say,
-    export_architecture,
-    export_folder,
-)
-from .export_formats import (
-    EXPORT_FORMATS,
-    EXPORT_TOLERANCE,
-    ExportFormat,
-    OnnxExport,
-    SafetensorsExport,
-    TorchScriptExport,
-    check_outputs,
-    export_format,
-)
-from .export_metadata import (
-    GRAYSCALE,
-    INTERPOLATION,
-    METADATA_PREFIX,
-    ModelInterface,
-    read_threshold,
-)
-from .figures import (
-    figure_names,
-    figure_pngs,
-    hypervolume_figure,
-    pareto_figure,
-    projections,
-    stage_figure,
-    supernet_figure,
-)
-from .localisation import (
-    CAM_LEVEL,
-    NIH_SIDE,
-    FindingScore,
-    box_mask,
-    map_iou,
-    map_peak,
-    pointing_hit,
-    poisson_binomial_tail,
-    score_localisation,
-)
-from .metrics import (
-    Evaluation,
-    binary_metrics,
-    evaluate_predictions,
-    youden_threshold,
-)
-from .paper_tables import (
-    PAPER_TABLE6,
-    PAPER_TABLE6_MEAN,
-    PAPER_TABLE8,
-    paper_reference,
-    paper_table6,
-    paper_table8,
-)
-from .pareto import (
-    OBJECTIVES,
-    Objective,
-    default_reference,
-    hypervolume,
-    hypervolume_history,
-    knee_index,
-    minimisation_matrix,
-    non_dominated,
-    objective_column,
-    pareto_mask,
-    resolve_objectives,
-)
-from .picks import Constraint, Pick, parse_pick, select_pick
-from .proxy_fidelity import (
-    TauEstimate,
-    kendall_tau_ci,
-    proxy_check_result,
-    recommend_proxy,
-    summarise_proxy_check,
-)
-from .report import format_pareto_table, pareto_csv_table, pareto_table, write_report
-from .saved_data import SavedData, check_label_count, load_saved_data, saved_data_settings
-from .seed_noise import (
-    SeedNoise,
-    arch_interval,
-    difference_samples,
-    pooled_seed_noise,
-    seed_noise_draws,
-    with_seed_noise,
-)
-from .stage_effects import StageEffect, StageEffectModel, choice_label, fit_stage_effects
-from .supernet_report import SupernetAgreement, SupernetSection, supernet_section
-from .synthetic_search import SyntheticSearch, simulate_search
-from .trials import LoadedRun, eligible_mask, load_run, pool_by_arch, proxy_kind
-from .uncertainty import (
-    DEFAULT_RESAMPLES,
-    AUCDifference,
-    PredictionBootstrap,
-    auc_from_counts,
-    bootstrap_counts,
-    bootstrap_mean_auc,
-    mean_auc,
-    percentile_interval,
-)
-from .weights import check_weights_arch, load_weights, read_weights_metadata, save_weights
+from __future__ import annotations
 
-__all__ = [
-    "saved_data_settings",
-    "SavedData",
-    "check_label_count",
-    "load_saved_data",
-    "EXPLAIN_FILES",
-    "EXPLAIN_SPLITS",
-    "Explanation",
-    "cam_target_layer",
-    "class_activation_maps",
-    "explain_figure",
-    "explain_saved",
-    "explain_section",
-    "format_explanation",
-    "ground_truth_cases",
-    "with_explain_section",
-    "write_explanation",
-    "CASE_KINDS",
-    "CaseSelection",
-    "confident_cases",
-    "decision_thresholds",
-    "most_confident_cases",
-    "grid_caption",
-    "located_cases",
-    "panel_title",
-    "pointing_game_line",
-    "sigmoid_scores",
-    "split_rows",
-    "CAM_LEVEL",
-    "NIH_SIDE",
-    "FindingScore",
-    "box_mask",
-    "map_iou",
-    "map_peak",
-    "pointing_hit",
-    "poisson_binomial_tail",
-    "score_localisation",
-    "CONFIRMED_SEEDS",
-    "MAX_SEEDS",
-    "evidence",
-    "next_to_confirm",
-    "AUCDifference",
-    "Constraint",
-    "DEFAULT_RESAMPLES",
-    "EVALUATION_FILES",
-    "EVAL_BATCH_SIZE",
-    "EXPORT_FORMATS",
-    "EXPORT_TOLERANCE",
-    "Evaluation",
-    "ExportFormat",
-    "FORMATS",
-    "GRAYSCALE",
-    "INTERPOLATION",
-    "LoadedRun",
-    "METADATA_PREFIX",
-    "ModelInterface",
-    "ONNX_SNIPPET",
-    "PYTORCH_SNIPPET",
-    "Say",
-    "OBJECTIVES",
-    "Objective",
-    "OnnxExport",
-    "PAPER_TABLE6",
-    "PAPER_TABLE6_MEAN",
-    "PAPER_TABLE8",
-    "Pick",
-    "PredictionBootstrap",
-    "ResultsError",
-    "RunAnalysis",
-    "SafetensorsExport",
-    "SeedNoise",
-    "StageEffect",
-    "StageEffectModel",
-    "SupernetAgreement",
-    "SupernetSection",
-    "SyntheticSearch",
-    "WallTime",
-    "TRAINED_WEIGHTS",
-    "TauEstimate",
-    "TorchScriptExport",
-    "analyse_run",
-    "arch_interval",
-    "auc_from_counts",
-    "binary_metrics",
-    "bootstrap_counts",
-    "bootstrap_mean_auc",
-    "check_outputs",
-    "check_weights_arch",
-    "choice_label",
-    "default_reference",
-    "difference_samples",
-    "eligible_mask",
-    "evaluate_model",
-    "evaluate_predictions",
-    "evaluate_saved",
-    "evaluate_weights",
-    "export_architecture",
-    "export_folder",
-    "export_format",
-    "figure_names",
-    "figure_pngs",
-    "fit_stage_effects",
-    "format_evaluation",
-    "format_pareto_table",
-    "hypervolume",
-    "hypervolume_figure",
-    "hypervolume_history",
-    "kendall_tau_ci",
-    "knee_index",
-    "load_run",
-    "load_weights",
-    "mean_auc",
-    "minimisation_matrix",
-    "non_dominated",
-    "objective_column",
-    "paper_reference",
-    "paper_table6",
-    "paper_table8",
-    "pareto_csv_table",
-    "pareto_figure",
-    "pareto_mask",
-    "pareto_table",
-    "parse_pick",
-    "percentile_interval",
-    "pick_architecture",
-    "run_wall_time",
-    "pool_by_arch",
-    "pooled_seed_noise",
-    "projections",
-    "proxy_kind",
-    "proxy_check_result",
-    "read_threshold",
-    "read_weights_metadata",
-    "recommend_proxy",
-    "resolve_objectives",
-    "save_weights",
-    "seed_noise_draws",
-    "select_pick",
-    "simulate_search",
-    "stage_figure",
-    "summarise_proxy_check",
-    "supernet_figure",
-    "supernet_section",
-    "with_seed_noise",
-    "write_evaluation",
-    "write_report",
-    "youden_threshold",
-]
+import importlib
+from typing import Any
+
+#: module -> the public names it defines, re-exported here.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "analysis": ("RunAnalysis", "WallTime", "analyse_run", "pick_architecture", "run_wall_time"),
+    "confirmation": ("CONFIRMED_SEEDS", "MAX_SEEDS", "evidence", "next_to_confirm"),
+    "errors": ("ResultsError",),
+    "evaluate": ("EVAL_BATCH_SIZE", "evaluate_model", "evaluate_saved", "evaluate_weights"),
+    "evaluation_report": ("EVALUATION_FILES", "format_evaluation", "write_evaluation"),
+    "explain": ("EXPLAIN_SPLITS", "explain_saved", "explain_section", "with_explain_section"),
+    "explain_cases": (
+        "CASE_KINDS",
+        "CaseSelection",
+        "confident_cases",
+        "decision_thresholds",
+        "ground_truth_cases",
+        "located_cases",
+        "most_confident_cases",
+        "split_rows",
+    ),
+    "explain_document": (
+        "EXPLAIN_FILES",
+        "Explanation",
+        "format_explanation",
+        "pointing_game_line",
+    ),
+    "explain_files": ("write_explanation",),
+    "explain_grid": ("explain_figure", "grid_caption", "panel_title"),
+    "explain_maps": ("cam_target_layer", "class_activation_maps", "sigmoid_scores"),
+    "export": (
+        "FORMATS",
+        "ONNX_SNIPPET",
+        "PYTORCH_SNIPPET",
+        "TRAINED_WEIGHTS",
+        "Say",
+        "export_architecture",
+        "export_folder",
+    ),
+    "export_formats": (
+        "EXPORT_FORMATS",
+        "EXPORT_TOLERANCE",
+        "ExportFormat",
+        "OnnxExport",
+        "SafetensorsExport",
+        "TorchScriptExport",
+        "check_outputs",
+        "export_format",
+    ),
+    "export_metadata": (
+        "GRAYSCALE",
+        "INTERPOLATION",
+        "METADATA_PREFIX",
+        "ModelInterface",
+        "read_threshold",
+    ),
+    "figures": (
+        "figure_names",
+        "figure_pngs",
+        "hypervolume_figure",
+        "pareto_figure",
+        "projections",
+        "stage_figure",
+        "supernet_figure",
+    ),
+    "localisation": (
+        "CAM_LEVEL",
+        "NIH_SIDE",
+        "FindingScore",
+        "box_mask",
+        "map_iou",
+        "map_peak",
+        "pointing_hit",
+        "poisson_binomial_tail",
+        "score_localisation",
+    ),
+    "metrics": ("Evaluation", "binary_metrics", "evaluate_predictions", "youden_threshold"),
+    "paper_tables": (
+        "PAPER_TABLE6",
+        "PAPER_TABLE6_MEAN",
+        "PAPER_TABLE8",
+        "paper_reference",
+        "paper_table6",
+        "paper_table8",
+    ),
+    "pareto": (
+        "OBJECTIVES",
+        "Objective",
+        "default_reference",
+        "hypervolume",
+        "hypervolume_history",
+        "knee_index",
+        "minimisation_matrix",
+        "non_dominated",
+        "objective_column",
+        "pareto_mask",
+        "resolve_objectives",
+    ),
+    "picks": ("Constraint", "Pick", "parse_pick", "select_pick"),
+    "proxy_fidelity": (
+        "TauEstimate",
+        "kendall_tau_ci",
+        "proxy_check_result",
+        "recommend_proxy",
+        "summarise_proxy_check",
+    ),
+    "report": ("format_pareto_table", "pareto_csv_table", "pareto_table", "write_report"),
+    "saved_data": ("SavedData", "check_label_count", "load_saved_data", "saved_data_settings"),
+    "seed_noise": (
+        "SeedNoise",
+        "arch_interval",
+        "difference_samples",
+        "pooled_seed_noise",
+        "seed_noise_draws",
+        "with_seed_noise",
+    ),
+    "stage_effects": ("StageEffect", "StageEffectModel", "choice_label", "fit_stage_effects"),
+    "supernet_report": ("SupernetAgreement", "SupernetSection", "supernet_section"),
+    "synthetic_search": ("SyntheticSearch", "simulate_search"),
+    "trials": ("LoadedRun", "eligible_mask", "load_run", "pool_by_arch", "proxy_kind"),
+    "uncertainty": (
+        "DEFAULT_RESAMPLES",
+        "AUCDifference",
+        "PredictionBootstrap",
+        "auc_from_counts",
+        "bootstrap_counts",
+        "bootstrap_mean_auc",
+        "mean_auc",
+        "percentile_interval",
+    ),
+    "weights": ("check_weights_arch", "load_weights", "read_weights_metadata", "save_weights"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

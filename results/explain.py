@@ -11,7 +11,7 @@ cases (:mod:`~mdsearch.results.explain_cases`), computes their class activation 
 ==================  ==========================================================================
 ``explain.png``     a grid: each case as the input image and its map over it, with the finding,
                     the network's score and, where known, the ground truth outline
-                    (:mod:`~mdsearch.results.explain_figure`)
+                    (:mod:`~mdsearch.results.explain_grid`)
 ``explain.md``      settings, the grid, the localisation table (with ground truth)
                     (:mod:`~mdsearch.results.explain_document`)
 ``explain.json``    the same as data
@@ -41,8 +41,8 @@ from mdsearch.space import ArchSpec, atomic_write_bytes
 from .errors import ResultsError
 from .explain_cases import CaseSelection, located_cases, most_confident_cases, split_rows
 from .explain_document import EXPLAIN_FILES, Explanation, pointing_game_line
-from .explain_figure import explain_figure, grid_caption, panel_title
 from .explain_files import write_explanation
+from .explain_grid import explain_figure, grid_caption, panel_title
 from .explain_maps import cam_target_layer, class_activation_maps, sigmoid_scores
 from .localisation import CAM_LEVEL, FindingScore, score_localisation
 from .saved_data import load_saved_data

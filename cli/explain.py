@@ -3,10 +3,8 @@ truth, how well they point at the findings."""
 
 from __future__ import annotations
 
-from mdsearch.search.settings import DataSettings
-
 from .common import device, usage
-from .flags import add_device_flag, add_quiet_flag, add_weights_data_flags, given
+from .flags import add_device_flag, add_quiet_flag, add_weights_data_flags, saved_data_flags
 
 __all__ = ["add_explain"]
 
@@ -86,24 +84,19 @@ def _cmd_explain(args) -> int:
         raise usage(f"--batch-size {args.batch_size}: use 1 or more")
     if not 0 < args.level < 1:
         raise usage(f"--level {args.level}: use a share of the map's maximum between 0 and 1")
-    typed = given(args, DataSettings)  # only the data flags the user typed (keep=True)
     _, files = explain_saved(
         ArchSpec.load(args.arch),
         args.weights,
-        typed.get("data"),
         images=args.images,
         boxes=args.boxes,
         split=args.split,
         layer=args.layer,
         level=args.level,
         out_dir=args.out,
-        resolution=args.resolution,
-        seed=typed.get("seed"),
-        val_fraction=typed.get("val_fraction"),
-        cache_dir=typed.get("cache_dir"),
         device=device(args.device),
         batch_size=args.batch_size,
         progress=not args.quiet,
+        **saved_data_flags(args),
     )
     print(f"report: {files['md']} (grid: {files['png']})")
     return 0

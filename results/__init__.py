@@ -122,7 +122,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "summarise_proxy_check",
     ),
     "report": ("format_pareto_table", "pareto_csv_table", "pareto_table", "write_report"),
-    "saved_data": ("SavedData", "check_label_count", "load_saved_data", "saved_data_settings"),
+    "saved_data": (
+        "SavedData",
+        "SavedDataFlags",
+        "check_label_count",
+        "load_saved_data",
+        "saved_data_settings",
+    ),
     "seed_noise": (
         "SeedNoise",
         "arch_interval",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from mdsearch.space import ArchSpec
 from .errors import ResultsError
 from .evaluation_report import format_evaluation, write_evaluation
 from .metrics import Evaluation, evaluate_predictions
-from .saved_data import check_label_count, load_saved_data
+from .saved_data import SavedDataFlags, check_label_count, load_saved_data
 from .uncertainty import DEFAULT_RESAMPLES
 
 if TYPE_CHECKING:
@@ -175,15 +175,12 @@ def evaluate_saved(
     data: str | None = None,
     *,
     out_dir: str | Path | None = None,
-    resolution: int | None = None,
-    seed: int | None = None,
-    val_fraction: float | None = None,
-    cache_dir: str | Path | None = None,
     eval_on_val: bool = False,
     device: str = "cpu",
     batch_size: int = EVAL_BATCH_SIZE,
     progress: bool = True,
     say: Callable[[str], Any] = print,
+    **flags: Unpack[SavedDataFlags],
 ) -> tuple[Evaluation, dict[str, Path]]:
     """``mdsearch eval``: evaluate saved weights on ``data`` and write the report.
 
@@ -197,12 +194,12 @@ def evaluate_saved(
         data: a ``--data`` value (default: the training run's).
         out_dir: where eval.json/eval.md/predictions.npz go (default: the weights' folder;
             earlier evaluation files there are replaced).
-        resolution, seed, val_fraction: override the defaults above.
-        cache_dir: image cache folder.
         eval_on_val: without a test split, report the validation split (labelled as such).
         device, batch_size: inference settings.
         progress: progress bar while an image cache is built.
         say: where one-line messages go.
+        flags: ``resolution``, ``seed``, ``val_fraction``, ``cache_dir``
+            (:class:`~mdsearch.results.saved_data.SavedDataFlags`; unset: the training run's).
 
     Returns:
         ``(evaluation, files)``.
@@ -211,17 +208,7 @@ def evaluate_saved(
         ResultsError: missing/mismatched weights, label mismatch, no test split, no resolution.
     """
     weights = Path(weights)
-    saved = load_saved_data(
-        spec,
-        weights,
-        data,
-        resolution=resolution,
-        seed=seed,
-        val_fraction=val_fraction,
-        cache_dir=cache_dir,
-        progress=progress,
-        say=say,
-    )
+    saved = load_saved_data(spec, weights, data, progress=progress, say=say, **flags)
     dataset, used = saved.dataset, saved.settings
     split = "val" if eval_on_val and "test" not in dataset.splits else "test"
     ev = evaluate_weights(spec, weights, dataset, split=split, device=device, batch_size=batch_size)

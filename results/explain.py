@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from .explain_files import write_explanation
 from .explain_grid import explain_figure, grid_caption, panel_title
 from .explain_maps import cam_target_layer, class_activation_maps, sigmoid_scores
 from .localisation import CAM_LEVEL, FindingScore, score_localisation
-from .saved_data import load_saved_data
+from .saved_data import SavedDataFlags, load_saved_data
 
 if TYPE_CHECKING:
     from torch import nn
@@ -71,14 +71,11 @@ def explain_saved(
     layer: str | None = None,
     level: float = CAM_LEVEL,
     out_dir: str | Path | None = None,
-    resolution: int | None = None,
-    seed: int | None = None,
-    val_fraction: float | None = None,
-    cache_dir: str | Path | None = None,
     device: str = "cpu",
     batch_size: int = 32,
     progress: bool = True,
     say: Callable[[str], Any] = print,
+    **flags: Unpack[SavedDataFlags],
 ) -> tuple[Explanation, dict[str, Path]]:
     """``mdsearch explain``: Grad-CAM maps of saved weights, scored against ground truth.
 
@@ -90,8 +87,7 @@ def explain_saved(
 
     Args:
         spec, weights: the architecture and its ``weights.safetensors``.
-        data, resolution, seed, val_fraction, cache_dir: as in
-            :func:`~mdsearch.results.saved_data.load_saved_data` (defaults: the training run's).
+        data: a ``--data`` value (default: the training run's).
         images: cases in the grid (1 or more).
         boxes: score localisation: True for the data's own ground truth, or a box-list path.
         split: ``test`` (default), ``val``, ``train`` or ``all``.
@@ -103,6 +99,8 @@ def explain_saved(
         device, batch_size: inference settings.
         progress: progress bars (image cache, maps).
         say: where one-line messages go.
+        flags: ``resolution``, ``seed``, ``val_fraction``, ``cache_dir``
+            (:class:`~mdsearch.results.saved_data.SavedDataFlags`; unset: the training run's).
 
     Returns:
         ``(explanation, files)``.
@@ -115,17 +113,7 @@ def explain_saved(
 
     _check_options(split, images, level)
     weights = Path(weights)
-    saved = load_saved_data(
-        spec,
-        weights,
-        data,
-        resolution=resolution,
-        seed=seed,
-        val_fraction=val_fraction,
-        cache_dir=cache_dir,
-        progress=progress,
-        say=say,
-    )
+    saved = load_saved_data(spec, weights, data, progress=progress, say=say, **flags)
     dataset = saved.dataset
     model = load_weights(spec, weights, device=device)
     layer, _ = cam_target_layer(model, layer)

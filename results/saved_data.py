@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from mdsearch.search.settings import DEFAULT_VAL_FRACTION, DataSettings
 from mdsearch.space import ArchSpec
@@ -24,7 +24,29 @@ from .weights import check_weights_arch
 if TYPE_CHECKING:
     from mdsearch.search.datasets import Dataset
 
-__all__ = ["SavedData", "check_label_count", "load_saved_data", "saved_data_settings"]
+__all__ = [
+    "SavedData",
+    "SavedDataFlags",
+    "check_label_count",
+    "load_saved_data",
+    "saved_data_settings",
+]
+
+
+class SavedDataFlags(TypedDict, total=False):
+    """The data flags of a command that reads saved weights, besides ``--data``; each one absent
+    or None takes the training run's value (see the module docstring).
+
+    Attributes:
+        resolution: square input side in px (default: the weights' training resolution).
+        seed, val_fraction: the validation split's seed and patient share.
+        cache_dir: the decoded-image cache folder (default: the user cache).
+    """
+
+    resolution: int | None
+    seed: int | None
+    val_fraction: float | None
+    cache_dir: str | Path | None
 
 
 @dataclass(frozen=True)
@@ -48,13 +70,10 @@ def saved_data_settings(
     spec: ArchSpec,
     weights: str | Path,
     data: str | None = None,
-    *,
-    resolution: int | None = None,
-    seed: int | None = None,
-    val_fraction: float | None = None,
-    cache_dir: str | Path | None = None,
+    **flags: Unpack[SavedDataFlags],
 ) -> tuple[DataSettings, dict[str, Any], dict[str, Any]]:
-    """The data settings saved weights are used with (see the module docstring).
+    """The data settings saved weights are used with: ``data`` and ``flags`` where given, else
+    the training run's (see the module docstring).
 
     Cheap: reads the weights' header and ``train.json`` next to them, loads no data.
 
@@ -65,6 +84,11 @@ def saved_data_settings(
     Raises:
         ResultsError: missing or mismatched weights, or no resolution known.
     """
+    unknown = set(flags) - set(SavedDataFlags.__annotations__)
+    if unknown:
+        raise TypeError(f"saved_data_settings: unknown data flag(s) {', '.join(sorted(unknown))}")
+    resolution, seed = flags.get("resolution"), flags.get("seed")
+    val_fraction, cache_dir = flags.get("val_fraction"), flags.get("cache_dir")
     weights = Path(weights)
     meta = check_weights_arch(spec, weights)
     if resolution is None:
@@ -94,14 +118,18 @@ def saved_data_settings(
     return data_settings, meta, trained
 
 
-def check_label_count(spec: ArchSpec, dataset: Dataset) -> None:
-    """Raise :class:`ResultsError` when ``spec``'s outputs are not one per label of ``dataset``."""
+def check_label_count(
+    spec: ArchSpec,
+    dataset: Dataset,
+    remedy: str = "pass the arch and data the weights were trained for",
+) -> None:
+    """Raise :class:`ResultsError` (ending in ``remedy``) when ``spec``'s outputs are not one
+    per label of ``dataset``."""
     n_labels = len(dataset.label_names)
     if spec.num_classes != n_labels:
         raise ResultsError(
             f"{spec.canonical} has {spec.num_classes} outputs, --data {dataset.source!r} has "
-            f"{n_labels} label(s) ({', '.join(dataset.label_names)}): pass the arch and data "
-            "the weights were trained for"
+            f"{n_labels} label(s) ({', '.join(dataset.label_names)}): {remedy}"
         )
 
 
@@ -110,12 +138,9 @@ def load_saved_data(
     weights: str | Path,
     data: str | None = None,
     *,
-    resolution: int | None = None,
-    seed: int | None = None,
-    val_fraction: float | None = None,
-    cache_dir: str | Path | None = None,
     progress: bool = True,
     say: Callable[[str], Any] = print,
+    **flags: Unpack[SavedDataFlags],
 ) -> SavedData:
     """Load the data ``weights`` are used with (:func:`saved_data_settings`), say what it is,
     and check it has one label per output of ``spec``.
@@ -123,25 +148,17 @@ def load_saved_data(
     Args:
         spec: the architecture the weights were trained for.
         weights: the ``.safetensors`` file.
-        data, resolution, seed, val_fraction, cache_dir: flags the user typed (None: the
-            training run's).
+        data: a ``--data`` value (None: the training run's).
         progress: progress bar while an image cache is built.
         say: where one-line messages go (the data's summary and notes).
+        flags: the other data flags the user typed (:class:`SavedDataFlags`).
 
     Raises:
         ResultsError: missing or mismatched weights, no resolution known, or a label count
             other than the architecture's outputs.
         DataError, SettingsError: unusable data or settings.
     """
-    settings, metadata, trained = saved_data_settings(
-        spec,
-        weights,
-        data,
-        resolution=resolution,
-        seed=seed,
-        val_fraction=val_fraction,
-        cache_dir=cache_dir,
-    )
+    settings, metadata, trained = saved_data_settings(spec, weights, data, **flags)
     dataset = settings.load(progress=progress)
     say(f"data: {dataset.summary()}")
     for note in dataset.notes:

@@ -117,7 +117,7 @@ def explain_saved(
     dataset = saved.dataset
     model = load_weights(spec, weights, device=device)
     layer, _ = cam_target_layer(model, layer)
-    cases = _select_cases(model, dataset, split, boxes, images, batch_size)
+    cases = _select_cases(model, dataset, split, boxes, images, batch_size, say)
     for note in cases.notes:
         say(f"  {note}")
     say(f"Grad-CAM at {layer}: {len(cases.rows):,} map(s) of the {split} split")
@@ -168,12 +168,15 @@ def _select_cases(
     boxes: bool | str | Path,
     images: int,
     batch_size: int,
+    say: Callable[[str], Any],
 ) -> CaseSelection:
     """The cases to map (:mod:`~mdsearch.results.explain_cases`); without ground truth, the
     network scores ``split`` and the validation split (its thresholds) first."""
     index = split_rows(dataset, split)
     if boxes:
         return located_cases(dataset, index, boxes, split, images)
+    also = "" if split in ("val", "all") else " and the validation split (the thresholds)"
+    say(f"scoring the {split} split{also} to choose the cases")
     scores = sigmoid_scores(model, dataset.images[index], batch_size)
     val = np.asarray(dataset.splits["val"], dtype=np.int64)
     if split in ("val", "all"):  # the validation images are among those just scored

@@ -293,6 +293,9 @@ def most_confident_cases(
         val_scores: float (M, L) its outputs on the validation split (the thresholds' images).
         split: the split's name, for the notes.
         limit: cases at most.
+
+    Raises:
+        ResultsError: no image of ``index`` is a true positive, false positive or false negative.
     """
     val = np.asarray(dataset.splits["val"], dtype=np.int64)
     thresholds, notes = decision_thresholds(dataset.labels[val], val_scores, dataset.label_names)
@@ -307,6 +310,11 @@ def most_confident_cases(
         for kind, mask in kinds.items()
         if not mask[:, k].any()
     ]
+    if not picked:
+        raise ResultsError(
+            f"--split {split}: every image is a true negative at the thresholds, so there is no "
+            "true positive, false positive or false negative to map; use another --split or --boxes"
+        )
     if missing:
         notes.append(f"no case of the {split} split is a {'; '.join(missing)}")
     return CaseSelection(

@@ -313,6 +313,27 @@ def test_decision_thresholds_are_youdens_on_validation():
     assert "Youden" in notes[0] and "one class of Mass" in notes[1]
 
 
+def test_a_split_of_true_negatives_only_is_refused_with_a_reason(tmp_path):
+    from mdsearch.results import most_confident_cases
+
+    ds = Dataset(
+        name="kermany",
+        source=f"kermany={tmp_path}",
+        images=np.zeros((4, 8, 8), np.uint8),
+        labels=np.zeros((4, 1), np.uint8),
+        label_names=("Pneumonia",),
+        patient_ids=np.array(["a", "b", "c", "d"]),
+        splits={"train": np.array([0, 1]), "val": np.array([2]), "test": np.array([3])},
+        synthetic=False,
+        fingerprint="x",
+        resolution=8,
+        notes=(),
+    )
+    low = np.full((1, 1), 0.1, np.float32)  # below any threshold: all called negative
+    with pytest.raises(ResultsError, match="every image is a true negative"):
+        most_confident_cases(ds, ds.splits["test"], low, low, "test", 8)
+
+
 def test_explain_without_boxes_shows_the_cases_a_reader_checks(shared_data, tmp_path, capsys):
     root = _kermany_copy(shared_data, tmp_path / "kermany", {"train": 30, "test": 8})
     spec = ArchSpec.default("mobilenetv2_035", 1)

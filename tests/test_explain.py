@@ -80,6 +80,24 @@ def _kermany_copy(shared_data: Path, root: Path, per_class: dict[str, int]) -> P
     return root
 
 
+def _blank_kermany(folder: Path, splits: dict[str, list[int]]) -> Dataset:
+    """A two-class dataset in memory: black 8 px images, no pneumonia, one patient per image."""
+    n = sum(len(rows) for rows in splits.values())
+    return Dataset(
+        name="kermany",
+        source=f"kermany={folder}",
+        images=np.zeros((n, 8, 8), np.uint8),
+        labels=np.zeros((n, 1), np.uint8),
+        label_names=("Pneumonia",),
+        patient_ids=np.array([f"p{i}" for i in range(n)]),
+        splits={name: np.array(rows) for name, rows in splits.items()},
+        synthetic=False,
+        fingerprint="x",
+        resolution=8,
+        notes=(),
+    )
+
+
 @pytest.fixture(scope="module")
 def phantom_weights(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("phantom-weights")
@@ -206,19 +224,7 @@ def test_nih_sample_boxes_are_found_and_rescaled(shared_data):
 def test_boxes_on_data_without_locations_are_refused(tmp_path):
     from mdsearch.results import ground_truth_cases
 
-    ds = Dataset(
-        name="kermany",
-        source=f"kermany={tmp_path}",
-        images=np.zeros((2, 8, 8), np.uint8),
-        labels=np.zeros((2, 1), np.uint8),
-        label_names=("Pneumonia",),
-        patient_ids=np.array(["a", "b"]),
-        splits={"train": np.array([0]), "val": np.array([1])},
-        synthetic=False,
-        fingerprint="x",
-        resolution=8,
-        notes=(),
-    )
+    ds = _blank_kermany(tmp_path, {"train": [0], "val": [1]})
     with pytest.raises(ResultsError, match="no known finding locations"):
         ground_truth_cases(ds, np.arange(2))
 
@@ -316,19 +322,7 @@ def test_decision_thresholds_are_youdens_on_validation():
 def test_a_split_of_true_negatives_only_is_refused_with_a_reason(tmp_path):
     from mdsearch.results import most_confident_cases
 
-    ds = Dataset(
-        name="kermany",
-        source=f"kermany={tmp_path}",
-        images=np.zeros((4, 8, 8), np.uint8),
-        labels=np.zeros((4, 1), np.uint8),
-        label_names=("Pneumonia",),
-        patient_ids=np.array(["a", "b", "c", "d"]),
-        splits={"train": np.array([0, 1]), "val": np.array([2]), "test": np.array([3])},
-        synthetic=False,
-        fingerprint="x",
-        resolution=8,
-        notes=(),
-    )
+    ds = _blank_kermany(tmp_path, {"train": [0, 1], "val": [2], "test": [3]})
     low = np.full((1, 1), 0.1, np.float32)  # below any threshold: all called negative
     with pytest.raises(ResultsError, match="every image is a true negative"):
         most_confident_cases(ds, ds.splits["test"], low, low, "test", 8)

@@ -40,6 +40,7 @@ from .trial_table import empty_table, read_trial_table, table_columns
 
 if TYPE_CHECKING:
     import pandas as pd
+    from filelock import FileLock
 
 __all__ = [
     "CONFIG_FILE",
@@ -170,21 +171,24 @@ class RunFolder:
 
     def check_not_in_use(self) -> None:
         """Refuse, with one line, when another ``mdsearch run`` holds the folder right now."""
+        if (self.path / LOCK_FILE).exists():
+            self._take_lock().release()
+
+    def _take_lock(self) -> FileLock:
+        """The folder's lock, held (the caller releases it); a :class:`RunError` naming the
+        holder when another ``mdsearch run`` has it: no run waits for another."""
         from filelock import FileLock, Timeout
 
         lock_path = self.path / LOCK_FILE
-        if not lock_path.exists():
-            return
-        probe = FileLock(str(lock_path), timeout=0)
+        lock = FileLock(str(lock_path), timeout=0)
         try:
-            probe.acquire()
+            lock.acquire()
         except Timeout:
             raise RunError(
                 f"{self.path} is in use by a running search (another `mdsearch run` holds "
-                f"{lock_path}); wait for it to finish or stop it, then `mdsearch run --resume "
-                f"{self.path}` continues it"
+                f"{lock_path}); wait for it to finish or stop it first"
             ) from None
-        probe.release()
+        return lock
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -196,20 +200,11 @@ class RunFolder:
         folder that existed before is never removed, so a failed ``--resume`` or a run into an
         existing folder leaves it as it was.
         """
-        from filelock import FileLock, Timeout
-
         made = _missing_dirs(self.path)  # deepest first
         lock_path = self.path / LOCK_FILE
         made_lock = not lock_path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(lock_path), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunError(
-                f"{self.path} is in use by another `mdsearch run` (lock {lock_path}); "
-                "wait for it to finish or stop it first"
-            ) from None
+        lock = self._take_lock()
         try:
             yield
         except BaseException:

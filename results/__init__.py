@@ -10,7 +10,13 @@ imported inside the functions that use them.
 """
 
 from .analysis import RunAnalysis, WallTime, analyse_run, pick_architecture, run_wall_time
-from .confirmation import CONFIRMED_SEEDS, MAX_SEEDS, evidence, next_to_confirm
+from .confirmation import (
+    CONFIRMED_SEEDS,
+    MAX_SEEDS,
+    FrontConfirmation,
+    evidence,
+    next_to_confirm,
+)
 from .errors import ResultsError
 from .evaluate import (
     EVAL_BATCH_SIZE,
@@ -165,6 +171,7 @@ __all__ = [
     "score_localisation",
     "CONFIRMED_SEEDS",
     "MAX_SEEDS",
+    "FrontConfirmation",
     "evidence",
     "next_to_confirm",
     "AUCDifference",

@@ -10,8 +10,9 @@ its sub-networks.
 """
 
 from .datasets import DataError, Dataset, load_dataset, parse_data_spec
+from .front import front_size, non_dominated, pareto_layers
 from .latency_for_search import check_latency_device, search_latency_table
-from .orchestrate import Prepared, prepare, run_search
+from .orchestrate import FinishedSearch, Prepared, prepare, run_search
 from .proxy import ProxyResult, TrialTimeout, proxy_train
 from .proxy_data import load_proxy_data, resolution_warnings, scored_validation_labels
 from .run_settings import (
@@ -41,7 +42,13 @@ from .settings import (
     SettingsError,
     TrainRecipe,
 )
-from .study import STUDY_NAME, SUPERNET_STUDY_NAME, make_sampler, proxy_search_class
+from .study import (
+    STUDY_NAME,
+    SUPERNET_STUDY_NAME,
+    ConfirmPolicy,
+    make_sampler,
+    proxy_search_class,
+)
 from .subnet_scoring import recalibrate_batchnorm, score_subnet
 from .supernet import (
     SUPERNET_RECIPE,
@@ -52,11 +59,20 @@ from .supernet import (
     random_subnet,
     train_supernet,
 )
+from .supernet_candidates import rank_candidates
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext, run_trial
-from .trial_table import PROXY_KINDS, label_column, proxy_kind, read_trial_table
+from .trial_table import (
+    PROXY_KINDS,
+    TrialTable,
+    label_column,
+    proxy_kind,
+    read_trial_table,
+    stage_list,
+)
 
 __all__ = [
     "BOTH_CLASSES",
+    "ConfirmPolicy",
     "DEFAULT_VAL_FRACTION",
     "EARLY_STOP",
     "FAULT_KINDS",
@@ -78,6 +94,7 @@ __all__ = [
     "DataError",
     "DataSettings",
     "Dataset",
+    "FinishedSearch",
     "LabelRule",
     "Prepared",
     "ProxyResult",
@@ -91,13 +108,17 @@ __all__ = [
     "SupernetTraining",
     "TrainRecipe",
     "TrialContext",
+    "TrialTable",
     "TrialTimeout",
     "check_latency_device",
+    "front_size",
     "label_column",
     "load_dataset",
     "load_proxy_data",
     "load_supernet",
     "make_sampler",
+    "non_dominated",
+    "pareto_layers",
     "parse_data_spec",
     "parse_objectives",
     "prepare",
@@ -106,6 +127,7 @@ __all__ = [
     "proxy_search_class",
     "proxy_train",
     "random_subnet",
+    "rank_candidates",
     "read_trial_table",
     "recalibrate_batchnorm",
     "resolution_warnings",
@@ -114,5 +136,6 @@ __all__ = [
     "score_subnet",
     "scored_validation_labels",
     "search_latency_table",
+    "stage_list",
     "train_supernet",
 ]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ray.tune.search.optuna import OptunaSearch
 
     from .progress import TrialNumbers
+    from .trial_table import TrialTable
 
 __all__ = [
     "STUDY_NAME",
@@ -59,9 +60,21 @@ SUPERNET_STUDY_NAME = "mdsearch-supernet"
 TABLE_TRIAL_ATTR = "table_trial"
 
 
-#: The confirmation policy: (trial table so far, canonical string -> trials proposed) -> the
-#: architecture to give the next seed, or None to let the sampler explore.
-ConfirmPolicy = Callable[["pd.DataFrame", Mapping[str, int]], "str | None"]
+class ConfirmPolicy(Protocol):
+    """The confirmation policy: which architecture the confirmation phase (``--confirm``) gives
+    its next seed. Judging results is the results layer's job, so the search takes the policy
+    from its caller (the command line passes :class:`mdsearch.results.FrontConfirmation`).
+    Ray Tune pickles the searcher that holds it: a policy is plain data."""
+
+    def choose(self, trials: TrialTable, proposed: Mapping[str, int]) -> str | None:
+        """The architecture to give the next seed, or None to let the sampler explore.
+
+        Args:
+            trials: the run's trial table so far, in memory (every kind of row: a policy
+                reads the stand-alone ones).
+            proposed: canonical string -> trials proposed so far (running ones included).
+        """
+        ...
 
 
 #: A planned exploration: canonical string -> trials proposed so far, to the architecture to
@@ -147,7 +160,10 @@ def proxy_search_class() -> type[OptunaSearch]:
     Its constructor takes OptunaSearch's arguments and ``mdsearch_space`` (the
     :class:`~mdsearch.space.SearchSpace`), ``num_classes``, ``seed`` (repeat k of an
     architecture trains with seed + k), ``seen`` (architectures already in the table -> count),
-    ``interrupted`` (an :class:`Interrupted` flag), ``trial_numbers`` (the recorder's
+    ``interrupted`` (an :class:`Interrupted` flag), ``confirm_after`` (proposals before the
+    confirmation phase), ``confirm_policy`` (a :class:`ConfirmPolicy`), ``trial_table`` (the
+    run's :class:`~mdsearch.search.trial_table.TrialTable`, which the policy reads),
+    ``trial_numbers`` (the recorder's
     :class:`~mdsearch.search.progress.TrialNumbers`: each Optuna trial then carries its
     trials.csv number as the user attribute :data:`TABLE_TRIAL_ATTR`) and ``explore_plan`` (an
     :class:`ExplorePlan` the exploration follows before the sampler's own proposals).
@@ -171,7 +187,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             interrupted: Interrupted,
             confirm_after: int | None = None,
             confirm_policy: ConfirmPolicy | None = None,
-            table_path: str | None = None,
+            trial_table: TrialTable | None = None,
             trial_numbers: TrialNumbers | None = None,
             explore_plan: ExplorePlan | None = None,
             **kwargs: Any,
@@ -185,7 +201,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             self._md_interrupted = interrupted
             self._md_confirm_after = confirm_after
             self._md_confirm_policy = confirm_policy
-            self._md_table_path = table_path
+            self._md_table = trial_table
             self._md_numbers = trial_numbers
             self._md_plan = explore_plan
             study = getattr(self, "_ot_study", None)
@@ -196,18 +212,12 @@ def proxy_search_class() -> type[OptunaSearch]:
 
         def _confirmation(self) -> str | None:
             """The architecture the confirmation phase gives the next seed (None: explore)."""
-            if self._md_confirm_policy is None or self._md_confirm_after is None:
+            policy, table = self._md_confirm_policy, self._md_table
+            if policy is None or self._md_confirm_after is None or table is None:
                 return None
             if sum(self._md_seen.values()) < self._md_confirm_after:
                 return None
-            from .trial_table import proxy_kind, read_trial_table
-
-            try:
-                table = read_trial_table(self._md_table_path)
-            except (FileNotFoundError, ValueError):  # no row yet (pandas' EmptyDataError)
-                return None
-            table = table[proxy_kind(table) == "standalone"]  # a supernet score confirms nothing
-            return self._md_confirm_policy(table, dict(self._md_seen))
+            return policy.choose(table, dict(self._md_seen))
 
         def _planned(self) -> str | None:
             """The explore plan's next architecture, once the study has nothing queued (the

@@ -26,10 +26,13 @@ from mdsearch.search import (
     RunFolder,
     SearchSettings,
     TrainRecipe,
+    TrialTable,
     make_sampler,
     proxy_search_class,
     read_trial_table,
+    stage_list,
 )
+from mdsearch.search.trial_table import table_columns
 from mdsearch.space import ArchSpec
 
 TINY = [*TINY_PROXY, "--quiet", "--no-report"]
@@ -328,6 +331,39 @@ def test_an_old_trial_table_reads_with_the_schema_types_and_takes_new_rows(tmp_p
     assert table["auc"].iloc[[0, 2]].tolist() == [0.7, 0.9] and pd.isna(table["auc"].iloc[1])
     assert list(table["auc__B"].iloc[[0, 2]]) == [0.8, 0.95]
     pd.testing.assert_frame_equal(table, read_trial_table(folder.table_path))
+
+
+def test_an_old_table_is_read_back_once_into_memory_and_grows_there_and_on_disk(tmp_path):
+    """On resume the driver reads trials.csv once; rows it writes after go to the file (in the
+    old header's columns) and to the table in memory, whose stage lists are tuples of ints."""
+    folder = RunFolder(tmp_path)
+    folder.table_path.write_text(OLD_TABLE)
+    table = TrialTable.read(folder.table_path, ["A", "B", "C"])
+    assert table.columns == list(read_trial_table(folder.table_path).columns)  # the file's own
+    row = {"trial": 2, "ray_trial_id": "a_00002", "arch": "ARCH2", "mdconv_stages": [5],
+           "status": "COMPLETE", "auc": 0.9, "flops_m": 305.0, "seed": 1, "repeat": 1,
+           "auc__A": 0.85, "auc__B": 0.95, "auc__C": 0.5, "proxy": "standalone"}  # fmt: skip
+    folder.append_row(row, columns=table.columns)
+    table.append(row)
+    assert [r["mdconv_stages"] for r in table.rows()] == [(), (1, 5), (5,)]
+    assert table.seen() == {"ARCH0": 1, "ARCH1": 1, "ARCH2": 1}
+    assert table.count("standalone") == 3 and table.count(status="FAILED") == 1
+    assert table.objective_values(["auc", "flops_m"]) == [(0.7, 300.5), (0.9, 305.0)]
+    on_disk = read_trial_table(folder.table_path)
+    assert list(on_disk.columns) == table.columns  # no column the old header lacks
+    assert list(on_disk["mdconv_stages"]) == ["", "1 5", "5"]
+    memory = table.frame()[table.columns]  # (and the row's columns the old header lacks)
+    pd.testing.assert_frame_equal(
+        memory.drop(columns="mdconv_stages"), on_disk.drop(columns="mdconv_stages")
+    )
+    assert memory["mdconv_stages"].tolist() == [(), (1, 5), (5,)]
+    assert TrialTable.read(tmp_path / "absent.csv", ["A"]).columns == table_columns(["A"])
+
+
+@pytest.mark.parametrize("cell", ["1 5", "1;5", "1, 5", [1, 5], (1, 5)])
+def test_every_stage_list_form_reads_as_one_tuple(cell):
+    assert stage_list(cell) == (1, 5)
+    assert stage_list("") == stage_list(None) == stage_list(float("nan")) == ()
 
 
 def test_resume_settles_running_trials_and_reruns_only_whole_proposals(tmp_path, space_file):

@@ -24,6 +24,7 @@ from mdsearch.search import (
     SUPERNET_STUDY_NAME,
     RunFolder,
     SearchSettings,
+    TrialTable,
     proxy_kind,
     proxy_search_class,
 )
@@ -200,11 +201,9 @@ def test_candidates_follow_the_supernets_pareto_layers(tmp_path):
         }
     )
     rows.to_csv(folder.table_path, index=False)
-    plan = candidate_plan(folder, "flops_m", rank_candidates)
+    plan = candidate_plan(TrialTable.read(folder.table_path, []), "flops_m")
     # Front (a, c, b by cost), then d; the failed score never becomes a candidate.
     assert [plan({}), plan({"a": 1}), plan({"a": 1, "c": 1}), plan({"a": 1, "b": 1, "c": 1})] == [
         "a", "c", "b", "d"
     ]  # fmt: skip
     assert plan(dict.fromkeys("abcd", 1)) is None
-    # Without a ranking: by supernet score, best first.
-    assert candidate_plan(folder, "flops_m")({}) == "b"

@@ -3,8 +3,8 @@ the Optuna study and the Ray Tune trials, the run folder and its trial table.
 
 The public names are re-exported here. Heavy modules (torch, Ray) are imported by the
 submodules that need them, when they need them: importing this package imports neither.
-:mod:`~mdsearch.search.progress` (Ray Tune callbacks) imports Ray, so its names are not
-re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check, :mod:`~mdsearch.search.supernet`
+:mod:`~mdsearch.search.progress` (Ray Tune callbacks) imports Ray and
+:mod:`~mdsearch.search.grid_sampler` Optuna, so their names are not re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check, :mod:`~mdsearch.search.supernet`
 the weight-sharing supernet's training, :mod:`~mdsearch.search.subnet_scoring` the scoring of
 its sub-networks.
 """

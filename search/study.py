@@ -116,26 +116,10 @@ def make_sampler(
         )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    from .grid_sampler import BudgetGridSampler
+
     grid = {k: list(d.choices) for k, d in space.distributions().items()}
-    return _grid_sampler_class()(grid, seed=seed)
-
-
-def _grid_sampler_class() -> type[optuna.samplers.GridSampler]:
-    """Optuna's GridSampler, without its stop at the end of the grid.
-
-    GridSampler calls ``study.stop()`` after the trial that visits the last grid point, which
-    Optuna allows only inside ``study.optimize``; Ray Tune asks and tells instead, so the tell of
-    that trial raised and the search broke. Here the budget ends the run, and proposals after
-    the grid is covered revisit grid points (Optuna picks them at random), which the searcher
-    trains as further seeds.
-    """
-    import optuna
-
-    class BudgetGridSampler(optuna.samplers.GridSampler):
-        def after_trial(self, study, trial, state, values) -> None:  # noqa: ANN001
-            """No ``study.stop()``: the run's budget decides when it ends."""
-
-    return BudgetGridSampler
+    return BudgetGridSampler(grid, seed=seed)
 
 
 def objective_values(values: Mapping[str, Any], metrics: Sequence[str]) -> list[float] | None:

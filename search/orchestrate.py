@@ -39,7 +39,7 @@ from .proxy_data import load_proxy_data
 from .run_settings import GRID_LIMIT, SearchSettings
 from .runfolder import RunError, RunFolder
 from .scored_labels import LABEL_RULE, LabelRule
-from .study import recover_study
+from .study import covering_plan, recover_study
 from .supernet_run import candidate_plan, score_phase, train_supernet_phase
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext
 from .trial_table import TrialTable
@@ -210,8 +210,8 @@ def run_search(
             if settings.budget > space.size:
                 say(
                     f"note: --budget {settings.budget} exceeds the {space.size} distinct "
-                    f"architectures of space {space.name}: repeated proposals train further "
-                    "seeds of an architecture"
+                    f"architectures of space {space.name}: each is trained once (in a random "
+                    "order) before further seeds of any"
                 )
             metrics = settings.metric_columns
             trials = table.frame("standalone")
@@ -252,6 +252,9 @@ def run_search(
                 )
                 explore_plan = candidate_plan(table, metrics[1])
                 say(f"stand-alone: {remaining} trial(s) of the supernet's best-ranked")
+            if space.size <= settings.budget:  # each architecture once before any repeat
+                first = explore_plan.archs if explore_plan is not None else ()
+                explore_plan = covering_plan(space, num_classes, settings.seed, first)
             plan = ray_session.TrialPlan(
                 remaining=remaining,
                 points=refs + [p for p in again if p not in refs],

@@ -21,6 +21,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mdsearch.space import ArchSpec, SearchSpace
@@ -41,7 +42,9 @@ __all__ = [
     "TABLE_TRIAL_ATTR",
     "ConfirmPolicy",
     "ExplorePlan",
+    "InOrder",
     "Interrupted",
+    "covering_plan",
     "make_sampler",
     "objective_values",
     "proxy_search_class",
@@ -81,6 +84,58 @@ class ConfirmPolicy(Protocol):
 #: propose next, or None to let the sampler propose (e.g. a supernet run's stand-alone phase
 #: trains the supernet's best-ranked architectures in order).
 ExplorePlan = Callable[[Mapping[str, int]], "str | None"]
+
+
+@dataclass(frozen=True)
+class InOrder:
+    """An :data:`ExplorePlan`: the first of ``archs`` not proposed yet (None once all were).
+    A class, not a closure: Ray Tune pickles the searcher that holds it.
+
+    Args:
+        archs: canonical strings, in the order to propose them.
+        before_confirmation: the confirmation phase waits until every one was proposed (a
+            covering plan: :func:`covering_plan`).
+
+    Example:
+        >>> plan = InOrder(("a", "b"))
+        >>> plan({}), plan({"a": 1}), plan({"a": 1, "b": 2})
+        ('a', 'b', None)
+    """
+
+    archs: tuple[str, ...]
+    before_confirmation: bool = False
+
+    def __call__(self, seen: Mapping[str, int]) -> str | None:
+        return next((a for a in self.archs if not seen.get(a)), None)
+
+
+def covering_plan(
+    space: SearchSpace, num_classes: int, seed: int, first: Sequence[str] = ()
+) -> InOrder:
+    """Every architecture of a space once, in a random order (seeded), before any repeat and
+    before the confirmation phase: what a search whose budget is no smaller than its space
+    explores, whatever the sampler (a sampler's own proposals repeat architectures long before
+    a small space is covered: ``--sampler random --space paper --budget 16`` trained 8 of the
+    16 networks). The reference architectures run before any plan (they are queued first).
+
+    Args:
+        space: the searched space.
+        num_classes: the dataset's number of findings.
+        seed: the run's seed (the same order on ``--resume``).
+        first: architectures to propose before the random order (a supernet run's ranked
+            candidates).
+
+    Example:
+        >>> from mdsearch.space import load_space
+        >>> plan = covering_plan(load_space("paper"), 14, seed=0)
+        >>> len(plan.archs), len(set(plan.archs)), plan.before_confirmation
+        (16, 16, True)
+    """
+    import random
+
+    every = [spec.canonical for spec in space.enumerate(num_classes)]
+    random.Random(seed).shuffle(every)
+    return InOrder(tuple(dict.fromkeys([*first, *every])), before_confirmation=True)
 
 
 class Interrupted(Protocol):
@@ -201,6 +256,9 @@ def proxy_search_class() -> type[OptunaSearch]:
                 return None
             if sum(self._md_seen.values()) < self._md_confirm_after:
                 return None
+            plan = self._md_plan
+            if isinstance(plan, InOrder) and plan.before_confirmation and plan(self._md_seen):
+                return None  # a small space is covered first
             return policy.choose(table, dict(self._md_seen))
 
         def _planned(self) -> str | None:

@@ -29,14 +29,14 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .runfolder import RunError, RunFolder
 from .settings import DataSettings, TrainRecipe
-from .study import SUPERNET_STUDY_NAME, ExplorePlan, recover_study
+from .study import SUPERNET_STUDY_NAME, ExplorePlan, InOrder, recover_study
 from .supernet import SupernetSettings
 from .supernet_candidates import rank_candidates
 from .trial import TrialContext, _failure_reason, _node_id, _worker_dataset
@@ -313,7 +313,7 @@ def score_phase(
     plan: ExplorePlan | None = None
     if space.size <= target:  # exhaustively, each architecture once
         every = [spec.canonical for spec in space.enumerate(num_classes)]
-        plan = _in_order(every)
+        plan = InOrder(tuple(every))
     say(
         f"supernet: scoring {target - scored} sub-network(s)"
         + (" (every architecture of the space)" if plan is not None else f" ({settings.sampler})")
@@ -350,23 +350,8 @@ def score_phase(
         )
 
 
-def candidate_plan(table: TrialTable, cost: str) -> ExplorePlan:
+def candidate_plan(table: TrialTable, cost: str) -> InOrder:
     """Phase 3's exploration: the scored architectures (the run's table's ``supernet`` rows)
     in the order :func:`~mdsearch.search.supernet_candidates.rank_candidates` gives, each
     proposed once."""
-    return _in_order(rank_candidates(table.frame("supernet"), cost))
-
-
-@dataclass(frozen=True)
-class _InOrder:
-    """An :data:`ExplorePlan`: the first of ``archs`` not proposed yet (None when all were).
-    A class, not a closure: Ray Tune pickles the searcher that holds it."""
-
-    archs: tuple[str, ...]
-
-    def __call__(self, seen: Mapping[str, int]) -> str | None:
-        return next((a for a in self.archs if not seen.get(a)), None)
-
-
-def _in_order(archs: Sequence[str]) -> ExplorePlan:
-    return _InOrder(tuple(archs))
+    return InOrder(tuple(rank_candidates(table.frame("supernet"), cost)))

@@ -28,7 +28,8 @@ from mdsearch.search import (
     proxy_kind,
     proxy_search_class,
 )
-from mdsearch.search.supernet_run import _in_order, candidate_plan
+from mdsearch.search.study import InOrder
+from mdsearch.search.supernet_run import candidate_plan
 from mdsearch.space import ArchSpec, load_space
 
 TINY = [*TINY_PROXY, "--quiet"]
@@ -175,7 +176,7 @@ def test_the_explore_plan_is_followed_after_the_queued_points(space_file):
     searcher = proxy_search_class()(
         space=space.distributions(), metric=["auc", "flops_m"], mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0), mdsearch_space=space, num_classes=5,
-        seed=0, seen={}, interrupted=threading.Event(), explore_plan=_in_order(order),
+        seed=0, seen={}, interrupted=threading.Event(), explore_plan=InOrder(tuple(order)),
         points_to_evaluate=[space.encode(base)],
     )  # fmt: skip
     proposed = []

@@ -23,7 +23,13 @@ from typing import Any
 #: module -> the public names it defines, re-exported here.
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "analysis": ("RunAnalysis", "analyse_run", "pick_architecture"),
-    "confirmation": ("CONFIRMED_SEEDS", "MAX_SEEDS", "evidence", "next_to_confirm"),
+    "confirmation": (
+        "CONFIRMED_SEEDS",
+        "MAX_SEEDS",
+        "FrontConfirmation",
+        "evidence",
+        "next_to_confirm",
+    ),
     "document": ("Bullets", "Document", "Figure", "Paragraph", "Section", "Table"),
     "errors": ("ResultsError",),
     "evaluate": (

@@ -8,7 +8,7 @@ searches on noise fitted to the real ground-truth tables, with effects of known 
 No training. Each replayed search runs the real parts of ``mdsearch run`` (as
 ``replay_search.py`` does): the Optuna sampler, the references first, a space no larger than the
 budget covered before any repeat, the repeat rule with common random numbers (repeat k of every
-architecture trains with seed k), the confirmation policy (``race_next`` through
+architecture trains with seed k), the confirmation policy (``next_to_confirm`` through
 ``enqueue_trial``) and the verdict (``run_verdict``: the front on raw means, held-out
 simultaneous claims against the baseline, the stage table with Bonferroni intervals). A
 "training" draws its AUC from :class:`~mdsearch.results.noise_model.NoiseModel` fitted to a
@@ -121,10 +121,10 @@ def replay(cell: dict, rep: int) -> dict:
     """One replayed search of ``cell``; its scores against the planted truth."""
     import optuna
 
+    from mdsearch.results.confirmation import next_to_confirm
     from mdsearch.results.noise_model import NoiseModel
-    from mdsearch.results.racing import race_next
     from mdsearch.results.verdict import run_verdict
-    from mdsearch.search.study import make_sampler
+    from mdsearch.search.study import covering_plan, make_sampler
     from mdsearch.space import ArchSpec
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -146,9 +146,10 @@ def replay(cell: dict, rep: int) -> dict:
     budget, confirm = cell["budget"], cell["confirm"]
     explore = budget - round(budget * confirm)
     plan = list(refs)
-    if space.size <= explore:  # cover a small space before any repeat
-        rest = [s.canonical for s in specs if s.canonical not in refs]
-        plan += [rest[i] for i in rng.permutation(len(rest))]
+    if space.size <= budget:  # as mdsearch run: a small space is covered before any repeat,
+        covering = covering_plan(space, classes, rep).archs  # and before confirmation
+        plan += [a for a in covering if a not in refs]
+        explore = max(explore, len(plan))
     sampler = make_sampler(cell["sampler"], rep, space, budget)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     rows: list[dict] = []
@@ -156,7 +157,7 @@ def replay(cell: dict, rep: int) -> dict:
     for t in range(budget):
         arch, phase = None, "explore"
         if t >= explore:
-            arch = race_next(pd.DataFrame(rows), proposed, baseline=baseline)
+            arch = next_to_confirm(pd.DataFrame(rows), proposed, baseline=baseline)
             phase = "confirm" if arch is not None else "explore"
         elif plan:
             arch = plan.pop(0)
@@ -169,7 +170,8 @@ def replay(cell: dict, rep: int) -> dict:
         study.tell(trial, [auc, flops[arch]])
         proposed[arch] = repeat + 1
         rows.append({"arch": arch, "seed": repeat, "auc": auc, "flops_m": flops[arch],
-                     "phase": phase})  # fmt: skip
+                     "phase": phase, "status": "COMPLETE", "fidelity": 2,
+                     "target_fidelity": 2})  # fmt: skip
     table = pd.DataFrame(rows)
     unidentifiable = hidden_stages(space, 64)
     verdict = run_verdict(table, baseline=baseline, paper=paper, unidentifiable=unidentifiable)

@@ -288,9 +288,10 @@ def proxy_search_class() -> type[OptunaSearch]:
             ot_trial.set_user_attr("arch", spec.canonical)
             ot_trial.set_user_attr("arch_id", spec.arch_id)
             ot_trial.set_user_attr("seed", seed)
-            ot_trial.set_user_attr("phase", "confirm" if confirm is not None else "explore")
+            phase = "confirm" if confirm is not None else "explore"
+            ot_trial.set_user_attr("phase", phase)
             ot_trial.set_user_attr("ray_trial_id", trial_id)
-            return {"arch": spec.canonical, "seed": seed, "repeat": repeat}
+            return {"arch": spec.canonical, "seed": seed, "repeat": repeat, "phase": phase}
 
         def on_trial_complete(
             self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False

@@ -40,6 +40,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "TEXT_COLUMNS",
     "TRIAL_COLUMNS",
+    "PHASES",
     "PROXY_KINDS",
     "TrialTable",
     "empty_table",
@@ -77,7 +78,12 @@ COLUMNS = (
     "predictions",
     "error",
     "proxy",
+    "phase",
 )
+#: ``phase`` values: ``explore`` (the sampler's or the plan's proposal) or ``confirm`` (a further
+#: seed the confirmation phase gave a candidate, independent of why it was picked: the verdict
+#: estimates claims on these). Empty in tables from before the column.
+PHASES = ("explore", "confirm")
 #: ``proxy`` values: how a row's AUC was measured. ``standalone``: the architecture trained on
 #: its own for the proxy's epochs (every row of a table from before the column); ``supernet``:
 #: scored as a sub-network of the run's weight-sharing supernet (``mdsearch run --strategy
@@ -89,8 +95,9 @@ DRIVER_COLUMNS = ("trial", "ray_trial_id", "status", "finished_at", "error")
 #: What the trial reports (besides the per-label AUCs): every other column.
 TRIAL_COLUMNS = tuple(c for c in COLUMNS if c not in DRIVER_COLUMNS)
 #: What the searcher ships in a trial's config (so also in the row of a trial whose worker died
-#: before it reported anything): the architecture's canonical string and the trial's seed.
-CONFIG_COLUMNS = ("arch", "seed", "repeat")
+#: before it reported anything): the architecture's canonical string, the trial's seed, its
+#: repeat index and its phase.
+CONFIG_COLUMNS = ("arch", "seed", "repeat", "phase")
 #: Columns every table (of any version) has and any analysis needs.
 REQUIRED_COLUMNS = ("trial", "arch", "status", "fidelity", "target_fidelity", "auc", "flops_m")
 #: Columns read as text ("" when empty); all others are numbers (NaN when empty).
@@ -107,6 +114,7 @@ TEXT_COLUMNS = (
     "predictions",
     "error",
     "proxy",
+    "phase",
 )
 #: Prefix of the per-label validation AUC columns (``auc__Effusion``).
 LABEL_PREFIX = "auc__"

@@ -11,7 +11,13 @@ import pytest
 from search_fixtures import TINY_PROXY, table_rows
 from test_search import run_cli
 
-from mdsearch.results import MAX_SEEDS, FrontConfirmation, evidence, next_to_confirm
+from mdsearch.results import (
+    MAX_SEEDS,
+    FrontConfirmation,
+    evidence,
+    next_to_confirm,
+    race_candidates,
+)
 from mdsearch.space import ArchSpec
 
 BASE = ArchSpec.default("mobilenetv2_100", 5)
@@ -22,33 +28,51 @@ def _table(rows):
     return pd.DataFrame(
         [
             {"arch": spec.canonical, "status": "COMPLETE", "fidelity": 2, "target_fidelity": 2,
-             "auc": auc, "flops_m": flops}
-            for spec, auc, flops in rows
+             "auc": auc, "flops_m": flops, "seed": seed, "phase": "explore"}
+            for spec, auc, flops, seed in rows
         ]
     )  # fmt: skip
 
 
-def test_the_fewest_seeded_candidate_goes_first_and_the_baseline_stays_in():
+def test_the_race_serves_the_knee_first_and_keeps_the_baseline_a_seed_ahead():
     table = _table([
-        (BASE, 0.70, 1198.0), (BASE, 0.71, 1198.0),
-        (A, 0.80, 1222.0), (A, 0.80, 1222.0),  # a clear lead, cheap: a candidate
-        (B, 0.55, 1206.0),  # clearly dominated by A? no: cheaper than A; by BASE: yes
-        (C, 0.79, 1202.0),
+        (BASE, 0.70, 1198.0, 0), (BASE, 0.71, 1198.0, 1),
+        (A, 0.80, 1222.0, 0), (A, 0.80, 1222.0, 1),  # a clear lead at more FLOPs
+        (B, 0.55, 1206.0, 0),  # dominated by the baseline: never raced
+        (C, 0.79, 1202.0, 0),  # nearly A's AUC for little more than the baseline: the knee
     ])  # fmt: skip
     proposed = {BASE.canonical: 2, A.canonical: 2, B.canonical: 1, C.canonical: 1}
-    assert next_to_confirm(table, proposed) == C.canonical  # one seed, on the front
-    proposed[C.canonical] = 2
-    # B (0.55 at more FLOPs than the baseline's 0.70) is clearly dominated: never confirmed.
-    picks = set()
-    for _ in range(12):
+    assert next_to_confirm(table, proposed) == C.canonical  # the knee, fewest seeds
+    picks = []
+    for _ in range(30):
         pick = next_to_confirm(table, proposed)
         if pick is None:
             break
+        if pick != BASE.canonical:  # its next seed has a baseline partner already
+            assert proposed[BASE.canonical] > proposed[pick]
+        picks.append(pick)
+        proposed[pick] += 1
+    assert B.canonical not in picks
+    assert {a: proposed[a.canonical] for a in (BASE, A, C)} == dict.fromkeys(
+        (BASE, A, C), MAX_SEEDS
+    )
+    assert next_to_confirm(table, proposed) is None  # every candidate has its seeds
+
+
+def test_confirmation_seeds_do_not_choose_the_candidates():
+    """A candidate whose confirmation seeds are poor stays in the race: the candidates come from
+    exploration trials, so the held-out seeds are an unbiased sample of every one of them."""
+    table = _table([(BASE, 0.70, 1198.0, 0), (A, 0.80, 1222.0, 0), (C, 0.75, 1202.0, 0)])
+    confirm = _table([(BASE, 0.70, 1198.0, 1), (A, 0.50, 1222.0, 1)]).assign(phase="confirm")
+    both = pd.concat([table, confirm])
+    proposed = {BASE.canonical: 2, A.canonical: 2, C.canonical: 1}
+    assert set(race_candidates(table, baseline=BASE.canonical)) == {A.canonical, C.canonical}
+    picks = set()
+    for _ in range(12):
+        pick = next_to_confirm(both, proposed)
         picks.add(pick)
         proposed[pick] += 1
-    assert B.canonical not in picks and BASE.canonical in picks
-    assert all(proposed[a] == MAX_SEEDS for a in picks)
-    assert next_to_confirm(table, proposed) is None  # every candidate has its seeds
+    assert A.canonical in picks  # A's one poor held-out seed did not drop it
 
 
 def test_the_searcher_confirms_from_the_table_in_memory_without_reading_trials_csv(
@@ -73,6 +97,7 @@ def test_the_searcher_confirms_from_the_table_in_memory_without_reading_trials_c
         seed=0, seen={}, interrupted=threading.Event(), confirm_after=2,
         confirm_policy=FrontConfirmation(), trial_table=table,
     )  # fmt: skip
+    searcher._ot_study.enqueue_trial(space.encode(BASE))  # the references come first in a run
     scored = BASE.with_stage(3, (3, 5), (1, 1)).canonical  # best and cheapest, if it counted
     table.append({"arch": scored, "proxy": "supernet", "status": "COMPLETE", "fidelity": 1.0,
                   "target_fidelity": 1.0, "auc": 0.99, "flops_m": 1.0})  # fmt: skip
@@ -82,7 +107,7 @@ def test_the_searcher_confirms_from_the_table_in_memory_without_reading_trials_c
         trial = searcher._ot_trials[f"t{k}"]
         phases.append(trial.user_attrs["phase"])
         archs.append(config["arch"])
-        auc = 0.9 if k == 0 else 0.6  # the first architecture leads clearly
+        auc = 0.6 if k == 0 else 0.9  # the second architecture leads the baseline clearly
         result = {"auc": auc, "flops_m": 1200.0 + k, "fidelity": 1.0, "target_fidelity": 1.0}
         searcher.on_trial_complete(f"t{k}", {**result, "final": True})
         table.append({**result, **config, "status": "COMPLETE"})  # as the recorder does
@@ -91,7 +116,7 @@ def test_the_searcher_confirms_from_the_table_in_memory_without_reading_trials_c
 
 
 def test_evidence_words():
-    assert evidence(1) == "candidate" and evidence(3) == "confirmed"
+    assert evidence(1) == "candidate" and evidence(4) == "confirmed"
 
 
 def test_run_with_confirmation_gives_further_seeds_and_resumes(tmp_path, cache_dir, space_file):

@@ -210,7 +210,7 @@ def test_optuna_is_told_complete_only_for_finished_proxies(space_file):
     for trial_id, result in results.items():
         config = searcher.suggest(trial_id)
         # The searcher decodes the proposal once: the trial gets the canonical string.
-        assert set(config) == {"arch", "seed", "repeat"} and config["seed"] >= 0
+        assert set(config) == {"arch", "seed", "repeat", "phase"} and config["seed"] >= 0
         assert ArchSpec.parse(config["arch"]).canonical == config["arch"]
         searcher.on_trial_complete(trial_id, result)
     study = searcher._ot_study

@@ -317,6 +317,8 @@ def _write_report(path: Path) -> None:
         print("no front: no stand-alone trial finished its proxy", file=sys.stderr)
         return
     print(_knee_line(files["pareto_csv"]))
+    if "verdict" in files:
+        print(files["verdict"].read_text().rstrip())
     print(f"next: mdsearch pareto {path}   |   mdsearch export {path} --pick knee")
 
 

@@ -10,6 +10,8 @@ neighbour and with the baseline (:class:`~mdsearch.results.uncertainty.Predictio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -18,7 +20,7 @@ from .seed_noise import SeedNoise, pooled_seed_noise
 from .trials import LoadedRun
 from .uncertainty import AUCDifference, PredictionBootstrap
 
-__all__ = ["attach_intervals", "run_seed_noise"]
+__all__ = ["attach_intervals", "image_variance", "run_seed_noise"]
 
 
 def run_seed_noise(run: LoadedRun, trials: pd.DataFrame) -> SeedNoise:
@@ -76,3 +78,21 @@ def attach_intervals(
             d.distinguishable if d is not None else None for d in front[col]
         ]
     return paper_vs_baseline
+
+
+def image_variance(boot: PredictionBootstrap, trials: pd.DataFrame, baseline: str):
+    """``image_var(arch, seeds)`` for the verdict (:func:`~mdsearch.results.verdict.arch_verdict`): the variance over validation-image
+    resamples of the architecture's mean AUC minus the baseline's, both over those seeds."""
+    by_seed = trials.groupby(["arch", "seed"])["trial"].apply(list)
+
+    def variance(arch: str, seeds: Sequence[int]) -> float:
+        diffs = []
+        for side in (arch, baseline):
+            samples = [boot.trial_samples(t) for s in seeds for t in by_seed.get((side, s), [])]
+            samples = [x for x in samples if x is not None]
+            if not samples:
+                return float("nan")
+            diffs.append(np.nanmean(np.stack(samples), axis=0))
+        return float(np.nanvar(diffs[0] - diffs[1]))
+
+    return variance

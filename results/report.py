@@ -23,11 +23,12 @@ from typing import Any
 from mdsearch.space.files import atomic_write_bytes, atomic_write_text
 
 from .analysis import analyse_run
+from .document import Document
 from .fidelity import load_proxy_check
 from .figures import report_figures, supernet_figure
 from .pareto import resolve_objectives
 from .report_markup import render_html, render_markdown, render_text
-from .report_sections import ReportData, build_pareto_summary, build_report
+from .report_sections import ReportData, build_pareto_summary, build_report, verdict_section
 from .report_tables import pareto_csv_table
 from .supernet_analysis import analyse_supernet, no_front_reason
 from .trials import load_run
@@ -81,7 +82,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
         ``dict[str, Path]`` with keys ``html`` (report.html, self-contained), ``markdown``
         (report.md), ``pareto_png`` (AUC vs the first cost objective), ``pareto_csv``,
         ``hypervolume_png``, ``stages_png``, ``effects_png`` (stage_effects.png) and
-        ``effects_csv`` (stage_effects.csv, when the stage model could be fitted), and for each
+        ``effects_csv`` (stage_effects.csv, when the stage model could be fitted), ``verdict``
+        (verdict.txt: what the run found, in plain words, as the report opens), and for each
         further cost objective ``pareto_<name>_png`` (``pareto_latency_png``:
         pareto_latency.png).
 
@@ -117,6 +119,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, **kwarg
     for key, figure in figures.items():
         atomic_write_bytes(files[key], figure.png)
     if analysis is not None:
+        files["verdict"] = out / "verdict.txt"
+        atomic_write_text(files["verdict"], render_text(Document("", (verdict_section(analysis),))))
         atomic_write_text(files["pareto_csv"], pareto_csv_table(analysis).to_csv(index=False))
         if analysis.stage_model is not None:
             files["effects_csv"] = out / "stage_effects.csv"

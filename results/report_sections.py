@@ -35,6 +35,7 @@ from .report_tables import (
 from .supernet_analysis import SupernetAnalysis
 from .supernet_report import supernet_section, supernet_trials_note
 from .trials import LoadedRun
+from .verdict_text import verdict_lines
 
 __all__ = [
     "ReportData",
@@ -49,6 +50,7 @@ __all__ = [
     "settings_section",
     "stage_share_section",
     "trials_section",
+    "verdict_section",
 ]
 
 
@@ -89,6 +91,7 @@ def build_report(data: ReportData) -> Document:
         sections = [Section("Trials", (Paragraph(data.no_front, "warning"),))]
     else:
         sections = [
+            verdict_section(a),
             trials_section(a, supernet),
             front_section(a, figures),
             paper_section(a),
@@ -111,7 +114,9 @@ def build_report(data: ReportData) -> Document:
 def build_pareto_summary(analysis: RunAnalysis) -> Document:
     """What ``mdsearch pareto`` prints: the counts, the front with full architecture strings,
     the seed noise the intervals include and the hypervolume, as one untitled section."""
+    verdict = verdict_section(analysis)
     blocks = (
+        *verdict.blocks,
         Paragraph(_summary_line(analysis)),
         Table(pareto_table(analysis)),
         Paragraph(_seed_noise_line(analysis)),
@@ -119,6 +124,43 @@ def build_pareto_summary(analysis: RunAnalysis) -> Document:
     )
     notice = SYNTHETIC_NOTICE if analysis.run.synthetic else ""
     return Document("", (Section("", blocks),), notice)
+
+
+def verdict_section(analysis: RunAnalysis) -> Section:
+    """``What this run found``: the verdict in plain words, headline first (each front member,
+    the knee and the paper's network against the baseline; the stage choices; the power)."""
+    if analysis.verdict is None:
+        return Section("What this run found", (Paragraph("No verdict: nothing to compare."),))
+    lines = verdict_lines(
+        analysis.verdict,
+        unit=f"M FLOPs at {analysis.run.input_size} px",
+        resolution=_proxy_px(analysis),
+    )
+    held = _held_line(analysis.run.config)
+    if held:
+        lines.insert(len(lines) - 1, held)
+    return Section(
+        "What this run found", (Paragraph(lines[0]), Bullets(lines[1:])), anchor="verdict"
+    )
+
+
+def _held_line(config: Mapping[str, Any]) -> str:
+    """Which stages the run searched and which it held at the backbone's kernel, and why."""
+    space = config.get("space") or {}
+    held = space.get("held") or {}
+    if not held:
+        return ""
+    searched = [k for k, v in (space.get("choices") or {}).items() if len(v) > 1]
+    why = "; ".join(f"{k} ({v})" for k, v in held.items())
+    return (
+        f"Searched: {', '.join(searched)}. Held at the backbone's own kernel, not searched: {why}: "
+        "the proxy cannot tell kernel choices apart there (`mdsearch space --resolution R`)."
+    )
+
+
+def _proxy_px(analysis: RunAnalysis) -> int | None:
+    resolution = (analysis.run.config.get("proxy") or {}).get("resolution")
+    return int(resolution) if resolution else None
 
 
 def trials_section(analysis: RunAnalysis, supernet: SupernetAnalysis | None = None) -> Section:
@@ -257,15 +299,16 @@ def _methods_text(analysis: RunAnalysis) -> list[str]:
             "resamples of the validation images (labels with one class in a resample skipped), "
             "each with an independent draw of seed noise of variance sigma^2 / seeds, sigma^2 "
             "pooled over the run's repeated architectures and its proxy-check and itself drawn "
-            "from its sampling distribution (few repeats: wider intervals). Differences ('vs "
-            "cheaper': the next cheaper front member; 'vs baseline') are paired on the same "
-            "images and include the seed noise of both; 'distinct' = the interval excludes 0, "
-            "'not judged' = no estimate of seed noise. Calibrated on synthetic searches with "
-            "known truth (tests/test_seed_noise.py: false 'distinct' <= 5% with 1, 2, 3 seeds). "
+            "from its sampling distribution (few repeats: wider intervals). 'vs cheaper' is the "
+            "difference to the next cheaper front member, paired on the same images, with the "
+            "seed noise of both: a measurement per comparison, not a claim. 'vs baseline' is the "
+            "verdict's (the first section): the member's held-out seeds paired with the "
+            "baseline's, simultaneous over the members compared; 'better'/'worse' = that "
+            "interval excludes 0, 'no diff.' = it does not, 'untested' = no seed after the "
+            "member was selected. "
             f"Seed noise here: {analysis.seed_noise.describe()}. Evidence: 'confirmed' = at "
-            f"least {CONFIRMED_SEEDS} seeds (the interval is settled), 'candidate' = fewer; "
-            "`mdsearch run --confirm` spends part of the budget on further seeds of the "
-            "candidates and the baseline."
+            f"least {CONFIRMED_SEEDS} seeds, 'candidate' = fewer; `mdsearch run --confirm` races "
+            "the candidates against the baseline on further seeds."
         )
     else:
         lines.append("AUC intervals were not computed (n_resamples=0).")

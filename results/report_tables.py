@@ -17,6 +17,7 @@ import pandas as pd
 
 from .analysis import RunAnalysis
 from .confirmation import evidence
+from .verdict_text import claim_cell
 
 __all__ = [
     "arch_table",
@@ -75,11 +76,20 @@ def _auc_text(row: pd.Series) -> str:
 
 
 def _difference_text(diff: Any) -> str:
+    """A per-comparison interval, shown as a measurement, not a claim (claims are the
+    verdict's: :func:`_claim_cell`)."""
     if diff is None or pd.isna(diff.low):
         return "-"
-    if not diff.judged:
-        return f"{diff} not judged"
-    return f"{diff} {'distinct' if diff.distinguishable else 'n.s.'}"
+    return f"{diff}" if diff.judged else f"{diff} (images only)"
+
+
+def _claim_cell(analysis: RunAnalysis, arch: str) -> str:
+    """The verdict's word on ``arch`` against the baseline, with its simultaneous interval."""
+    verdict = analysis.verdict
+    claim = verdict.claim(arch) if verdict is not None else None
+    if claim is None:
+        return "-"
+    return claim_cell(claim)
 
 
 def pareto_table(analysis: RunAnalysis, *, full_arch: bool = True) -> pd.DataFrame:
@@ -88,7 +98,8 @@ def pareto_table(analysis: RunAnalysis, *, full_arch: bool = True) -> pd.DataFra
     Columns: tag (knee/baseline/paper), arch id, MD-Conv stages, FLOPs at the input size,
     predicted latency (ms per image at the latency input size; when the run has it), params,
     AUC with its interval, seeds, train seconds (mean per seed), the AUC difference to the cheaper
-    front neighbour and to the baseline with their intervals ("distinct": the interval excludes 0),
+    front neighbour (a per-comparison interval over images and seeds) and the verdict's word on
+    the member against the baseline (held-out seeds, simultaneous interval),
     any further objective, and the canonical arch string.
     """
     pct = f"{analysis.level:.0%}"
@@ -113,7 +124,7 @@ def pareto_table(analysis: RunAnalysis, *, full_arch: bool = True) -> pd.DataFra
             "evidence": evidence(int(row["seeds"])),
             "train s": f"{row['train_seconds']:.0f}" if pd.notna(row.get("train_seconds")) else "-",
             "vs cheaper": _difference_text(row.get("vs_cheaper")),
-            "vs baseline": _difference_text(row.get("vs_baseline")),
+            "vs baseline": _claim_cell(analysis, arch),
         }
         for obj in extra:
             out[obj.label or obj.column] = f"{row[obj.column]:.4g}"
@@ -160,7 +171,7 @@ def reference_table(analysis: RunAnalysis) -> pd.DataFrame | None:
             "on the front": "yes" if row["on_front"] else "no (dominated)",
         }
         if arch == analysis.paper:
-            out["vs baseline"] = _difference_text(analysis.paper_vs_baseline)
+            out["vs baseline"] = _claim_cell(analysis, arch)
         else:
             out["vs baseline"] = "-"
         rows.append(out)
@@ -202,6 +213,10 @@ def pareto_csv_table(analysis: RunAnalysis) -> pd.DataFrame:
         for part in ("mean", "low", "high"):
             out[f"{name}_{part}"] = [getattr(d, part) if d is not None else np.nan for d in diffs]
         out[f"{name}_distinct"] = [d.distinguishable if d is not None else None for d in diffs]
+    claims = [analysis.verdict.claim(a) if analysis.verdict else None for a in front.index]
+    out["verdict"] = [c.outcome if c is not None else "" for c in claims]
+    for part in ("estimate", "low", "high", "seeds"):
+        out[f"verdict_{part}"] = [getattr(c, part) if c is not None else np.nan for c in claims]
     out["evidence"] = [evidence(int(n)) for n in front["seeds"]]
     out["input_size"] = analysis.run.input_size
     out["trials"] = [";".join(str(t) for t in ts) for ts in front["trials"]]

@@ -14,9 +14,11 @@ once:
   never on the exploration seed(s) that put it on the front. The baseline and the paper's
   network are fixed in advance, so all their seeds count.
 - **Paired on seeds** (common random numbers): repeat k of every architecture trains with the
-  same seed (the same data order and augmentation), so AUC(arch, seed) = arch + seed + noise is
-  fitted by least squares with both as fixed effects (statsmodels OLS); the shared seed effect
-  (30-35% of the seed variance in the ground-truth tables) drops out of every difference.
+  same seed (the same data order and augmentation), so a comparison is the mean of
+  AUC(arch, seed) - AUC(baseline, seed) over the seeds both have: the shared seed effect (30-35%
+  of the seed variance in the ground-truth tables) drops out. Its interval is a t interval on
+  the larger of the differences' own SD and the run's pooled paired-seed SD, with the
+  comparison's own degrees of freedom; a claim needs :data:`MIN_PAIRED` paired seeds.
 - **Simultaneous intervals**: Bonferroni over the comparisons of one family (the architectures
   compared; the stage choices), so the chance that *any* interval of the family misses its true
   value is at most 5%, whichever member the search picked.
@@ -39,7 +41,7 @@ member chosen because it looked best.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +61,9 @@ __all__ = [
     "seeds_needed",
     "Verdict",
 ]
+
+#: ``image_var(arch, seeds)``: image-sampling variance of a paired difference on those seeds.
+ImageVariance = Callable[[str, Sequence[int]], float]
 
 #: Power at which :func:`seeds_needed` sizes a comparison.
 POWER = 0.8
@@ -118,9 +123,9 @@ class ArchVerdict:
         heldout: whether the front members were estimated on held-out seeds.
         family: comparisons in the Bonferroni family.
         level: the family's coverage.
-        paired_sd: SD of one paired seed difference (sqrt 2 x the two-way model's residual SD);
-            NaN when unknown.
-        df: residual degrees of freedom of the two-way model.
+        paired_sd: SD of one paired seed difference to the baseline, pooled over the run's
+            architectures (NaN when unknown).
+        df: unused (0), kept for the record's shape.
         notes: what could not be done.
     """
 
@@ -136,18 +141,16 @@ class ArchVerdict:
         """One sentence: how the claims were estimated."""
         if self.heldout:
             how = (
-                "front members estimated on their held-out confirmation seeds only (the seeds "
-                "that put them on the front are left out)"
+                "front members on their held-out confirmation seeds only (the seeds that put "
+                "them on the front are left out)"
             )
         else:
-            how = (
-                "no held-out seeds, so every evaluated architecture is in the family and all "
-                "seeds count"
-            )
+            how = "no held-out seeds: every evaluated architecture is in the family"
         return (
-            f"differences to the baseline paired on training seeds (least squares with "
-            f"architecture and seed effects); {how}; simultaneous {self.level:.0%} intervals "
-            f"(Bonferroni over {self.family} comparison{'s' * (self.family != 1)})"
+            f"each architecture minus the baseline on the seeds both trained with (paired t, on "
+            f"the larger of its own spread and the run's pooled paired-seed SD); {how}; "
+            f"simultaneous {self.level:.0%} intervals (Bonferroni over {self.family} "
+            f"comparison{'s' * (self.family != 1)}); a claim needs {MIN_PAIRED} paired seeds"
         )
 
 
@@ -207,7 +210,7 @@ def arch_verdict(
     compared: Mapping[str, str],
     fixed: Sequence[str] = (),
     level: float = 0.95,
-    image_var: Mapping[str, float] | None = None,
+    image_var: ImageVariance | None = None,
 ) -> ArchVerdict:
     """Compare architectures with the baseline, honest about how they were selected.
 
@@ -225,8 +228,9 @@ def arch_verdict(
         fixed: the compared architectures chosen before the search (the paper's network): all
             their seeds count, as the baseline's do.
         level: the family's coverage.
-        image_var: architecture -> variance of its paired difference to the baseline over the
-            validation images (added to the seed part).
+        image_var: ``image_var(arch, seeds)``: the variance, over the validation images, of
+            the architecture's mean AUC minus the baseline's on those seeds (added to the seed
+            part; None: seeds only).
 
     Returns:
         An :class:`ArchVerdict`; a claim is ``untested`` when its architecture has no held-out
@@ -290,7 +294,8 @@ def arch_verdict(
         # A few differences that happen to agree make a narrow interval: the spread used is at
         # least the run's pooled paired-seed SD (a noisier member keeps its own, larger one).
         sd = max(float(d.std(ddof=1)), pooled if np.isfinite(pooled) else 0.0)
-        var = sd**2 / n + float((image_var or {}).get(arch, 0.0))
+        images = image_var(arch, [int(x) for x in d.index]) if image_var is not None else 0.0
+        var = sd**2 / n + (float(images) if np.isfinite(images) else 0.0)
         half = family_critical(level, family, n - 1) * np.sqrt(var)
         claims.append(
             Claim(subject, arch, est, est - half, est + half, n, _outcome(est - half, est + half))
@@ -366,9 +371,12 @@ def run_verdict(
     baseline: str,
     paper: str = "",
     cost: str = "flops_m",
+    front: Sequence[str] | None = None,
+    knee: str | None = None,
+    stages: StageEffectModel | None | bool = True,
     unidentifiable: Mapping[int, str] | None = None,
     level: float = 0.95,
-    image_var: Mapping[str, float] | None = None,
+    image_var: ImageVariance | None = None,
 ) -> Verdict:
     """The verdict of a run's finished stand-alone trials.
 
@@ -377,21 +385,27 @@ def run_verdict(
             ``phase``, one row per finished trial.
         baseline, paper: canonical strings of the references (``paper`` may be absent).
         cost: the cost objective's column.
+        front, knee: the front (cheapest first) and its knee as the report ranks them (default:
+            the 2-D front of raw mean AUC against ``cost``); the claims use the same raw means.
+        stages: a fitted stage model to reuse, True to fit one here, False for none.
         unidentifiable: stage -> why the proxy cannot see it (no interval for its choices).
         level: coverage of each family's simultaneous intervals.
-        image_var: architecture -> image-sampling variance of its difference to the baseline.
+        image_var: see :func:`arch_verdict`.
     """
     from .pareto import knee_index, non_dominated
 
     pooled = trials.groupby("arch").agg(auc=("auc", "mean"), cost=(cost, "first"))
-    points = np.column_stack([-pooled["auc"].to_numpy(float), pooled["cost"].to_numpy(float)])
-    on_front = non_dominated(points)
-    front = pooled[on_front].sort_values(["cost", "auc"], ascending=[True, False])
-    knee = str(pooled.index[on_front][knee_index(points[on_front])]) if on_front.any() else None
+    if front is None:
+        points = np.column_stack([-pooled["auc"].to_numpy(float), pooled["cost"].to_numpy(float)])
+        on_front = non_dominated(points)
+        ranked = pooled[on_front].sort_values(["cost", "auc"], ascending=[True, False])
+        front = [str(a) for a in ranked.index]
+        if knee is None and on_front.any():
+            knee = str(pooled.index[on_front][knee_index(points[on_front])])
     compared: dict[str, str] = {}
     if knee is not None and knee != baseline:
         compared[knee] = "knee"
-    for arch in front.index:
+    for arch in front:
         if arch not in compared and arch != baseline:
             compared[arch] = "front member"
     if "phase" in trials:  # every raced candidate gets its claim, on the front or not
@@ -408,16 +422,16 @@ def run_verdict(
         level=level,
         image_var=image_var,
     )
-    stages = None
-    if pooled.shape[0] > 2:
+    model = stages if isinstance(stages, StageEffectModel) else None
+    if stages is True and pooled.shape[0] > 2:
         try:
-            stages = fit_stage_effects(trials, level=level, unidentifiable=unidentifiable)
+            model = fit_stage_effects(trials, level=level, unidentifiable=unidentifiable)
         except ValueError:
-            stages = None
+            model = None
     return Verdict(
         archs,
-        stages,
-        tuple(str(a) for a in front.index),
+        model,
+        tuple(front),
         knee,
         baseline if baseline in pooled.index else "",
         paper if paper in pooled.index else "",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from mdsearch.space import ArchSpec, ArchSpecError
 
-from .verdict import Claim, Verdict, seeds_needed
+from .verdict import MIN_PAIRED, Claim, Verdict, seeds_needed
 
-__all__ = ["DETECT_EFFECT", "verdict_headline", "verdict_lines"]
+__all__ = ["DETECT_EFFECT", "claim_cell", "verdict_headline", "verdict_lines"]
 
 #: The effect size the "seeds needed" sentence is about (AUC).
 DETECT_EFFECT = 0.01
@@ -34,6 +34,16 @@ def _arch_name(verdict: Verdict, arch: str, unit: str) -> str:
     return f"{spec.arch_id} ({where}{cost_text})"
 
 
+def claim_cell(claim: Claim) -> str:
+    """A claim in a table cell: ``better +0.021 [+0.006, +0.036] (4 seeds)``."""
+    if claim.outcome in ("better", "worse", "no difference"):
+        word = "no diff." if claim.outcome == "no difference" else claim.outcome
+        return f"{word} {claim.interval_text()} ({claim.seeds} seeds)"
+    if claim.outcome == "unknown":
+        return f"not judged ({claim.seeds} seed{'s' * (claim.seeds != 1)})"
+    return "untested"
+
+
 def _claim_text(claim: Claim, level: float) -> str:
     if claim.outcome == "better":
         return f"beats the baseline by {claim.interval_text()} AUC"
@@ -42,10 +52,14 @@ def _claim_text(claim: Claim, level: float) -> str:
     if claim.outcome == "no difference":
         return (
             f"no difference from the baseline found: {claim.interval_text()}; effects beyond "
-            f"+-{claim.excluded:.3f} AUC are excluded at {level:.0%}"
+            f"±{claim.excluded:.3f} AUC are excluded at {level:.0%}"
         )
     if claim.outcome == "unknown":
-        return f"{claim.estimate:+.3f} AUC on one paired seed: not judged ({claim.reason})"
+        n = claim.seeds
+        return (
+            f"{claim.estimate:+.3f} AUC on {n} paired seed{'s' * (n != 1)}: not judged yet "
+            f"(a claim needs {MIN_PAIRED})"
+        )
     return f"not judged: {claim.reason}"
 
 
@@ -87,15 +101,22 @@ def verdict_headline(verdict: Verdict, *, unit: str = "M FLOPs") -> str:
     if found:
         return "Found: " + "; ".join(found) + "."
     knee = verdict.claim(verdict.knee) if verdict.knee else None
-    parts = ["No placement effect found"]
-    if knee is not None and knee.outcome == "no difference":
+    judged = knee is not None and knee.outcome == "no difference"
+    parts = ["No placement effect found" if judged else "Nothing decided yet"]
+    if knee is not None and knee.outcome in ("unknown", "untested"):
+        parts.append(
+            f"the knee has {knee.seeds} seed{'s' * (knee.seeds != 1)} paired with the baseline "
+            f"that did not select it (a claim needs {MIN_PAIRED}: `mdsearch run --resume RUN "
+            "--budget N` with --confirm gives them)"
+        )
+    if judged:
         parts.append(
             f"the knee's difference to the baseline is {knee.interval_text()} AUC, so effects "
-            f"beyond +-{knee.excluded:.3f} are excluded at {level:.0%}"
+            f"beyond ±{knee.excluded:.3f} are excluded at {level:.0%}"
         )
     bound = _stage_bound(verdict)
     if bound is not None:
-        parts.append(f"no stage choice moves AUC by more than +-{bound:.3f}")
+        parts.append(f"no stage choice moves AUC by more than ±{bound:.3f}")
     return ": ".join(parts[:1]) + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "") + "."
 
 
@@ -117,7 +138,8 @@ def verdict_lines(
     for claim in verdict.archs.claims:
         name = _arch_name(verdict, claim.arch, unit)
         text = _claim_text(claim, level)
-        seeds = f" ({_seeds_text(claim, verdict)})" if claim.seeds else ""
+        decided = claim.outcome in ("better", "worse", "no difference")
+        seeds = f" ({_seeds_text(claim, verdict)})" if decided else ""
         lines.append(f"{claim.subject.capitalize()} {name}: {text}{seeds}.")
     if verdict.stages is not None:
         model = verdict.stages
@@ -134,7 +156,7 @@ def verdict_lines(
             other = "no other stage choice" if claimed else "no stage choice"
             lines.append(
                 f"Stage choices: {other} differs from the backbone's own kernel; effects beyond "
-                f"+-{bound:.3f} AUC are excluded at {level:.0%} (simultaneous over "
+                f"±{bound:.3f} AUC are excluded at {level:.0%} (simultaneous over "
                 f"{model.family} choices)."
             )
         hidden = sorted({e.stage for e in model.effects if not e.identifiable})

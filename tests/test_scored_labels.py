@@ -126,9 +126,7 @@ def test_a_run_records_the_rule_and_its_report_marks_the_left_out_label(tmp_path
     assert not any("searched before" in n for n in analysis.notes)
     front = analysis.front
     # The interval is of the same mean the table holds: Nodule is in neither.
-    assert (
-        (front["auc_ci_low"] < front["auc_mean"]) & (front["auc_mean"] < front["auc_ci_high"])
-    ).all()
+    assert ((front["auc_ci_low"] < front["auc"]) & (front["auc"] < front["auc_ci_high"])).all()
     text = write_report(run, n_resamples=300)["markdown"].read_text()
     assert "| Nodule | 1 / 299 | no |" in text
     assert re.search(r"\| Effusion \| \d+ / \d+ \| yes \|", text)

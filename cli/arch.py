@@ -10,18 +10,39 @@ __all__ = ["add_space", "add_show"]
 def add_space(sub) -> None:
     p = sub.add_parser("space", help="print a search space's choices and size")
     p.add_argument(
-        "space", nargs="?", default="default", help="preset (default, paper) or YAML/JSON file"
+        "space",
+        nargs="?",
+        default="default",
+        help="preset (default, paper, every-stage) or YAML/JSON file",
     )
     p.add_argument(
         "--backbone", default=None, help="timm backbone replacing the space's (default: its own)"
     )
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=_PROXY_RESOLUTION,
+        help="the proxy's input side (px): the default space searches only the stages visible "
+        "there, as `mdsearch run --resolution` does (default %(default)s)",
+    )
     p.set_defaults(func=_cmd_space)
 
 
-def _cmd_space(args) -> int:
-    from mdsearch.space import load_space
+#: `mdsearch run`'s default --resolution (search.settings.PROXY_DATA; not imported here, so that
+#: `mdsearch --help` loads no torch): tests/test_cli.py checks that they agree.
+_PROXY_RESOLUTION = 64
 
-    print(load_space(args.space, args.backbone).describe())
+
+def _cmd_space(args) -> int:
+    from mdsearch.space import SpaceError, load_space
+
+    if args.resolution < 8:
+        raise SpaceError(f"--resolution {args.resolution}: use 8 px or more")
+    space = load_space(args.space, args.backbone, resolution=args.resolution)
+    print(space.describe())
+    if space.only_visible:
+        print(f"(stages visible at --resolution {args.resolution}: `mdsearch run` with that "
+              "resolution searches these)")  # fmt: skip
     return 0
 
 

@@ -106,7 +106,9 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
     fault = os.environ.get(TEST_FAULT_ENV, "")
     if fault and fault.partition(":")[0] not in FAULT_KINDS:
         raise RunError(f"{TEST_FAULT_ENV}={fault!r}: use KIND:REGEX with KIND one of {FAULT_KINDS}")
-    space = load_space(settings.space, settings.backbone)
+    space = recorded_space(folder) if resume else None
+    if space is None:
+        space = load_space(settings.space, settings.backbone, resolution=settings.data.resolution)
     if settings.sampler == "grid" and space.size > GRID_LIMIT:
         raise RunError(
             f"--sampler grid: space {space.name} has {space.size} architectures, more than a "
@@ -114,6 +116,22 @@ def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) 
         )
     check_latency_device(settings.latency_device, needed="latency" in settings.objectives)
     return Prepared(settings, space, folder, resume)
+
+
+def recorded_space(folder: RunFolder) -> SearchSpace | None:
+    """The space a run searched, as its config.json records it (None: not recorded): a resumed
+    run keeps it even when the preset's meaning changed since (``default`` became the stages
+    visible at the proxy's resolution)."""
+    info = folder.read_config().get("space") or {}
+    choices = info.get("choices")
+    if not choices:
+        return None
+    data = {"backbone": info.get("backbone"), "stages": choices}
+    space = SearchSpace.from_dict(data, str(info.get("name", "recorded")))
+    held = tuple(
+        (int(k.removeprefix("stage")), str(v)) for k, v in (info.get("held") or {}).items()
+    )
+    return replace(space, held=held, description=space.description)
 
 
 def _resume_summary(

@@ -76,6 +76,9 @@ def run_config(
             "backbone": space.backbone,
             "size": space.size,
             "choices": {f"stage{i}": [s.token for s in c] for i, c in enumerate(space.choices)},
+            # Stages the space searches elsewhere but held at their base here (not visible at
+            # the proxy's resolution), with why.
+            "held": {f"stage{i}": why for i, why in space.held},
         },
         "proxy": settings.proxy_dict(),
         # Which labels every trial's mean AUC is over (the report reads the rule from here).

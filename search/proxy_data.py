@@ -54,6 +54,14 @@ def load_proxy_data(
     dataset = data.load(progress=progress)
     for note in dataset.notes:
         say(f"data: {note}")
+    if space.held:
+        searched = ", ".join(str(i) for i in space.searched_stages)
+        held = ", ".join(str(i) for i, _ in space.held)
+        say(
+            f"space {space.name}: searching stages {searched} (maps larger than their kernels at "
+            f"{data.resolution} px); stages {held} held at the backbone's kernel "
+            "(`mdsearch space --resolution R` shows why)"
+        )
     for w in resolution_warnings(space, data.resolution):
         say(f"warning: {w}")
     left_out = scored_validation_labels(dataset, val_subset, rule).warning()

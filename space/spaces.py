@@ -13,7 +13,11 @@ Space files (YAML or JSON), presets included (``space/presets/*.yaml``)::
       5: [base, k3.5s1:3, k3.5s1:1, k3.5s3:1]
 
 ``base`` is the backbone's own kernel in that stage (3x3 for MobileNet-v2). Stages named nowhere
-keep ``base``.
+keep ``base``. ``only_visible: true`` (the ``default`` preset has it) searches only the stages the
+proxy can see at the run's resolution: a stage whose feature maps there are not larger than its
+largest kernel choice is held at ``base`` (at 2x2 every tap of a 5x5 ring in a stride-1 block
+falls in the padding: 3x3 and 5x5 are the same function), and the space says which and why
+(:meth:`SearchSpace.visible_at`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,8 +39,8 @@ from .errors import ArchSpecError, SpaceError
 
 __all__ = ["SearchSpace", "SpaceError", "PRESETS", "load_space"]
 
-PRESETS = ("paper", "default")
-_KEYS = {"backbone", "every_stage", "stages", "description"}
+PRESETS = ("paper", "default", "every-stage")
+_KEYS = {"backbone", "every_stage", "stages", "description", "only_visible"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class SearchSpace:
         backbone: timm backbone name.
         choices: per stage, the allowed :class:`StageSpec` values (first = the stage's base).
         description: one line for ``mdsearch space``.
+        only_visible: search only the stages visible at the proxy's resolution (see the module
+            docstring); applied by :func:`load_space` when it is given the resolution.
+        held: ``(stage, why)`` for each stage :meth:`visible_at` held at its base.
 
     Example:
         >>> space = load_space("paper")
@@ -61,6 +68,8 @@ class SearchSpace:
     backbone: str
     choices: tuple[tuple[StageSpec, ...], ...]
     description: str = ""
+    only_visible: bool = False
+    held: tuple[tuple[int, str], ...] = ()
 
     @property
     def searched_stages(self) -> tuple[int, ...]:
@@ -125,16 +134,50 @@ class SearchSpace:
             pass
         return [r for r in refs if self.contains(r)]
 
+    def visible_at(self, resolution: int) -> SearchSpace:
+        """This space with every searched stage the proxy cannot see at ``resolution`` px held
+        at its base choice (its maps there are not larger than its largest kernel choice).
+
+        Raises:
+            SpaceError: no searched stage is visible at that resolution.
+
+        Example:
+            >>> space = load_space("default").visible_at(64)
+            >>> space.searched_stages, [stage for stage, _ in space.held]
+            ((0, 1, 2), [3, 4, 5, 6])
+        """
+        sizes = get_backbone(self.backbone).map_sizes(resolution)
+        choices, held = list(self.choices), list(self.held)
+        for i in self.searched_stages:
+            kmax = max(max(s.kernels) for s in self.choices[i])
+            if sizes[i] <= kmax:
+                choices[i] = (self.choices[i][0],)
+                held.append(
+                    (
+                        i,
+                        f"at {resolution} px its maps are {sizes[i]}x{sizes[i]}, not larger than "
+                        f"its {kmax}x{kmax} kernel choice",
+                    )  # fmt: skip
+                )
+        if not any(len(c) > 1 for c in choices):
+            raise SpaceError(
+                f"space {self.name}: at --resolution {resolution} no searched stage has maps "
+                "larger than its kernels; use a larger --resolution"
+            )
+        return replace(self, choices=tuple(choices), held=tuple(held))
+
     def describe(self) -> str:
         """Human-readable listing of the choices, as ``mdsearch space`` prints it."""
         lines = [f"space {self.name}: backbone {self.backbone}"]
         if self.description:
             lines.append(self.description)
         layout = get_backbone(self.backbone)
+        why = dict(self.held)
         for i, (options, lay) in enumerate(zip(self.choices, layout.stages)):
-            kind = "searched" if len(options) > 1 else "fixed"
+            kind = "searched" if len(options) > 1 else "held" if i in why else "fixed"
             toks = " | ".join(s.token for s in options)
-            lines.append(f"  stage{i} (stride {lay.stride}, x{lay.repeats}) {kind:8s} {toks}")
+            note = f"   ({why[i]})" if i in why else ""
+            lines.append(f"  stage{i} (stride {lay.stride}, x{lay.repeats}) {kind:8s} {toks}{note}")
         lines.append(
             f"{self.size} distinct architectures ({len(self.searched_stages)} searched stages)"
         )
@@ -178,7 +221,13 @@ class SearchSpace:
             raise SpaceError(
                 f"{name}: stage(s) {bad} do not exist; {backbone} has stage0..stage{n - 1}"
             )
-        space = cls(name, backbone, tuple(choices), str(data.get("description", "")))
+        space = cls(
+            name,
+            backbone,
+            tuple(choices),
+            str(data.get("description", "")),
+            bool(data.get("only_visible", False)),
+        )
         if not space.searched_stages:
             raise SpaceError(
                 f"{name}: no stage has more than one choice, so there is nothing to search"
@@ -203,12 +252,19 @@ def _parse_choices(raw: Any, base: ArchSpec, i: int, name: str) -> tuple[StageSp
     return tuple(out)
 
 
-def load_space(name_or_path: str | Path = "default", backbone: str | None = None) -> SearchSpace:
-    """Load a preset (``paper``, ``default``) or a YAML/JSON space file.
+def load_space(
+    name_or_path: str | Path = "default",
+    backbone: str | None = None,
+    *,
+    resolution: int | None = None,
+) -> SearchSpace:
+    """Load a preset (``paper``, ``default``, ``every-stage``) or a YAML/JSON space file.
 
     Args:
         name_or_path: preset name or path to a ``.yaml``/``.yml``/``.json`` file.
         backbone: optional timm backbone replacing the one the file names.
+        resolution: the proxy's input side (px); a space with ``only_visible`` then searches
+            only the stages visible there (:meth:`SearchSpace.visible_at`).
 
     Raises:
         SpaceError: unknown preset, unreadable or invalid file (one line saying what to fix).
@@ -235,7 +291,10 @@ def load_space(name_or_path: str | Path = "default", backbone: str | None = None
         raise SpaceError(f"{where}: not valid JSON: {exc.msg}; fix the file there") from None
     except yaml.YAMLError as exc:
         raise SpaceError(f"{_yaml_error_place(exc, text_name)}; fix the file there") from None
-    return SearchSpace.from_dict(data, label, backbone)
+    space = SearchSpace.from_dict(data, label, backbone)
+    if space.only_visible and resolution is not None:
+        space = space.visible_at(int(resolution))
+    return space
 
 
 def _yaml_error_place(exc: yaml.YAMLError, file: str) -> str:

@@ -153,6 +153,21 @@ def test_presets():
     assert small.backbone == "mobilenetv3_small_100" and small.size == 4**5
 
 
+def test_the_default_space_searches_only_the_stages_its_proxy_can_see():
+    """At 64 px stages 3-6 run on 4x4 or 2x2 maps, no larger than a 5x5 kernel: the default
+    space holds them at 3x3 and says why; a space file keeps every stage unless it asks."""
+    at64 = load_space("default", resolution=64)
+    assert at64.searched_stages == (0, 1, 2) and at64.size == 64
+    assert [stage for stage, _ in at64.held] == [3, 4, 5, 6]
+    assert "4x4, not larger than its 5x5" in dict(at64.held)[3]
+    assert "held     k3   (at 64 px its maps are 2x2" in at64.describe()
+    assert load_space("default", resolution=96).searched_stages == (0, 1, 2, 3, 4)
+    assert load_space("default", resolution=224).size == 4**7
+    assert load_space("every-stage", resolution=64).size == 4**7  # asked for: every stage
+    with pytest.raises(SpaceError, match="use a larger --resolution"):
+        load_space("default", resolution=4)
+
+
 def test_paper_space_decode_encode_round_trip():
     paper = load_space("paper")
     archs = list(paper)

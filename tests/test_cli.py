@@ -177,3 +177,10 @@ def test_a_valid_space_file_still_loads(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text(TWO_STAGE_SPACE)
     assert load_space(path).size == 4
+
+
+def test_space_command_resolution_default_is_the_proxy_resolution():
+    from mdsearch.cli.arch import _PROXY_RESOLUTION
+    from mdsearch.search.settings import PROXY_DATA
+
+    assert _PROXY_RESOLUTION == PROXY_DATA.resolution

@@ -62,6 +62,11 @@ def build(spec: ArchSpec, *, head_init: str = "timm", **timm_kwargs: Any) -> nn.
     model = timm.create_model(
         spec.backbone, pretrained=False, num_classes=spec.num_classes, **timm_kwargs
     )
+    # The head is re-initialised before any depthwise conv is replaced, so that under one torch
+    # seed every layer the architectures share starts from the same weights (common random
+    # numbers: the replaced convs draw last, so they alone differ).
+    if head_init == "small":
+        _init_head_small(model)
     layout = get_backbone(spec.backbone)
     base = ArchSpec.default(spec.backbone, spec.num_classes)
     blocks = getattr(model, "blocks", None)
@@ -92,8 +97,6 @@ def build(spec: ArchSpec, *, head_init: str = "timm", **timm_kwargs: Any) -> nn.
                 dilation=dil,
                 bias=old.bias is not None,
             ).to(device=old.weight.device, dtype=old.weight.dtype)
-    if head_init == "small":
-        _init_head_small(model)
     return model
 
 

@@ -748,8 +748,8 @@ def test_augmentation_is_mild_seeded_and_keeps_shape(tmp_path):
 @pytest.mark.slow
 def test_phantom_is_learnable_but_not_trivial(tmp_path):
     """The default proxy (MobileNet-v2 from scratch, 2 epochs at 64 px) lands well above chance
-    and well below perfect on the default phantom (measured 0.65 with batch 32 and 1,024 images
-    per epoch; 0.72-0.75 over seeds 0-2 with batch 64 over the whole train split)."""
+    and well below perfect on the default phantom, and no label sits at chance (v3, measured over
+    8 runs: mean 0.65-0.74, every label's AUC 0.55 or more; on v2 nodules sat at 0.48-0.54)."""
     from mdsearch.search.proxy import proxy_train
     from mdsearch.search.settings import TrainRecipe
     from mdsearch.space import ArchSpec
@@ -758,3 +758,4 @@ def test_phantom_is_learnable_but_not_trivial(tmp_path):
     spec = ArchSpec.default("mobilenetv2_100", num_classes=len(ds.label_names))
     result = proxy_train(spec, ds, TrainRecipe(epochs=2), seed=0, threads=2)
     assert 0.6 < result.auc < 0.95
+    assert min(result.label_auc.values()) > 0.53, result.label_auc

@@ -45,6 +45,7 @@ from .study import STUDY_NAME, SUPERNET_STUDY_NAME, make_sampler, proxy_search_c
 from .subnet_scoring import recalibrate_batchnorm, score_subnet
 from .supernet import (
     SUPERNET_RECIPE,
+    SandwichStep,
     SupernetSettings,
     SupernetTraining,
     load_supernet,
@@ -73,6 +74,7 @@ __all__ = [
     "STRATEGIES",
     "STUDY_NAME",
     "SUPERNET_RECIPE",
+    "SandwichStep",
     "SUPERNET_STUDY_NAME",
     "TEST_FAULT_ENV",
     "DataError",

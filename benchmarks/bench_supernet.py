@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distill", action="store_true", help="in-place distillation (BigNAS)")
     p.add_argument("--kernel-transform", action="store_true",
                    help="Once-for-All's learned kernel transformation")  # fmt: skip
+    p.add_argument("--per-choice-depthwise", action="store_true",
+                   help="each kernel choice of a stage owns its depthwise weights and the "
+                        "BatchNorm after them (pointwise layers shared)")  # fmt: skip
     p.add_argument("--recalibration-images", type=int, default=512)
     p.add_argument("--budget", type=float, default=None,
                    help="refuse a training costing more stand-alone proxy trials than this "
@@ -98,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         distill=args.distill,
         recalibration_images=args.recalibration_images,
         kernel_transform=args.kernel_transform,
+        per_choice_depthwise=args.per_choice_depthwise,
     )
     tag = args.data.split("=")[0].split(",")[0]
     variant = f"e{args.epochs}-n{args.random_subnets}" + ("-distill" if args.distill else "")
     variant += "-kt" if args.kernel_transform else ""
+    variant += "-pc" if args.per_choice_depthwise else ""
     checkpoint = Path(
         args.checkpoint or f"/tmp/mdsearch-bench-supernet-{args.space}-{tag}-{variant}.pt"
     )
@@ -114,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     say(f"supernet: {recipe.epochs} epochs x {recipe.images_per_epoch(n_train)} images, batch "
         f"{recipe.batch_size}, sandwich = largest + smallest + {settings.random_subnets} random"
         f"{', in-place distillation' if settings.distill else ''}"
-        f"{', learned kernel transform' if settings.kernel_transform else ''}, seed {args.seed}, "
-        f"BN recalibration on {settings.recalibration_images} training images")  # fmt: skip
+        f"{', learned kernel transform' if settings.kernel_transform else ''}"
+        f"{', per-choice depthwise weights' if settings.per_choice_depthwise else ''}, seed "
+        f"{args.seed}, BN recalibration on {settings.recalibration_images} training images (a "
+        "fixed shuffled sample)")  # fmt: skip
 
     # -- train ---------------------------------------------------------------------------------
     budget = args.budget if args.budget is not None else float(space.size)

@@ -11,9 +11,11 @@ The sample is shuffled (:func:`recalibration_batches`): a split stored in class 
 lists NORMAL before PNEUMONIA, and its patients in order) served in that order gives batches of
 one class, whose variances miss the variance between the classes; a random sample mixes them in
 every batch. A further score of a sub-network draws another sample the same way with its own
-seed, so the default score and its repeats are calibrated alike. :func:`score_subnet` returns a :class:`~mdsearch.search.ProxyResult` whose
-predictions a trial saves with :meth:`RunFolder.save_predictions`, so the report's intervals
-apply unchanged. The supernet's training is :mod:`mdsearch.search.supernet`.
+seed, so the default score and its repeats are calibrated alike.
+
+:func:`score_subnet` returns a :class:`~mdsearch.search.ProxyResult` whose predictions a trial
+saves with :meth:`RunFolder.save_predictions`, so the report's intervals apply unchanged. The
+supernet's training is :mod:`mdsearch.search.supernet`.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ __all__ = [
     "EpochResult",
     "EpochStats",
     "StandaloneStep",
+    "StepFn",
     "TrainStep",
     "TrainingRun",
     "TrialTimeout",

@@ -172,7 +172,7 @@ def random_subnet(supernet: Supernet, generator: torch.Generator) -> ArchSpec:
 
 
 class SandwichStep:
-    """The supernet's :class:`~mdsearch.search.training.TrainStep` (BigNAS's sandwich rule).
+    """The supernet's :class:`~mdsearch.search.train_step.TrainStep` (BigNAS's sandwich rule).
 
     Builds the supernet of ``space`` (:func:`~mdsearch.mdconv.build_supernet` with the
     settings' kernel options). Each step runs, on the same batch, the largest sub-network, the

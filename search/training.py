@@ -9,13 +9,11 @@ training and the supernet write their checkpoints). The schedule's length is com
 place, :meth:`~mdsearch.search.settings.TrainRecipe.steps_per_epoch`, from what the loader yields
 (it drops the last partial batch), so a cosine schedule reaches 0 exactly at the last step.
 
-What one optimizer step does with a batch is a :class:`TrainStep`: :class:`StandaloneStep` (one
-network, one loss) for an :class:`~mdsearch.space.ArchSpec`, the supernet's sandwich step
-(:class:`~mdsearch.search.supernet.SandwichStep`: several sub-networks' losses, one optimizer
-step) for a space. The loop does the rest the same way for both: zero the gradients, the step,
-the optimizer and schedule step, the loss summed on the device (read once per epoch, not once per
-step or sub-network), the checkpointable state (:meth:`TrainingRun.state`, the step's own random
-state included).
+What one step does with a batch is a :class:`~mdsearch.search.train_step.TrainStep`: one network
+and one loss for an :class:`~mdsearch.space.ArchSpec`, the supernet's sandwich
+(:class:`~mdsearch.search.supernet.SandwichStep`) for a space. The loop does the rest alike: the
+optimizer and schedule step, the loss summed on the device (read once per epoch, not per step or
+sub-network), the checkpointable state (:meth:`TrainingRun.state`, the step's own included).
 
 Kept free of Ray and Optuna so ``mdsearch train`` and the trials run exactly the same code.
 
@@ -29,7 +27,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +35,7 @@ from mdsearch.space import ArchSpec
 
 from .scored_labels import LABEL_RULE, LabelRule
 from .settings import TrainRecipe
+from .train_step import StandaloneStep, StepFn, TrainStep, one_loss
 
 if TYPE_CHECKING:  # torch is imported where it runs, so importing the loop's names is cheap
     import torch
@@ -48,15 +47,11 @@ __all__ = [
     "Diverged",
     "EpochResult",
     "EpochStats",
-    "StandaloneStep",
-    "StepFn",
-    "TrainStep",
     "TrainingRun",
     "TrialTimeout",
     "Validation",
     "label_aucs",
     "make_optimizer",
-    "one_loss",
     "predict",
     "start_run",
     "train",
@@ -132,79 +127,6 @@ def make_optimizer(
     else:
         raise ValueError(f"unknown schedule {schedule!r}: use cosine or constant")
     return opt, sched
-
-
-#: One optimizer step's forward and backward passes: ``step(model, x, y)`` leaves the gradients
-#: of the batch in the parameters and returns ``(loss, images)``: the loss summed over the images
-#: it was computed on (a detached 0-dim tensor on the model's device; the loop adds them up there)
-#: and how many images the forward passes processed (every sub-network counted).
-StepFn = Callable[["nn.Module", "torch.Tensor", "torch.Tensor"], "tuple[torch.Tensor, int]"]
-
-
-def one_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The stand-alone step: BCE-with-logits (multi-label) of ``model`` on the batch, backward.
-
-    Returns:
-        ``(loss x images, images)`` (see :data:`StepFn`).
-    """
-    import torch
-
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
-    loss.backward()
-    return loss.detach() * len(x), len(x)
-
-
-class TrainStep(Protocol):
-    """What one training step is, for :func:`train`: the network it trains, the forward and
-    backward passes of one optimizer step, and the random state of its own that a resumed
-    training must continue from (:meth:`TrainingRun.state` stores it under ``step``)."""
-
-    def build(self, recipe: TrainRecipe) -> nn.Module:
-        """The randomly initialised network (the global torch generator is seeded before)."""
-        ...
-
-    def __call__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, int]:
-        """One step's forward and backward passes (:data:`StepFn`)."""
-        ...
-
-    def state(self) -> dict[str, Any]:
-        """The step's own random state (``{}`` when it has none)."""
-        ...
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Continue from a :meth:`state`."""
-        ...
-
-
-@dataclass(frozen=True)
-class StandaloneStep:
-    """The :class:`TrainStep` of one architecture: ``build(spec)``, :func:`one_loss` per step.
-
-    Args:
-        spec: the architecture.
-    """
-
-    spec: ArchSpec
-
-    def build(self, recipe: TrainRecipe) -> nn.Module:
-        """``mdsearch.mdconv.build(spec)`` with the recipe's head init."""
-        from mdsearch.mdconv import build
-
-        return build(self.spec, head_init=recipe.head_init)
-
-    def __call__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, int]:
-        return one_loss(model, x, y)
-
-    def state(self) -> dict[str, Any]:
-        """No random state of its own."""
-        return {}
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Nothing to restore."""
 
 
 def train_one_epoch(

@@ -235,7 +235,8 @@ def test_the_loop_reads_the_loss_once_per_epoch_and_a_nan_fails_the_epoch(phanto
     """The losses are summed on the device, not read back per step: a NaN at one step makes the
     epoch's sum NaN, and the epoch ends in Diverged (its later steps ran: no check per step)."""
     from mdsearch.mdconv import build
-    from mdsearch.search.training import Diverged, make_optimizer, one_loss, train_one_epoch
+    from mdsearch.search.train_step import one_loss
+    from mdsearch.search.training import Diverged, make_optimizer, train_one_epoch
 
     torch.manual_seed(SEED)
     model = build(SPEC)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from mdsearch.search.settings import DataSettings
-
 from .common import device, usage
-from .flags import add_device_flag, add_quiet_flag, add_weights_data_flags, given
+from .flags import add_device_flag, add_quiet_flag, add_weights_data_flags, saved_data_flags
 
 __all__ = ["add_eval"]
 
@@ -48,20 +46,15 @@ def _cmd_eval(args) -> int:
 
     if args.batch_size < 1:
         raise usage(f"--batch-size {args.batch_size}: use 1 or more")
-    typed = given(args, DataSettings)  # only the data flags the user typed (keep=True)
     _, files = evaluate_saved(
         ArchSpec.load(args.arch),
         args.weights,
-        typed.get("data"),
         out_dir=args.out,
-        resolution=args.resolution,
-        seed=typed.get("seed"),
-        val_fraction=typed.get("val_fraction"),
-        cache_dir=typed.get("cache_dir"),
         eval_on_val=args.eval_on_val,
         device=device(args.device),
         batch_size=args.batch_size,
         progress=not args.quiet,
+        **saved_data_flags(args),
     )
     print(f"report: {files['md']}")
     return 0

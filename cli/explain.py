@@ -3,10 +3,8 @@ truth, how well they point at the findings."""
 
 from __future__ import annotations
 
-from mdsearch.search.settings import DataSettings
-
 from .common import device, usage
-from .flags import add_device_flag, add_quiet_flag, add_weights_data_flags, given
+from .flags import add_device_flag, add_quiet_flag, add_weights_data_flags, saved_data_flags
 
 __all__ = ["add_explain"]
 
@@ -20,7 +18,9 @@ def add_explain(sub) -> None:
         help="Grad-CAM maps of trained weights; with --boxes, localisation against ground truth",
         description="Class activation maps (Grad-CAM, the grad-cam package) of weights written "
         "by mdsearch train, at the last spatial feature map (bn2 of MobileNet-v2, the last block "
-        "of MobileNet-v3). Writes explain.png (image, map over it, finding, score), explain.md "
+        "of MobileNet-v3), of what a reader checks first: per label the most confident true "
+        "positives, false positives and false negatives at the threshold mdsearch eval chooses "
+        "on validation. Writes explain.png (image, map over it, finding, score), explain.md "
         "and explain.json next to the weights (and links them from eval.md there). With --boxes: "
         "every finding with a known location is scored: pointing game (hit rate against chance) "
         "and IoU of the thresholded map, against the radiologists' boxes of BBox_List_2017.csv "
@@ -33,7 +33,9 @@ def add_explain(sub) -> None:
         "--images",
         type=int,
         default=8,
-        help="cases shown in the grid (default 8); without --boxes, the first N of --split",
+        help="cases shown in the grid (default 8); without --boxes, per label the most "
+        "confident true positive, false positive and false negative (at a threshold chosen on "
+        "validation), labels and kinds in turn",
     )
     p.add_argument(
         "--boxes",
@@ -82,24 +84,19 @@ def _cmd_explain(args) -> int:
         raise usage(f"--batch-size {args.batch_size}: use 1 or more")
     if not 0 < args.level < 1:
         raise usage(f"--level {args.level}: use a share of the map's maximum between 0 and 1")
-    typed = given(args, DataSettings)  # only the data flags the user typed (keep=True)
     _, files = explain_saved(
         ArchSpec.load(args.arch),
         args.weights,
-        typed.get("data"),
         images=args.images,
         boxes=args.boxes,
         split=args.split,
         layer=args.layer,
         level=args.level,
         out_dir=args.out,
-        resolution=args.resolution,
-        seed=typed.get("seed"),
-        val_fraction=typed.get("val_fraction"),
-        cache_dir=typed.get("cache_dir"),
         device=device(args.device),
         batch_size=args.batch_size,
         progress=not args.quiet,
+        **saved_data_flags(args),
     )
     print(f"report: {files['md']} (grid: {files['png']})")
     return 0

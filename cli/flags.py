@@ -30,8 +30,10 @@ __all__ = [
     "add_device_flag",
     "add_quiet_flag",
     "add_recipe_flags",
+    "add_weights_data_flags",
     "data_settings",
     "given",
+    "saved_data_flags",
     "train_recipe",
 ]
 
@@ -184,6 +186,14 @@ def add_weights_data_flags(parser: Any) -> Any:
         helps={"seed": "validation split seed"},
     )
     return g
+
+
+def saved_data_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of :func:`add_weights_data_flags` as keywords of ``evaluate_saved`` and
+    ``explain_saved``: ``data`` and :class:`~mdsearch.results.SavedDataFlags`, None for each one
+    the user did not type (the training run's value then)."""
+    names = ("data", "resolution", "seed", "val_fraction", "cache_dir")
+    return {name: getattr(args, name, None) for name in names}
 
 
 def add_device_flag(group: Any, *, default: str = "auto", what: str = "") -> None:

@@ -243,7 +243,7 @@ def settings_from_flags(args: argparse.Namespace) -> tuple[ProxyCheckSettings, P
 
 
 def _cmd_proxy_check(args: argparse.Namespace) -> int:
-    from mdsearch.results.fidelity import format_fidelity_markdown, format_fidelity_table
+    from mdsearch.results import format_fidelity_markdown, format_fidelity_table
     from mdsearch.results.proxy_fidelity import proxy_check_result
     from mdsearch.search.proxy_check import prepare_output, run_proxy_check, write_proxy_check
 

@@ -30,7 +30,7 @@ from .flags import (
 )
 from .supernet_flags import add_supernet_flags, supernet_flags_ignored, supernet_settings
 
-__all__ = ["DEFAULTS", "add_run", "front_size"]
+__all__ = ["DEFAULTS", "add_run"]
 
 #: The defaults every flag of ``run`` shows and takes (a search's own fields; the data and
 #: the proxy recipe are PROXY_DATA and PROXY_RECIPE).
@@ -249,28 +249,6 @@ def _default_budget(strategy: str) -> int:
     return SUPERNET_BUDGET if strategy == "supernet" else DEFAULTS.budget
 
 
-def front_size(points: Sequence[Sequence[float]], modes: Sequence[str]) -> int:
-    """Number of non-dominated points (duplicates each count), by the results package's
-    Pareto front; what the live progress shows as ``front``.
-
-    Args:
-        points: one tuple of objective values per trial, e.g. (AUC, FLOPs).
-        modes: ``"max"`` or ``"min"`` per objective.
-
-    Example:
-        >>> front_size([(0.7, 300.0), (0.8, 310.0), (0.6, 320.0)], ["max", "min"])
-        2
-    """
-    if not points:
-        return 0
-    import numpy as np
-
-    from mdsearch.results import non_dominated
-
-    signs = np.array([-1.0 if m == "max" else 1.0 for m in modes])
-    return int(non_dominated(np.asarray(points, dtype=float) * signs).sum())
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -294,53 +272,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         out = args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
         prepared = prepare(_settings_from_args(args), out)
-    folder = run_search(
-        prepared,
-        quiet=args.quiet,
-        front_size=front_size,
-        confirm_policy=_confirm_policy(prepared.settings),
-        candidate_ranking=_candidate_ranking(),
+    finished = run_search(
+        prepared, quiet=args.quiet, confirm_policy=_confirm_policy(prepared.settings)
     )
-    from mdsearch.search import proxy_kind
-
-    table = folder.read_table()
-    kind = proxy_kind(table) if len(table) else None
+    folder, table = finished.folder, finished.table
     print(f"run folder: {folder.path}")
-    if kind is not None and (kind == "supernet").any():
-        scored = table[kind == "supernet"]
+    trials = table.rows("standalone")
+    if table.count("supernet"):
+        scored = table.rows("supernet")
         print(f"supernet scores: {len(scored)} ({_counts(scored)}); record: supernet.json")
-        table = table[kind == "standalone"]
-        print(f"stand-alone trials: {len(table)} ({_counts(table)})")
+        print(f"stand-alone trials: {len(trials)} ({_counts(trials)})")
     else:
-        print(f"trials: {len(table)} ({_counts(table)})")
+        print(f"trials: {len(trials)} ({_counts(trials)})")
     print(f"trial table: {folder.table_path}")
     print(f"Optuna study: optuna-dashboard {folder.study_url}")
-    if not args.no_report and len(table):
+    if not args.no_report and trials:
         _write_report(folder.path)
     return 0
 
 
-def _counts(table: Any) -> str:
-    counts = table["status"].value_counts().to_dict() if len(table) else {}
-    return ", ".join(f"{v} {k.lower()}" for k, v in counts.items()) or "none"
+def _counts(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows by status, most first: ``3 complete, 1 failed`` (``none`` for no row)."""
+    from collections import Counter
 
-
-def _candidate_ranking() -> Any:
-    """The results package's order of a supernet run's stand-alone candidates."""
-    from mdsearch.results.supernet_candidates import rank_candidates
-
-    return rank_candidates
+    counts = Counter(str(r["status"]) for r in rows).most_common()
+    return ", ".join(f"{n} {status.lower()}" for status, n in counts) or "none"
 
 
 def _confirm_policy(settings: SearchSettings) -> Any:
     """The results package's confirmation policy for this search (None without --confirm)."""
-    from functools import partial
-
-    from mdsearch.results import next_to_confirm
+    from mdsearch.results import FrontConfirmation
 
     if settings.confirm <= 0:
         return None
-    return partial(next_to_confirm, cost=settings.metric_columns[1])
+    return FrontConfirmation(cost=settings.metric_columns[1])
 
 
 def _write_report(path: Path) -> None:

@@ -22,24 +22,30 @@ proxy, pools repeated seeds per architecture, and computes:
   judged;
 - how often each stage carries MD-Conv on the front versus among all eligible architectures;
 - which labels the run's mean AUC is over (:mod:`mdsearch.search.scored_labels`) and the run's
-  wall time (:func:`run_wall_time`).
+  wall time (:mod:`.run_facts`).
+
+Each is a named step, in this order: :func:`eligible_trials`, :func:`pool_eligible`, the stage
+model (:func:`~mdsearch.results.stage_effects.fit_stage_effects`) and
+:func:`shrink_to_stage_model`, the front and its reference point, :func:`front_members`,
+:func:`hypervolume_over_trials`, the seed noise and intervals (:mod:`.front_intervals`), the
+stage shares and the run's facts (:mod:`.run_facts`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mdsearch.search.scored_labels import LABEL_RULE, LabelRule, ScoredLabels
+from mdsearch.search.scored_labels import ScoredLabels
 
 from .errors import ResultsError
-from .fidelity import proxy_check_seed_noise
+from .front_intervals import attach_intervals, run_seed_noise
 from .pareto import (
     Objective,
     default_reference,
@@ -52,7 +58,14 @@ from .pareto import (
     resolve_objectives,
 )
 from .picks import select_pick
-from .seed_noise import SeedNoise, pooled_seed_noise
+from .run_facts import (
+    WallTime,
+    old_label_rule_note,
+    run_resolution_warnings,
+    run_scored_labels,
+    run_wall_time,
+)
+from .seed_noise import SeedNoise
 from .stage_effects import StageEffectModel, fit_stage_effects
 from .trials import (
     LoadedRun,
@@ -68,13 +81,13 @@ from .uncertainty import DEFAULT_RESAMPLES, AUCDifference, PredictionBootstrap
 __all__ = [
     "NO_SEED_NOISE",
     "RunAnalysis",
-    "WallTime",
     "analyse_run",
+    "eligible_trials",
+    "front_members",
+    "hypervolume_over_trials",
     "pick_architecture",
-    "run_resolution_warnings",
-    "run_scored_labels",
-    "run_seed_noise",
-    "run_wall_time",
+    "pool_eligible",
+    "shrink_to_stage_model",
 ]
 
 #: An architecture id (SHA-1 prefix of its canonical string) or a unique prefix of one.
@@ -87,146 +100,6 @@ NO_SEED_NOISE = (
     "`mdsearch proxy-check --run RUN` measures it (or a search long enough for the sampler to "
     "propose an architecture again, which trains it with a new seed)"
 )
-
-
-def _duration_text(seconds: float) -> str:
-    """``42 s``, ``19 min 35 s``, ``2 h 05 min``."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
-
-
-@dataclass(frozen=True)
-class WallTime:
-    """How long a run took on the wall clock.
-
-    Attributes:
-        started: when the search started (config.json's ``created``), UTC.
-        finished: when its last trial finished (trials.csv ``finished_at``), UTC.
-        sessions: how many times ``mdsearch run`` worked on the folder (1 + resumes, counted
-            from its ``tune-<k>`` folders); with more than one the span includes the pauses.
-        train_seconds: the trials' training seconds summed (compute, not wall time).
-    """
-
-    started: pd.Timestamp
-    finished: pd.Timestamp
-    sessions: int = 1
-    train_seconds: float = float("nan")
-
-    @property
-    def seconds(self) -> float:
-        """Seconds from start to the last trial's finish."""
-        return (self.finished - self.started).total_seconds()
-
-    def text(self) -> str:
-        """One line for reports, e.g. ``19 min 35 s (2026-11-30 08:34 to 08:54 UTC)``."""
-        fmt = "%Y-%m-%d %H:%M"
-        end = self.finished.strftime(
-            "%H:%M" if self.finished.date() == self.started.date() else fmt
-        )
-        out = f"{_duration_text(self.seconds)} ({self.started.strftime(fmt)} to {end} UTC)"
-        if self.sessions > 1:
-            out += (
-                f", over {self.sessions} sessions (resumed {self.sessions - 1} time"
-                f"{'s' * (self.sessions > 2)}): the span includes the pauses between them"
-            )
-        if np.isfinite(self.train_seconds):
-            out += f"; the trials trained for {_duration_text(self.train_seconds)} in all"
-        return out
-
-
-def run_wall_time(run: LoadedRun) -> WallTime | None:
-    """The run's wall time from config.json's ``created`` to the last ``finished_at`` in its
-    trial table; None when either is missing or unreadable (e.g. a hand-made table)."""
-    if "finished_at" not in run.trials:
-        return None
-    finished = pd.to_datetime(run.trials["finished_at"], errors="coerce", utc=True)
-    started = pd.to_datetime(run.config.get("created"), errors="coerce", utc=True)
-    if finished.isna().all() or pd.isna(started):
-        return None
-    last = finished.max()
-    if last < started:
-        return None
-    sessions = max(1, len([p for p in run.path.glob("tune-*") if p.is_dir()]))
-    train = pd.to_numeric(run.trials.get("train_seconds"), errors="coerce")
-    total = float(train.sum()) if train is not None and train.notna().any() else float("nan")
-    return WallTime(started, last, sessions, total)
-
-
-def run_scored_labels(run: LoadedRun, trials: pd.DataFrame) -> ScoredLabels | None:
-    """Which labels the run's mean AUC is over: the rule its config.json records (every label
-    with both classes for runs older than the rule) applied to the validation targets of the
-    first of ``trials`` with readable predictions; None when none has."""
-    rule = LabelRule.from_config(run.config)
-    for trial in trials["trial"]:
-        path = run.predictions_path(int(trial))
-        if path is None:
-            continue
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                y_true = np.asarray(data["y_true"])
-        except (OSError, KeyError, ValueError):
-            continue
-        y_true = y_true[:, None] if y_true.ndim == 1 else y_true
-        names = run.label_names
-        return rule.apply(y_true, names if len(names) == y_true.shape[1] else None)
-    return None
-
-
-def run_resolution_warnings(run: LoadedRun) -> dict[int, str]:
-    """Stage -> warning for the searched stages whose feature maps at the proxy resolution are
-    not larger than their largest kernel choice (:func:`mdsearch.search.resolution_warnings`):
-    the proxy cannot rank those stages' choices. The space comes from config.json, else from the
-    architectures the table holds; {} when the resolution or the space is unknown."""
-    from mdsearch.search import resolution_warnings
-    from mdsearch.space import ArchSpec, ArchSpecError, SearchSpace, SpaceError
-
-    resolution = (run.config.get("proxy") or {}).get("resolution")
-    if resolution is None and "resolution" in run.trials:
-        known = pd.to_numeric(run.trials["resolution"], errors="coerce").dropna()
-        resolution = known.iloc[0] if len(known) else None
-    space_info = run.config.get("space") or {}
-    choices = space_info.get("choices")
-    specs = []
-    for arch in dict.fromkeys(run.trials["arch"]):
-        try:
-            specs.append(ArchSpec.parse(arch))
-        except ArchSpecError:
-            continue
-    backbone = space_info.get("backbone") or (specs[0].backbone if specs else None)
-    if resolution is None or not backbone:
-        return {}
-    if not choices:  # an older config: the choices the run evaluated
-        choices = {
-            f"stage{i}": list(dict.fromkeys(spec.stages[i].token for spec in specs))
-            for i in range(len(specs[0].stages) if specs else 0)
-        }
-    try:
-        space = SearchSpace.from_dict({"stages": choices}, str(space_info.get("name")), backbone)
-    except (SpaceError, ArchSpecError):
-        return {}
-    warned = resolution_warnings(space, int(resolution))
-    stages = [int(re.match(r"stage(\d+)", w).group(1)) for w in warned]
-    return dict(zip(stages, warned))
-
-
-def _old_rule_note(run: LoadedRun, scored: ScoredLabels | None) -> str | None:
-    """For a run searched before the label rule: which labels the rule would leave out now."""
-    if scored is None or "label_rule" in run.config:
-        return None
-    now = replace(scored, rule=LABEL_RULE)
-    extra = [n for n in now.excluded if n not in scored.excluded]
-    if not extra:
-        return None
-    parts = "; ".join(f"{n} ({scored.counts_text(n)})" for n in extra)
-    return (
-        f"this run was searched before labels with fewer than {LABEL_RULE.min_positives} "
-        f"positives or {LABEL_RULE.min_negatives} negatives in the validation split were left "
-        f"out of the mean AUC: its mean AUCs (and their intervals) include {parts}"
-    )
 
 
 @dataclass
@@ -389,6 +262,70 @@ def analyse_run(
     """
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     objs = _objectives_for(run, objectives)
+    eligible, counts = eligible_trials(run, objs)
+    good = run.trials[eligible]
+    archs = pool_eligible(good, objs)
+    counts["archs"] = len(archs)
+    stage_model = _fit_stage_model(good, level)
+    if shrink:
+        shrink_to_stage_model(archs, stage_model)
+    points = minimisation_matrix(archs, objs)
+    ref = _reference_for(objs, points, reference)
+    archs["on_front"] = non_dominated(points)
+    front = front_members(archs, objs)
+    refs = reference_archs(run)
+    baseline, paper = refs.get("baseline", ""), refs.get("paper", "")
+    scored = run_scored_labels(run, good)
+    noise = run_seed_noise(run, good)
+    notes = [n for n in [old_label_rule_note(run, scored)] if n]
+    if not noise.known:
+        notes.append(NO_SEED_NOISE)
+    boot = None
+    if n_resamples > 0:
+        boot = PredictionBootstrap(
+            run, n_resamples=n_resamples, level=level, seed=seed, seed_noise=noise
+        )
+    paper_vs_baseline = attach_intervals(archs, front, boot, baseline, paper)
+    if boot is not None:
+        notes.extend(boot.notes)
+    if baseline and baseline not in archs.index:
+        notes.append("the baseline (no MD-Conv) was not evaluated in this run: no comparison")
+    return RunAnalysis(
+        run=run,
+        objectives=objs,
+        eligible=eligible,
+        archs=archs,
+        front=front,
+        reference={o.column: float(o.sign * r) for o, r in zip(objs, ref)},
+        hypervolume=hypervolume(points, ref),
+        history=hypervolume_over_trials(run.trials, eligible, objs, ref),
+        knee=front.index[knee_index(minimisation_matrix(front, objs))],
+        baseline=baseline,
+        paper=paper,
+        stage_share=_stage_share(archs, front),
+        counts=counts,
+        level=level,
+        n_resamples=n_resamples,
+        seed_noise=noise,
+        stage_model=stage_model,
+        scored_labels=scored,
+        resolution_warnings=run_resolution_warnings(run),
+        wall_time=run_wall_time(run),
+        paper_vs_baseline=paper_vs_baseline,
+        notes=notes,
+    )
+
+
+# -- the steps --------------------------------------------------------------------------------
+def eligible_trials(run: LoadedRun, objectives: Sequence[Objective]) -> tuple[pd.Series, dict]:
+    """Which of the run's trials may enter the front (COMPLETE, at the proxy's fidelity, every
+    objective present), and the trials counted by outcome (``total``, ``complete``, ``failed``,
+    ``stopped``, ``eligible``).
+
+    Raises:
+        ResultsError: no stand-alone trial, an objective's column missing, or no trial
+            eligible (the message says why, e.g. "all 5 trials failed").
+    """
     trials = run.trials
     if trials.empty:  # only a supernet run loads without a stand-alone row
         raise ResultsError(
@@ -396,7 +333,7 @@ def analyse_run(
             "stand-alone trials only (supernet scores rank, they do not enter it); `mdsearch "
             f"report {run.path}` shows the supernet's scores meanwhile"
         )
-    columns = [o.column for o in objs]
+    columns = [o.column for o in objectives]
     missing = [c for c in columns if c not in trials.columns]
     if missing:
         raise ResultsError(
@@ -416,30 +353,50 @@ def analyse_run(
             f"no trial in {run.path} finished the proxy, so the Pareto front is empty: "
             f"{ineligible_reason(trials, eligible)}"
         )
-    good = trials[eligible]
-    # latency_ms rides along when the table has it (an objective, or predicted anyway).
-    metrics = [*columns, "auc", "flops_m", "latency_ms", "params_m", "train_seconds"]
-    metrics += ["images_per_s"]
-    metrics += label_columns(trials)
-    archs = pool_by_arch(good, metrics)
-    counts["archs"] = len(archs)
-    stage_model = _fit_stage_model(good, level)
-    if stage_model is not None and shrink and stage_model.shrinks:
-        # A single lucky run must not put an architecture on the front: rank on the
-        # empirical-Bayes estimates, keep the raw means beside them.
-        archs["auc_mean"] = archs["auc"]
-        archs["auc"] = stage_model.estimates["shrunk"].reindex(archs.index)
+    return eligible, counts
 
-    points = minimisation_matrix(archs, objs)
-    ref = _reference_for(objs, points, reference)
-    archs["on_front"] = non_dominated(points)
-    hv = hypervolume(points, ref)
 
-    history_points = minimisation_matrix(trials, objs)
-    history_points[~eligible.to_numpy()] = np.nan
-    curve = hypervolume_history(history_points, ref, groups=trials["arch"])
+def pool_eligible(good: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    """The eligible trials pooled per architecture (:func:`~mdsearch.results.trials.pool_by_arch`):
+    the objectives, AUC, FLOPs, latency (when the table has it), params, train seconds,
+    images/s and every per-label AUC, averaged over the seeds."""
+    metrics = [o.column for o in objectives]
+    metrics += ["auc", "flops_m", "latency_ms", "params_m", "train_seconds", "images_per_s"]
+    return pool_by_arch(good, metrics + label_columns(good))
+
+
+def shrink_to_stage_model(archs: pd.DataFrame, model: StageEffectModel | None) -> None:
+    """Rank architectures on the stage model's empirical-Bayes estimates where it separates seed
+    noise from interactions (``archs['auc']``), keeping the raw means in ``archs['auc_mean']``:
+    a single lucky run must not put an architecture on the front. In place; nothing without a
+    model that shrinks."""
+    if model is None or not model.shrinks:
+        return
+    archs["auc_mean"] = archs["auc"]
+    archs["auc"] = model.estimates["shrunk"].reindex(archs.index)
+
+
+def front_members(archs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    """The rows of ``archs`` on the front (``on_front``), cheapest first: by FLOPs when it is an
+    objective (else the last objective), then by the first objective."""
+    cost = next((o for o in objectives if o.column == "flops_m"), objectives[-1])
+    order = list(dict.fromkeys([cost, objectives[0]]))
+    return archs[archs["on_front"]].sort_values(
+        [o.column for o in order], ascending=[o.direction == "min" for o in order]
+    )
+
+
+def hypervolume_over_trials(
+    trials: pd.DataFrame, eligible: pd.Series, objectives: Sequence[Objective], ref: np.ndarray
+) -> pd.DataFrame:
+    """The front's hypervolume after each trial, on each architecture's mean over the seeds run
+    so far, with ``repeat`` (a further seed of an architecture seen before) and ``fell`` (the
+    hypervolume went down: a further seed lowered a front member's mean)."""
+    points = minimisation_matrix(trials, objectives)
+    points[~eligible.to_numpy()] = np.nan
+    curve = hypervolume_history(points, ref, groups=trials["arch"])
     seen_before = trials["arch"].where(eligible).duplicated() & eligible
-    history = pd.DataFrame(
+    return pd.DataFrame(
         {
             "trial": trials["trial"].astype(int).to_numpy(),
             "hypervolume": curve,
@@ -449,84 +406,6 @@ def analyse_run(
         }
     )
 
-    refs = reference_archs(run)
-    baseline, paper = refs.get("baseline", ""), refs.get("paper", "")
-
-    # Cheapest first: by FLOPs when it is an objective (else the last objective), then the first.
-    cost = next((o for o in objs if o.column == "flops_m"), objs[-1])
-    order = list(dict.fromkeys([cost, objs[0]]))
-    front = archs[archs["on_front"]].sort_values(
-        [o.column for o in order], ascending=[o.direction == "min" for o in order]
-    )
-    knee_arch = front.index[knee_index(minimisation_matrix(front, objs))]
-
-    scored = run_scored_labels(run, good)
-    notes: list[str] = [n for n in [_old_rule_note(run, scored)] if n]
-    noise = run_seed_noise(run, good)
-    if not noise.known:
-        notes.append(NO_SEED_NOISE)
-    paper_vs_baseline = None
-    archs["auc_ci_low"] = np.nan
-    archs["auc_ci_high"] = np.nan
-    front["vs_cheaper"] = None
-    front["vs_baseline"] = None
-    if n_resamples > 0:
-        boot = PredictionBootstrap(
-            run, n_resamples=n_resamples, level=level, seed=seed, seed_noise=noise
-        )
-        wanted = [a for a in [*front.index, baseline, paper] if a in archs.index]
-        for arch in dict.fromkeys(wanted):
-            low, high = boot.interval(archs.at[arch, "trials"])
-            archs.loc[arch, ["auc_ci_low", "auc_ci_high"]] = [low, high]
-        cheaper: list[Any] = [None]
-        members = list(front.index)
-        for prev, cur in zip(members, members[1:]):
-            cheaper.append(boot.difference(archs.at[cur, "trials"], archs.at[prev, "trials"]))
-        front["vs_cheaper"] = cheaper
-        if baseline in archs.index:
-            base_trials = archs.at[baseline, "trials"]
-            front["vs_baseline"] = [
-                None if a == baseline else boot.difference(archs.at[a, "trials"], base_trials)
-                for a in members
-            ]
-            if paper in archs.index and paper != baseline:
-                paper_vs_baseline = boot.difference(archs.at[paper, "trials"], base_trials)
-        notes.extend(boot.notes)
-    front["auc_ci_low"] = archs.loc[front.index, "auc_ci_low"]
-    front["auc_ci_high"] = archs.loc[front.index, "auc_ci_high"]
-    for col in ("vs_cheaper", "vs_baseline"):
-        front[col + "_distinct"] = [
-            d.distinguishable if d is not None else None for d in front[col]
-        ]
-    if baseline and baseline not in archs.index:
-        notes.append("the baseline (no MD-Conv) was not evaluated in this run: no comparison")
-
-    stage_share = _stage_share(archs, front)
-    return RunAnalysis(
-        run=run,
-        objectives=objs,
-        eligible=eligible,
-        archs=archs,
-        front=front,
-        reference={o.column: float(o.sign * r) for o, r in zip(objs, ref)},
-        hypervolume=hv,
-        history=history,
-        knee=knee_arch,
-        baseline=baseline,
-        paper=paper,
-        stage_share=stage_share,
-        counts=counts,
-        level=level,
-        n_resamples=n_resamples,
-        seed_noise=noise,
-        stage_model=stage_model,
-        scored_labels=scored,
-        resolution_warnings=run_resolution_warnings(run),
-        wall_time=run_wall_time(run),
-        paper_vs_baseline=paper_vs_baseline,
-        notes=notes,
-    )
-
 
 def _fit_stage_model(trials: pd.DataFrame, level: float) -> StageEffectModel | None:
     """The additive stage model of the eligible trials, or None when it cannot be fitted."""
@@ -534,15 +413,6 @@ def _fit_stage_model(trials: pd.DataFrame, level: float) -> StageEffectModel | N
         return fit_stage_effects(trials, level=level)
     except ValueError:
         return None
-
-
-def run_seed_noise(run: LoadedRun, trials: pd.DataFrame) -> SeedNoise:
-    """Seed noise of one proxy run's AUC in ``run``: pooled over the architectures among
-    ``trials`` (those that finished the proxy) with several seeds, plus the run's proxy-check at
-    the run's proxy length when there is one."""
-    own = pooled_seed_noise(trials["auc"].to_numpy(), trials["arch"].to_numpy())
-    epochs = (run.config.get("proxy") or {}).get("epochs")
-    return own + proxy_check_seed_noise(run.path, epochs)
 
 
 def _stage_share(archs: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:

@@ -17,15 +17,21 @@ the table so far and answers:
 A front member with at least :data:`CONFIRMED_SEEDS` seeds is reported "confirmed", one with
 fewer "candidate". Only stand-alone rows count: a supernet run's scored sub-networks (``proxy``
 ``supernet``) are neither seeds nor estimates.
+
+While a search runs, the searcher asks :class:`FrontConfirmation` (the search's
+:class:`~mdsearch.search.study.ConfirmPolicy`), which reads the run's trial table in memory;
+:func:`next_to_confirm` is the decision itself, over any table (a replayed search's too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from mdsearch.search.trial_table import TrialTable
 from mdsearch.space import ArchSpec
 
 from .pareto import non_dominated
@@ -33,7 +39,7 @@ from .seed_noise import pooled_seed_noise
 from .stage_effects import fit_stage_effects
 from .trials import proxy_kind
 
-__all__ = ["CONFIRMED_SEEDS", "MAX_SEEDS", "evidence", "next_to_confirm"]
+__all__ = ["CONFIRMED_SEEDS", "MAX_SEEDS", "FrontConfirmation", "evidence", "next_to_confirm"]
 
 #: Seeds after which a front member's interval counts as settled ("confirmed").
 CONFIRMED_SEEDS = 3
@@ -122,3 +128,41 @@ def next_to_confirm(
         return None
     order = np.lexsort((costs, -value, archs["seeds"].to_numpy()))
     return str(next(archs.index[i] for i in order if room[i]))
+
+
+@dataclass(frozen=True)
+class FrontConfirmation:
+    """The confirmation policy of ``mdsearch run --confirm`` (a
+    :class:`~mdsearch.search.study.ConfirmPolicy`): :func:`next_to_confirm` over the run's
+    stand-alone rows.
+
+    Args:
+        cost: the cost objective's column (``flops_m`` or ``latency_ms``).
+        baseline: as :func:`next_to_confirm` (default: the backbone's own network).
+        max_seeds: seeds after which an architecture gets no more.
+
+    Example:
+        >>> from mdsearch.search.trial_table import TrialTable
+        >>> table = TrialTable.new([])
+        >>> for arch, auc, flops in (("a", 0.70, 1.0), ("b", 0.72, 2.0)):
+        ...     table.append({"arch": arch, "status": "COMPLETE", "fidelity": 2,
+        ...                   "target_fidelity": 2, "auc": auc, "flops_m": flops})
+        >>> FrontConfirmation(baseline="a").choose(table, {"a": 1, "b": 1})
+        'b'
+    """
+
+    cost: str = "flops_m"
+    baseline: str | None = None
+    max_seeds: int = MAX_SEEDS
+
+    def choose(self, trials: TrialTable, proposed: Mapping[str, int]) -> str | None:
+        """The architecture to give the next seed (None: let the sampler explore)."""
+        if not trials.count("standalone"):
+            return None
+        return next_to_confirm(
+            trials.frame("standalone"),
+            proposed,
+            baseline=self.baseline,
+            cost=self.cost,
+            max_seeds=self.max_seeds,
+        )

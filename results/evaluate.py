@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
-from mdsearch.search.settings import DEFAULT_VAL_FRACTION, DataSettings
 from mdsearch.space import ArchSpec
 
 from .errors import ResultsError
 from .evaluation_report import format_evaluation, write_evaluation
 from .metrics import Evaluation, evaluate_predictions
+from .saved_data import SavedDataFlags, check_label_count, load_saved_data
 from .uncertainty import DEFAULT_RESAMPLES
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ __all__ = [
     "evaluate_model",
     "evaluate_saved",
     "evaluate_weights",
-    "saved_data_settings",
 ]
 
 #: Images per forward pass at evaluation (memory only: the scores do not depend on it).
@@ -144,13 +143,7 @@ def evaluate_weights(
     """
     from .weights import load_weights, read_weights_metadata
 
-    n_labels = len(dataset.label_names)
-    if spec.num_classes != n_labels:
-        raise ResultsError(
-            f"{spec.canonical} has {spec.num_classes} outputs, --data {dataset.source!r} has "
-            f"{n_labels} label(s) ({', '.join(dataset.label_names)}): pass the arch and data "
-            "the weights were trained for"
-        )
+    check_label_count(spec, dataset)
     meta = read_weights_metadata(weights)
     model = load_weights(spec, weights, device=device)
     ev = evaluate_model(
@@ -176,85 +169,24 @@ def evaluate_weights(
     return ev
 
 
-def saved_data_settings(
-    spec: ArchSpec,
-    weights: str | Path,
-    data: str | None = None,
-    *,
-    resolution: int | None = None,
-    seed: int | None = None,
-    val_fraction: float | None = None,
-    cache_dir: str | Path | None = None,
-) -> tuple[DataSettings, dict[str, Any], dict[str, Any]]:
-    """The data settings saved weights are used with (``mdsearch eval`` and ``explain``).
-
-    Cheap: reads the weights' header and ``train.json`` next to them, loads no data. Defaults as
-    in :func:`evaluate_saved`: ``resolution`` from the header; ``data``, ``seed`` and
-    ``val_fraction`` from ``train.json``, else :class:`DataSettings`' defaults.
-
-    Returns:
-        ``(data_settings, weights_metadata, trained)``; ``trained`` is ``train.json``'s
-        ``data_settings`` (empty without one).
-
-    Raises:
-        ResultsError: missing or mismatched weights, or no resolution known.
-    """
-    import json
-
-    from .weights import check_weights_arch
-
-    weights = Path(weights)
-    meta = check_weights_arch(spec, weights)
-    if resolution is None:
-        if meta.get("resolution") is None:
-            raise ResultsError(
-                f"--weights {weights} do not say their training resolution: pass --resolution"
-            )
-        resolution = int(meta["resolution"])
-    trained: dict[str, Any] = {}
-    train_json = weights.parent / "train.json"
-    if train_json.is_file():
-        try:
-            trained = json.loads(train_json.read_text()).get("data_settings", {}) or {}
-        except (OSError, json.JSONDecodeError):
-            trained = {}
-    data_settings = DataSettings(
-        data=str(data if data is not None else trained.get("data", DataSettings.data)),
-        resolution=resolution,
-        cache_dir=None if cache_dir is None else str(cache_dir),
-        seed=int(seed if seed is not None else trained.get("seed", DataSettings.seed)),
-        val_fraction=float(
-            val_fraction
-            if val_fraction is not None
-            else trained.get("val_fraction", DEFAULT_VAL_FRACTION)
-        ),
-    )
-    return data_settings, meta, trained
-
-
 def evaluate_saved(
     spec: ArchSpec,
     weights: str | Path,
     data: str | None = None,
     *,
     out_dir: str | Path | None = None,
-    resolution: int | None = None,
-    seed: int | None = None,
-    val_fraction: float | None = None,
-    cache_dir: str | Path | None = None,
     eval_on_val: bool = False,
     device: str = "cpu",
     batch_size: int = EVAL_BATCH_SIZE,
     progress: bool = True,
     say: Callable[[str], Any] = print,
+    **flags: Unpack[SavedDataFlags],
 ) -> tuple[Evaluation, dict[str, Path]]:
     """``mdsearch eval``: evaluate saved weights on ``data`` and write the report.
 
-    Defaults come from the weights and the training folder they sit in: ``resolution`` from the
-    weights' header; ``data``, ``seed`` and ``val_fraction`` (the last two fix the validation
-    split the threshold is chosen on) from ``train.json`` next to them, else
-    :class:`~mdsearch.search.settings.DataSettings`' defaults (``phantom``, seed 0,
-    :data:`~mdsearch.search.settings.DEFAULT_VAL_FRACTION`).
+    The data is loaded by :func:`~mdsearch.results.saved_data.load_saved_data`: unset flags take
+    the training run's values (``train.json`` next to the weights; the resolution from the
+    weights' header).
 
     Args:
         spec: the architecture the weights were trained for.
@@ -262,12 +194,12 @@ def evaluate_saved(
         data: a ``--data`` value (default: the training run's).
         out_dir: where eval.json/eval.md/predictions.npz go (default: the weights' folder;
             earlier evaluation files there are replaced).
-        resolution, seed, val_fraction: override the defaults above.
-        cache_dir: image cache folder.
         eval_on_val: without a test split, report the validation split (labelled as such).
         device, batch_size: inference settings.
         progress: progress bar while an image cache is built.
         say: where one-line messages go.
+        flags: ``resolution``, ``seed``, ``val_fraction``, ``cache_dir``
+            (:class:`~mdsearch.results.saved_data.SavedDataFlags`; unset: the training run's).
 
     Returns:
         ``(evaluation, files)``.
@@ -276,30 +208,19 @@ def evaluate_saved(
         ResultsError: missing/mismatched weights, label mismatch, no test split, no resolution.
     """
     weights = Path(weights)
-    data_settings, meta, trained = saved_data_settings(
-        spec,
-        weights,
-        data,
-        resolution=resolution,
-        seed=seed,
-        val_fraction=val_fraction,
-        cache_dir=cache_dir,
-    )
-    resolution = data_settings.resolution
-    dataset = data_settings.load(progress=progress)
-    data, seed, val_fraction = data_settings.data, data_settings.seed, data_settings.val_fraction
-    say(f"data: {dataset.summary()}")
-    for note in dataset.notes:
-        say(f"  note: {note}")
+    saved = load_saved_data(spec, weights, data, progress=progress, say=say, **flags)
+    dataset, used = saved.dataset, saved.settings
     split = "val" if eval_on_val and "test" not in dataset.splits else "test"
     ev = evaluate_weights(spec, weights, dataset, split=split, device=device, batch_size=batch_size)
-    if trained.get("data") not in (None, data):
-        ev.warnings.append(f"the weights were trained on --data {trained['data']!r}, not {data!r}")
+    trained = saved.trained.get("data")
+    if trained not in (None, used.data):
+        ev.warnings.append(f"the weights were trained on --data {trained!r}, not {used.data!r}")
     settings = {
         "weights": str(weights),
-        "weights epoch": meta.get("epoch"),
-        "resolution": resolution,
-        "validation split": f"seed {seed}, val_fraction {val_fraction} (unless the source has its own)",
+        "weights epoch": saved.metadata.get("epoch"),
+        "resolution": used.resolution,
+        "validation split": f"seed {used.seed}, val_fraction {used.val_fraction} (unless the "
+        "source has its own)",
         "device": device,
     }
     files = write_evaluation(ev, out_dir or weights.parent, arch=spec, settings=settings)

@@ -3,9 +3,10 @@ returned as PNG bytes: AUC against each cost objective with the Pareto front, th
 after each trial, and where MD-Conv sits on the front; for a supernet run, the supernet's score
 against stand-alone AUC (:func:`supernet_figure`, ``supernet.png``).
 
-:func:`figure_pngs` draws them all, keyed like the files :func:`~mdsearch.results.report.
+:func:`report_figures` draws the report's plots as :class:`~mdsearch.results.document.Figure`
+blocks (PNG bytes, file name, alt text), keyed like the files :func:`~mdsearch.results.report.
 write_report` writes (``pareto_png``, ``pareto_latency_png``, ``hypervolume_png``,
-``stages_png``); :func:`figure_names` gives those files' names.
+``stages_png``, ``effects_png``).
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ import numpy as np
 import pandas as pd
 
 from .analysis import RunAnalysis
+from .document import Figure as FigureBlock  # matplotlib's Figure draws, this one is shown
 
 if TYPE_CHECKING:
-    from .supernet_report import SupernetSection
+    from .supernet_analysis import SupernetAnalysis
 
 __all__ = [
     "effects_figure",
-    "figure_names",
-    "figure_pngs",
     "hypervolume_figure",
     "pareto_figure",
     "projection_key",
     "projections",
+    "report_figures",
     "short_name",
     "stage_figure",
     "supernet_figure",
@@ -292,41 +293,36 @@ def effects_figure(analysis: RunAnalysis) -> bytes:
     return _png(fig)
 
 
-def figure_names(analysis: RunAnalysis) -> dict[str, str]:
-    """File key -> file name of every plot of the report (``pareto_png`` -> ``pareto.png``,
-    ``pareto_latency_png`` -> ``pareto_latency.png``, ``stages_png`` -> ``mdconv_stages.png``)."""
-    names = {"pareto_png": "pareto.png"}
-    for x in projections(analysis)[1:]:
+def report_figures(analysis: RunAnalysis) -> dict[str, FigureBlock]:
+    """Every plot of the report, by file key: ``pareto_png`` (``pareto.png``, AUC against the
+    first cost objective), ``pareto_<name>_png`` (``pareto_latency.png``...) for each further
+    one, ``hypervolume_png``, ``stages_png`` (``mdconv_stages.png``) and ``effects_png``
+    (``stage_effects.png``)."""
+    figures = {}
+    for x in projections(analysis):
         key = projection_key(analysis, x)
-        names[key] = f"{key[: -len('_png')]}.png"
-    names |= {
-        "hypervolume_png": "hypervolume.png",
-        "stages_png": "mdconv_stages.png",
-        "effects_png": "stage_effects.png",
-    }
-    return names
-
-
-def figure_pngs(analysis: RunAnalysis) -> dict[str, bytes]:
-    """Every plot of the report as PNG bytes, by the keys of :func:`figure_names`."""
-    return {
-        **{projection_key(analysis, x): pareto_figure(analysis, x) for x in projections(analysis)},
-        "hypervolume_png": hypervolume_figure(analysis),
-        "stages_png": stage_figure(analysis),
-        "effects_png": effects_figure(analysis),
+        name = "pareto.png" if key == "pareto_png" else f"{key[: -len('_png')]}.png"
+        figures[key] = FigureBlock(name, pareto_figure(analysis, x), f"AUC vs {short_name(x)}")
+    return figures | {
+        "hypervolume_png": FigureBlock(
+            "hypervolume.png", hypervolume_figure(analysis), "hypervolume"
+        ),
+        "stages_png": FigureBlock("mdconv_stages.png", stage_figure(analysis), "MD-Conv stages"),
+        "effects_png": FigureBlock("stage_effects.png", effects_figure(analysis), "stage effects"),
     }
 
 
-def supernet_figure(section: SupernetSection) -> bytes:
+def supernet_figure(supernet: SupernetAnalysis) -> FigureBlock:
     """Supernet score (x) against stand-alone mean AUC (y) for the architectures a supernet run
-    trained both ways, as PNG bytes; the title gives Kendall's tau (or says there are too few)."""
+    trained both ways (``supernet.png``); the title gives Kendall's tau (or says there are too
+    few)."""
     from matplotlib.figure import Figure
 
-    run = section.run
-    both = section.both
+    run = supernet.run
+    both = supernet.both
     fig = Figure(figsize=(6.5, 5))
     ax = fig.add_subplot()
-    epochs = section.epochs
+    epochs = supernet.epochs
     trained = f"{epochs:g}-epoch supernet, " if epochs is not None else ""
     ax.set_xlabel(
         f"supernet score (validation AUC of the sub-network; {trained}BatchNorm recalibrated)",
@@ -357,9 +353,9 @@ def supernet_figure(section: SupernetSection) -> bytes:
                 ax.annotate(row["arch_id"][:8], (row["score"], row["standalone_auc"]),
                             xytext=(4, 3), textcoords="offset points", fontsize=7)  # fmt: skip
         ax.legend(fontsize=8, loc="best")
-    title = f"Run {run.name}: supernet vs stand-alone ({section.agreement.text()})"
+    title = f"Run {run.name}: supernet vs stand-alone ({supernet.agreement.text()})"
     if run.synthetic:
         title += " [SYNTHETIC DATA]"
     ax.set_title(title, fontsize=8, wrap=True)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return FigureBlock("supernet.png", _png(fig), "supernet score vs stand-alone AUC")

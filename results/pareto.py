@@ -8,10 +8,8 @@ strictly better in at least one; equal points do not dominate each other, so dup
 on the front.
 
 Methods:
-    front, 2 objectives: sort by the first objective, then one pass with a running minimum of the
-        second, all in numpy: O(n log n). Three or more objectives: lexicographic sort, then blocks
-        of points are checked against the front found so far and against each other (a point can
-        only be dominated by one that sorts before it): O(n * front size).
+    front: :func:`non_dominated`, the search layer's dominance (:mod:`mdsearch.search.front`,
+        numpy only, re-exported here): O(n log n) for 2 objectives, O(n * front size) for more.
     hypervolume: exact. 2 objectives: a sweep over the sorted front, O(n log n). More: slices along
         the last objective, each slab's area by the (k-1)-objective method (O(n^2 log n) for 3).
     reference point (:func:`default_reference`): an objective's own ``reference`` when it has one
@@ -29,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from mdsearch.search.front import non_dominated
 
 from .errors import ResultsError
 
@@ -131,80 +131,6 @@ def minimisation_matrix(table: pd.DataFrame, objectives: Sequence[Objective]) ->
         raise ResultsError(f"the trial table has no column {', '.join(missing)}")
     cols = [table[o.column].to_numpy(dtype=float) * o.sign for o in objectives]
     return np.column_stack(cols) if cols else np.empty((len(table), 0))
-
-
-def non_dominated(points: np.ndarray) -> np.ndarray:
-    """Mask of the non-dominated rows of a minimisation matrix (rows with NaN never are).
-
-    Args:
-        points: (n, k) array, smaller is better in every column.
-
-    Returns:
-        (n,) bool array, True for rows on the Pareto front (duplicates of a front point too).
-
-    Example:
-        >>> non_dominated(np.array([[1, 3], [2, 2], [2, 3], [3, 1], [1, 3]])).tolist()
-        [True, True, False, True, True]
-    """
-    p = np.asarray(points, dtype=float)
-    if p.ndim != 2:
-        raise ValueError(f"points must be a 2-D array (n, k), got shape {p.shape}")
-    mask = np.zeros(len(p), dtype=bool)
-    valid = np.flatnonzero(~np.isnan(p).any(axis=1))
-    if len(valid) == 0:
-        return mask
-    q = p[valid]
-    k = q.shape[1]
-    if k == 1:
-        keep = q[:, 0] == q[:, 0].min()
-    elif k == 2:
-        keep = _non_dominated_2d(q)
-    else:
-        keep = _non_dominated_nd(q)
-    mask[valid[keep]] = True
-    return mask
-
-
-def _non_dominated_2d(p: np.ndarray) -> np.ndarray:
-    order = np.lexsort((p[:, 1], p[:, 0]))  # by x, then y
-    x, y = p[order, 0], p[order, 1]
-    new_x = np.ones(len(x), dtype=bool)
-    new_x[1:] = x[1:] != x[:-1]
-    starts = np.flatnonzero(new_x)
-    group = np.cumsum(new_x) - 1
-    group_min = y[starts]  # y is sorted within a group of equal x
-    # Best y among points with strictly smaller x: a point must beat it strictly.
-    before = np.concatenate(([np.inf], np.minimum.accumulate(group_min)[:-1]))
-    keep_sorted = (y == group_min[group]) & (y < before[group])
-    keep = np.empty(len(p), dtype=bool)
-    keep[order] = keep_sorted
-    return keep
-
-
-def _dominated_by_any(candidates: np.ndarray, by: np.ndarray) -> np.ndarray:
-    """For each candidate row, whether some row of ``by`` dominates it."""
-    if len(by) == 0 or len(candidates) == 0:
-        return np.zeros(len(candidates), dtype=bool)
-    le = np.all(by[None, :, :] <= candidates[:, None, :], axis=2)
-    lt = np.any(by[None, :, :] < candidates[:, None, :], axis=2)
-    return np.any(le & lt, axis=1)
-
-
-def _non_dominated_nd(p: np.ndarray, block: int = 256) -> np.ndarray:
-    # A dominator sorts lexicographically before what it dominates, and a dominated dominator is
-    # itself dominated by a front member, so each block needs checking only against the front
-    # found so far and against itself.
-    order = np.lexsort(p.T[::-1])
-    keep = np.zeros(len(p), dtype=bool)
-    front = np.empty((0, p.shape[1]))
-    for start in range(0, len(order), block):
-        idx = order[start : start + block]
-        chunk = p[idx]
-        ok = ~_dominated_by_any(chunk, front)
-        ok &= ~_dominated_by_any(chunk, chunk[ok])
-        keep[idx[ok]] = True
-        front = np.concatenate([front, chunk[ok]])
-    return keep
 
 
 def pareto_mask(table: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Series:

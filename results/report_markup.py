@@ -1,7 +1,10 @@
-"""The reports' building blocks: tables as Markdown and as HTML, embedded PNGs, the page's CSS.
+"""The renderers of a report's :class:`~mdsearch.results.document.Document`: Markdown
+(``report.md``), one self-contained HTML page (``report.html``) and plain text (the terminal).
 
-Shared by :mod:`mdsearch.results.report` and the sections it composes
-(:mod:`mdsearch.results.supernet_report`), so every table of a report looks and wraps alike.
+Each renders every kind of block the same way wherever it stands, so a section shows the same
+text and tables in every form; none reads a file (a figure's PNG travels in its block). The table
+primitives (:func:`markdown_table`, :func:`html_table`) and the page's style sheet are here too,
+so every table of a report looks and wraps alike.
 """
 
 from __future__ import annotations
@@ -9,22 +12,26 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .document import Block, Bullets, Document, Figure, Paragraph, Section, Table
+
 __all__ = [
     "REPORT_CSS",
     "SYNTHETIC_NOTICE",
-    "html_head",
+    "html_section",
     "html_table",
     "keep_intervals_whole",
-    "markdown_head",
+    "markdown_section",
     "markdown_table",
     "png_img",
-    "settings_table",
+    "render_html",
+    "render_markdown",
+    "render_text",
 ]
 
 #: What every report of a run on generated images says first.
@@ -51,7 +58,7 @@ overflow-wrap:anywhere}
 .warning{border-left:4px solid #d80;background:#fff6e5;padding:.4em .8em}
 .note{border-left:4px solid #888;background:#f6f6f6;padding:.4em .8em}
 .caption{color:#444;font-size:.92em;max-width:60em}
-img{max-width:100%} code{font-size:.9em} .methods li{margin:.2em 0}
+img{max-width:100%} code{font-size:.9em} li{margin:.2em 0}
 """
 
 
@@ -121,57 +128,132 @@ def png_img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
 
-def markdown_head(name: str, synthetic: bool) -> list[str]:
-    """The Markdown report's title and (for synthetic data) the notice, as lines."""
-    out = [f"# mdsearch report: {name}", ""]
-    if synthetic:
-        out += [f"> **{SYNTHETIC_NOTICE}**", ""]
-    return out
+# -- Markdown ---------------------------------------------------------------------------------
+_MARKDOWN_LEAD = {"note": "> **Note:** ", "warning": "> **Warning:** "}
 
 
-def html_head(name: str, synthetic: bool) -> list[str]:
-    """The HTML page's head, title and (for synthetic data) the notice, as parts."""
+def _markdown_block(block: Block) -> list[str]:
+    """A block as Markdown paragraphs (joined with blank lines by the caller)."""
+    if isinstance(block, Paragraph):
+        return [_MARKDOWN_LEAD.get(block.kind, "") + block.text]
+    if isinstance(block, Bullets):
+        return ["\n".join(f"- {item}" for item in block.items)] if block.items else []
+    if isinstance(block, Table):
+        return [*([block.caption] if block.caption else []), markdown_table(block.data)]
+    if isinstance(block, Figure):
+        return [f"![{block.alt}]({block.file})", *([block.caption] if block.caption else [])]
+    raise TypeError(f"not a block of a report: {block!r}")
+
+
+def markdown_section(section: Section) -> str:
+    """One section as Markdown: ``## title`` (none for an untitled section), then its blocks,
+    separated by blank lines.
+
+    Example:
+        >>> print(markdown_section(Section("Notes", (Paragraph("one", "note"),))))
+        ## Notes
+        <BLANKLINE>
+        > **Note:** one
+    """
+    parts = [f"## {section.title}"] if section.title else []
+    for block in section.blocks:
+        parts += _markdown_block(block)
+    return "\n\n".join(parts)
+
+
+def render_markdown(document: Document) -> str:
+    """The document as Markdown (``report.md``); the figures are linked by their file names."""
+    parts = [f"# {document.title}"] if document.title else []
+    if document.notice:
+        parts.append(f"> **{document.notice}**")
+    parts += [markdown_section(s) for s in document.sections]
+    return "\n\n".join(parts) + "\n"
+
+
+# -- HTML -------------------------------------------------------------------------------------
+def _html_block(block: Block) -> list[str]:
+    """A block as HTML elements."""
+    esc = html.escape
+    if isinstance(block, Paragraph):
+        cls = "" if block.kind == "text" else f' class="{block.kind}"'
+        return [f"<p{cls}>{esc(block.text)}</p>"]
+    if isinstance(block, Bullets):
+        items = "".join(f"<li>{esc(item)}</li>" for item in block.items)
+        return [f"<ul>{items}</ul>"] if block.items else []
+    if isinstance(block, Table):
+        table = html_table(
+            block.data, text=block.text_columns, arch=block.arch_columns, wrap=block.wrap_columns
+        )
+        return [*([f'<p class="caption">{esc(block.caption)}</p>'] if block.caption else []), table]
+    if isinstance(block, Figure):
+        img = png_img(block.png, block.alt)
+        return [img, *([f'<p class="caption">{esc(block.caption)}</p>'] if block.caption else [])]
+    raise TypeError(f"not a block of a report: {block!r}")
+
+
+def html_section(section: Section) -> str:
+    """One section as an HTML ``<section>`` (its ``id`` the section's anchor) with an ``<h2>``."""
+    anchor = f' id="{html.escape(section.anchor)}"' if section.anchor else ""
+    parts = [f"<section{anchor}>"]
+    if section.title:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+    for block in section.blocks:
+        parts += _html_block(block)
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render_html(document: Document) -> str:
+    """The document as one self-contained HTML page (``report.html``): the style sheet inline,
+    every figure embedded as a base64 PNG, no script, nothing fetched."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>mdsearch report: {esc(name)}</title>",
+        f"<title>{esc(document.title)}</title>",
         f"<style>{REPORT_CSS}</style></head><body>",
-        f"<h1>mdsearch report: {esc(name)}</h1>",
     ]
-    if synthetic:
-        parts.append(f'<p class="synthetic">{esc(SYNTHETIC_NOTICE)}</p>')
-    return parts
+    if document.title:
+        parts.append(f"<h1>{esc(document.title)}</h1>")
+    if document.notice:
+        parts.append(f'<p class="synthetic">{esc(document.notice)}</p>')
+    parts += [html_section(s) for s in document.sections]
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
-def settings_table(config: Mapping[str, Any]) -> pd.DataFrame:
-    """A run's config.json as a two-column table (``setting``, ``value``), nested keys joined
-    with dots, a typed setting equal to its resolved value listed once, the latency table's
-    entries counted rather than listed."""
+# -- plain text -------------------------------------------------------------------------------
+def _text_block(block: Block) -> list[str]:
+    """A block as lines of plain text; a figure is named by its file."""
+    if isinstance(block, Paragraph):
+        return [f"{block.kind}: {block.text}" if block.kind in ("note", "warning") else block.text]
+    if isinstance(block, Bullets):
+        return [f"- {item}" for item in block.items]
+    if isinstance(block, Table):
+        return [*([block.caption] if block.caption else []), block.data.to_string(index=False)]
+    if isinstance(block, Figure):
+        return [f"[figure: {block.alt} ({block.file})]"]
+    raise TypeError(f"not a block of a report: {block!r}")
 
-    def walk(prefix: str, value: Any) -> list[tuple[str, str]]:
-        if isinstance(value, Mapping):
-            out = []
-            for key, sub in value.items():
-                out.extend(walk(f"{prefix}.{key}" if prefix else str(key), sub))
-            return out
-        if isinstance(value, (list, tuple)):
-            return [(prefix, ", ".join(str(v) for v in value))]
-        return [(prefix, str(value))]
 
-    rows = walk("", dict(config))
-    # config.json keeps the settings as typed (``settings.*``) and the resolved blocks the run
-    # used (``proxy.*``, ``objectives``, ``seed``...): a setting equal to its resolved value is
-    # listed once.
-    resolved = {key: value for key, value in rows if not key.startswith("settings.")}
-    rows = [
-        (key, value)
-        for key, value in rows
-        if not (key.startswith("settings.") and resolved.get(key[len("settings.") :]) == value)
-    ]
-    entries = [r for r in rows if r[0].startswith("latency.table.")]
-    if entries:  # the table's times are in config.json; one line here is enough
-        rows = [r for r in rows if not r[0].startswith("latency.table.")]
-        rows.append(("latency.table", f"{len(entries)} entries (times in config.json)"))
-    return pd.DataFrame(rows, columns=["setting", "value"])
+def render_text(document: Document) -> str:
+    """The document as plain text for a terminal: the notice (``!! ...``), then each section's
+    title underlined and its blocks one per line; sections apart by a blank line.
+
+    Example:
+        >>> doc = Document("", (Section("", (Paragraph("2 trials"),)),), notice="Synthetic")
+        >>> print(render_text(doc))
+        !! Synthetic
+        2 trials
+    """
+    head = [document.title] if document.title else []
+    if document.notice:
+        head.append(f"!! {document.notice}")
+    parts = []
+    for section in document.sections:
+        lines = [section.title, "-" * len(section.title)] if section.title else []
+        for block in section.blocks:
+            lines += _text_block(block)
+        parts.append("\n".join(lines))
+    return "\n".join(head + ["\n\n".join(parts)] if parts else head)

@@ -1,58 +1,8 @@
-"""Which architectures a supernet run trains on their own, in which order.
-
-The supernet's scores rank sub-networks; they are not stand-alone AUCs (weights shared with
-every other sub-network, one training, no seed noise across architectures). What the
-stand-alone phase needs from them is an order: the supernet's own Pareto front of score against
-cost first (the architectures that would be on the front if the ranking held), then the front
-of what is left, and so on (non-dominated sorting, as NSGA-II ranks a population), each layer
-from cheap to costly. Trained in that order, one seed each, the budget goes to the
-architectures the supernet says could be on the front, and the confirmation phase then gives
-further seeds to those whose stand-alone intervals touch it.
-"""
+"""Which architectures a supernet run trains on their own, in which order: the search decides
+it (:mod:`mdsearch.search.supernet_candidates`); its name stays importable here."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
-from .pareto import non_dominated
+from mdsearch.search.supernet_candidates import rank_candidates
 
 __all__ = ["rank_candidates"]
-
-
-def rank_candidates(scores: pd.DataFrame, cost: str = "flops_m") -> list[str]:
-    """The scored architectures in the order the stand-alone phase trains them.
-
-    Args:
-        scores: the supernet rows of trials.csv (``arch``, ``status``, ``auc`` and ``cost``);
-            repeated scores of an architecture (other recalibration samples) are averaged.
-        cost: the cost objective's column (``flops_m`` or ``latency_ms``).
-
-    Returns:
-        Canonical architecture strings: Pareto layers of (score up, cost down) in order, each
-        sorted by cost, then score. Failed or unscored rows are left out.
-
-    Example:
-        >>> t = pd.DataFrame({"arch": list("abcd"), "status": "COMPLETE",
-        ...                   "auc": [0.80, 0.85, 0.82, 0.70], "flops_m": [1.0, 3.0, 2.0, 2.5]})
-        >>> rank_candidates(t)
-        ['a', 'c', 'b', 'd']
-    """
-    auc = pd.to_numeric(scores["auc"], errors="coerce")
-    costs = pd.to_numeric(scores[cost], errors="coerce")
-    ok = (scores["status"] == "COMPLETE") & np.isfinite(auc) & np.isfinite(costs)
-    if not ok.any():
-        return []
-    per_arch = (
-        pd.DataFrame({"arch": scores["arch"][ok], "auc": auc[ok], "cost": costs[ok]})
-        .groupby("arch")
-        .agg(auc=("auc", "mean"), cost=("cost", "first"))
-    )
-    order: list[str] = []
-    left = per_arch
-    while len(left):
-        front = non_dominated(np.c_[-left["auc"].to_numpy(), left["cost"].to_numpy()])
-        layer = left[front].sort_values(["cost", "auc"], ascending=[True, False])
-        order += list(layer.index)
-        left = left[~front]
-    return order

@@ -32,6 +32,7 @@ from mdsearch.search.settings import TrainRecipe
 from mdsearch.space import ArchSpec, atomic_write_text
 
 from .errors import ResultsError
+from .saved_data import check_label_count
 from .train_folder import (
     ARCH_JSON,
     CHECKPOINT,
@@ -119,13 +120,9 @@ class _History:
 
 
 def _check_labels(spec: ArchSpec, dataset: Dataset) -> None:
-    n_labels = len(dataset.label_names)
-    if spec.num_classes != n_labels:
-        raise ResultsError(
-            f"{spec.canonical} has {spec.num_classes} outputs, --data {dataset.source!r} has "
-            f"{n_labels} label(s) ({', '.join(dataset.label_names)}): pass an arch with "
-            f"c{n_labels} (e.g. from a search on this data) or data with {spec.num_classes} labels"
-        )
+    n = len(dataset.label_names)
+    remedy = f"pass an arch with c{n} (e.g. from a search on this data) or data with "
+    check_label_count(spec, dataset, f"{remedy}{spec.num_classes} labels")
 
 
 @dataclass

@@ -31,6 +31,7 @@ from mdsearch.search.trial_table import (
     empty_table,
     proxy_kind,
     read_trial_table,
+    stage_list,
 )
 from mdsearch.search.trial_table import label_columns as _label_columns
 from mdsearch.space import ArchSpec, ArchSpecError
@@ -58,7 +59,8 @@ class LoadedRun:
         path: the run folder.
         config: ``config.json`` as a dict (empty when the file is absent).
         trials: the stand-alone rows of ``trials.csv`` (every row of a run without a supernet),
-            one per finished trial, sorted by trial number: what the front is built on.
+            one per finished trial, sorted by trial number: what the front is built on
+            (``mdconv_stages`` as tuples of ints).
         supernet_scores: the rows whose ``proxy`` is ``supernet`` (sub-networks scored by the
             run's weight-sharing supernet), in table order; empty when there are none.
         supernet: ``supernet.json`` as a dict (the supernet's training), or None when absent.
@@ -158,6 +160,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if missing:
         raise ResultsError(f"{table_path} lacks column(s) {', '.join(missing)}")
     table["status"] = table["status"].astype(str).str.upper().str.strip()
+    if "mdconv_stages" in table:  # "1 5" on disk (other writers: "1;5", "1, 5"), a tuple here
+        table["mdconv_stages"] = [stage_list(v) for v in table["mdconv_stages"]]
     # A row without a trial number, architecture or status (e.g. cut off by a crash) is unusable.
     number = pd.to_numeric(table["trial"], errors="coerce")
     table = table[number.notna() & (table["arch"] != "") & (table["status"] != "")].copy()
@@ -250,26 +254,21 @@ def pool_by_arch(trials: pd.DataFrame, metric_columns: list[str]) -> pd.DataFram
     pooled["trials"] = by_arch["trial"].agg(lambda s: tuple(int(t) for t in s))
     pooled["first_trial"] = by_arch["trial"].min().astype(int)
     ids = by_arch["arch_id"].first() if "arch_id" in trials else None
+    specs = {a: _spec(a) for a in pooled.index}  # each architecture parsed once
     pooled["arch_id"] = [
-        (ids[a] if ids is not None and ids[a] else _arch_id(a)) for a in pooled.index
+        ids[a] if ids is not None and ids[a] else (specs[a].arch_id if specs[a] else "")
+        for a in pooled.index
     ]
-    pooled["mdconv_stages"] = [_mdconv_stages(a) for a in pooled.index]
+    pooled["mdconv_stages"] = [specs[a].mdconv_stages if specs[a] else () for a in pooled.index]
     pooled.index.name = "arch"
     return pooled
 
 
-def _arch_id(arch: str) -> str:
+def _spec(arch: str) -> ArchSpec | None:
     try:
-        return ArchSpec.parse(arch).arch_id
+        return ArchSpec.parse(arch)
     except ArchSpecError:
-        return ""
-
-
-def _mdconv_stages(arch: str) -> tuple[int, ...]:
-    try:
-        return ArchSpec.parse(arch).mdconv_stages
-    except ArchSpecError:
-        return ()
+        return None
 
 
 def reference_archs(run: LoadedRun) -> dict[str, str]:

@@ -32,13 +32,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mdsearch.search.scored_labels import LABEL_RULE, LabelRule
 
 from .seed_noise import SeedNoise, arch_interval, difference_samples, with_seed_noise
-from .trials import LoadedRun, load_run
+
+if TYPE_CHECKING:  # trials imports pandas: not for DEFAULT_RESAMPLES in --help
+    from .trials import LoadedRun
 
 __all__ = [
     "DEFAULT_RESAMPLES",
@@ -286,6 +289,8 @@ class PredictionBootstrap:
         seed_noise: SeedNoise | None = None,
         rule: LabelRule | None = None,
     ) -> None:
+        from .trials import LoadedRun, load_run
+
         self.run = run if isinstance(run, LoadedRun) else load_run(run)
         self.rule = rule if rule is not None else LabelRule.from_config(self.run.config)
         self.n_resamples = int(n_resamples)

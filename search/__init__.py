@@ -3,15 +3,16 @@ the Optuna study and the Ray Tune trials, the run folder and its trial table.
 
 The public names are re-exported here. Heavy modules (torch, Ray) are imported by the
 submodules that need them, when they need them: importing this package imports neither.
-:mod:`~mdsearch.search.progress` (Ray Tune callbacks) imports Ray, so its names are not
-re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check, :mod:`~mdsearch.search.supernet`
+:mod:`~mdsearch.search.progress` (Ray Tune callbacks) imports Ray and
+:mod:`~mdsearch.search.grid_sampler` Optuna, so their names are not re-exported; :mod:`~mdsearch.search.proxy_check` holds the proxy check, :mod:`~mdsearch.search.supernet`
 the weight-sharing supernet's training, :mod:`~mdsearch.search.subnet_scoring` the scoring of
 its sub-networks.
 """
 
 from .datasets import DataError, Dataset, load_dataset, parse_data_spec
+from .front import front_size, non_dominated, pareto_layers
 from .latency_for_search import check_latency_device, search_latency_table
-from .orchestrate import Prepared, prepare, run_search
+from .orchestrate import FinishedSearch, Prepared, prepare, run_search
 from .proxy import ProxyResult, TrialTimeout, proxy_train
 from .proxy_data import load_proxy_data, resolution_warnings, scored_validation_labels
 from .run_settings import (
@@ -41,7 +42,15 @@ from .settings import (
     SettingsError,
     TrainRecipe,
 )
-from .study import STUDY_NAME, SUPERNET_STUDY_NAME, make_sampler, proxy_search_class
+from .study import (
+    STUDY_NAME,
+    SUPERNET_STUDY_NAME,
+    ConfirmPolicy,
+    InOrder,
+    covering_plan,
+    make_sampler,
+    proxy_search_class,
+)
 from .subnet_scoring import recalibrate_batchnorm, score_subnet
 from .supernet import (
     SUPERNET_RECIPE,
@@ -53,11 +62,20 @@ from .supernet import (
     random_subnet,
     train_supernet,
 )
+from .supernet_candidates import rank_candidates
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext, run_trial
-from .trial_table import PROXY_KINDS, label_column, proxy_kind, read_trial_table
+from .trial_table import (
+    PROXY_KINDS,
+    TrialTable,
+    label_column,
+    proxy_kind,
+    read_trial_table,
+    stage_list,
+)
 
 __all__ = [
     "BOTH_CLASSES",
+    "ConfirmPolicy",
     "DEFAULT_VAL_FRACTION",
     "EARLY_STOP",
     "FAULT_KINDS",
@@ -80,6 +98,8 @@ __all__ = [
     "DataError",
     "DataSettings",
     "Dataset",
+    "FinishedSearch",
+    "InOrder",
     "LabelRule",
     "Prepared",
     "ProxyResult",
@@ -93,13 +113,18 @@ __all__ = [
     "SupernetTraining",
     "TrainRecipe",
     "TrialContext",
+    "TrialTable",
     "TrialTimeout",
     "check_latency_device",
+    "covering_plan",
+    "front_size",
     "label_column",
     "load_dataset",
     "load_proxy_data",
     "load_supernet",
     "make_sampler",
+    "non_dominated",
+    "pareto_layers",
     "parse_data_spec",
     "parse_objectives",
     "prepare",
@@ -108,6 +133,7 @@ __all__ = [
     "proxy_search_class",
     "proxy_train",
     "random_subnet",
+    "rank_candidates",
     "read_trial_table",
     "recalibrate_batchnorm",
     "resolution_warnings",
@@ -116,5 +142,6 @@ __all__ = [
     "score_subnet",
     "scored_validation_labels",
     "search_latency_table",
+    "stage_list",
     "train_supernet",
 ]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,19 +39,17 @@ from .proxy_data import load_proxy_data
 from .run_settings import GRID_LIMIT, SearchSettings
 from .runfolder import RunError, RunFolder
 from .scored_labels import LABEL_RULE, LabelRule
-from .study import recover_study
+from .study import covering_plan, recover_study
 from .supernet_run import candidate_plan, score_phase, train_supernet_phase
 from .trial import FAULT_KINDS, TEST_FAULT_ENV, TrialContext
-from .trial_table import proxy_kind
+from .trial_table import TrialTable
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .progress import FrontSize
     from .study import ConfirmPolicy
-    from .supernet_run import CandidateRanking
 
-__all__ = ["Prepared", "prepare", "run_search"]
+__all__ = ["FinishedSearch", "Prepared", "prepare", "run_search"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,20 @@ class Prepared:
     space: SearchSpace
     folder: RunFolder
     resume: bool
+
+
+@dataclass(frozen=True)
+class FinishedSearch:
+    """What :func:`run_search` returns: the run folder and its trial table as the search left
+    it (in memory: every row it read back on resume or wrote since, each also in trials.csv).
+
+    Args:
+        folder: the run folder.
+        table: its trial table.
+    """
+
+    folder: RunFolder
+    table: TrialTable
 
 
 def prepare(settings: SearchSettings, out: str | Path, *, resume: bool = False) -> Prepared:
@@ -148,24 +159,20 @@ def run_search(
     prepared: Prepared,
     *,
     quiet: bool = False,
-    front_size: FrontSize | None = None,
     confirm_policy: ConfirmPolicy | None = None,
-    candidate_ranking: CandidateRanking | None = None,
-) -> RunFolder:
-    """Run (or resume) the search to its budget; returns the run folder.
+) -> FinishedSearch:
+    """Run (or resume) the search to its budget; returns the run folder and its table.
+
+    The trial table is held in memory while the search runs (trials.csv is read once, on
+    ``--resume``, and appended to as trials end).
 
     Ray is started locally and stopped again unless ``settings.address`` names a cluster.
 
     Args:
         prepared: what :func:`prepare` returned.
         quiet: no progress display and no notes on stderr.
-        front_size: counts the Pareto front of the objective values for the progress display
-            (the command line passes the results package's; None: not shown).
         confirm_policy: chooses the architectures of the confirmation phase (the command line
-            passes :func:`mdsearch.results.next_to_confirm`); None explores to the end.
-        candidate_ranking: with ``--strategy supernet``, the order in which the stand-alone
-            phase trains the scored architectures (the command line passes the results
-            package's; None: by supernet score).
+            passes :class:`mdsearch.results.FrontConfirmation`); None explores to the end.
     """
     settings, space, folder = prepared.settings, prepared.space, prepared.folder
     with folder.lock():
@@ -182,13 +189,16 @@ def run_search(
             rule=label_rule,
         )
         num_classes = len(dataset.label_names)
-        table = folder.read_table()
-        table = table[proxy_kind(table) == "standalone"]  # a supernet run's scores are not trials
-        done = len(table)
+        table = (
+            TrialTable.read(folder.table_path, dataset.label_names)  # the one read of trials.csv
+            if prepared.resume
+            else TrialTable.new(dataset.label_names)
+        )
+        done = table.count("standalone")  # a supernet run's scores are not trials
         remaining = settings.budget - done
         if remaining <= 0:
             say(f"{folder.path}: all {settings.budget} trials of the budget are done")
-            return folder
+            return FinishedSearch(folder, table)
         latency = None
         if "latency" in settings.objectives:  # before Ray: timing wants the CPU to itself
             latency = run_latency_table(settings, space, folder, resume=prepared.resume, say=say)
@@ -200,19 +210,20 @@ def run_search(
             if settings.budget > space.size:
                 say(
                     f"note: --budget {settings.budget} exceeds the {space.size} distinct "
-                    f"architectures of space {space.name}: repeated proposals train further "
-                    "seeds of an architecture"
+                    f"architectures of space {space.name}: each is trained once (in a random "
+                    "order) before further seeds of any"
                 )
             metrics = settings.metric_columns
-            again = recover_study(folder, space, table, metrics) if prepared.resume else []
-            seen = Counter(table["arch"]) if done else Counter()
+            trials = table.frame("standalone")
+            again = recover_study(folder, space, trials, metrics) if prepared.resume else []
+            seen = table.seen("standalone")
             refs = [
                 space.encode(r)
                 for r in space.reference_points(num_classes)
                 if r.canonical not in seen
             ]
             if prepared.resume:
-                say(_resume_summary(folder, table, settings.budget, len(again), len(refs)))
+                say(_resume_summary(folder, trials, settings.budget, len(again), len(refs)))
             context = TrialContext(
                 data=settings.data,
                 recipe=settings.proxy,
@@ -226,7 +237,7 @@ def run_search(
                 latency=latency,
                 label_rule=label_rule,
             )
-            explore_plan, first_number = None, done
+            explore_plan = None
             if settings.strategy == "supernet":
                 train_supernet_phase(settings, space, folder, say=say, quiet=quiet)
                 score_phase(
@@ -234,23 +245,20 @@ def run_search(
                     space,
                     folder,
                     context,
+                    table=table,
                     num_classes=num_classes,
-                    label_names=dataset.label_names,
                     quiet=quiet,
-                    front_size=front_size,
                     say=say,
                 )
-                explore_plan = candidate_plan(folder, metrics[1], candidate_ranking)
-                first_number = len(folder.read_table())
+                explore_plan = candidate_plan(table, metrics[1])
                 say(f"stand-alone: {remaining} trial(s) of the supernet's best-ranked")
+            if space.size <= settings.budget:  # each architecture once before any repeat
+                first = explore_plan.archs if explore_plan is not None else ()
+                explore_plan = covering_plan(space, num_classes, settings.seed, first)
             plan = ray_session.TrialPlan(
                 remaining=remaining,
-                done=done,
-                seen=seen,
                 points=refs + [p for p in again if p not in refs],
                 num_classes=num_classes,
-                label_names=dataset.label_names,
-                first_number=first_number,
                 explore_plan=explore_plan,
                 desc="stand-alone" if settings.strategy == "supernet" else "search",
             )
@@ -260,11 +268,11 @@ def run_search(
                 folder,
                 context,
                 plan,
+                table=table,
                 quiet=quiet,
-                front_size=front_size,
                 confirm_policy=confirm_policy,
             )
         finally:
             if started_ray:
                 ray_session.stop_ray()
-    return folder
+    return FinishedSearch(folder, table)

@@ -1,9 +1,10 @@
 """Ray Tune callbacks on the driver: record each finished trial, show live progress.
 
 :class:`TrialRecorder` is the single writer of ``trials.csv`` (trials on other nodes report
-through Ray, so the table stays consistent on a cluster). :class:`LiveProgress` draws one
+through Ray, so the table stays consistent on a cluster) and appends each row to the run's
+:class:`~mdsearch.search.trial_table.TrialTable` in memory. :class:`LiveProgress` draws one
 progress bar with ETA and a status line: done / budget, running, failed, best AUC, front size
-(over the run's objectives).
+(over the run's objectives), all read off that table.
 """
 
 from __future__ import annotations
@@ -12,24 +13,20 @@ import datetime as dt
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
+from .front import front_size
 from .runfolder import RunError, RunFolder, RunFolderWriteError
-from .trial_table import CONFIG_COLUMNS, LABEL_PREFIX, TRIAL_COLUMNS
+from .trial_table import CONFIG_COLUMNS, LABEL_PREFIX, TRIAL_COLUMNS, TrialTable
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-__all__ = ["FrontSize", "InterruptFlag", "LiveProgress", "TrialNumbers", "TrialRecorder"]
-
-#: Number of non-dominated points among one tuple of objective values per trial, given
-#: ``"max"``/``"min"`` per objective (duplicates each count). The search does not define a
-#: Pareto front itself: the command line passes the results package's.
-FrontSize = Callable[[Sequence[Sequence[float]], Sequence[str]], int]
+__all__ = ["InterruptFlag", "LiveProgress", "TrialNumbers", "TrialRecorder"]
 
 
 class InterruptFlag:
@@ -96,13 +93,14 @@ def _last_error_line(trial: Trial) -> str:
 
 
 class TrialRecorder(Callback):
-    """Appends one row to trials.csv per finished, stopped or failed trial (driver side).
+    """Appends one row to trials.csv, and to the run's table in memory, per finished, stopped
+    or failed trial (driver side).
 
     One row per Ray trial id, whatever happened: a trial retried after its worker or node died
     keeps its id and gets its row when it finally ends (a retry announces itself on stderr and
     counts in :attr:`retries`). After Ctrl-C (``interrupted`` set) trials that did not finish
     get no row. A row that cannot be written is kept in :attr:`fatal` and raised, which ends
-    the search.
+    the search; it is not added to the table in memory either.
 
     The row is what the trial reported (every column it knows), plus what only the driver
     knows: the trial's number, its Ray id, its status, when it ended and why it failed. A trial
@@ -111,62 +109,56 @@ class TrialRecorder(Callback):
 
     Args:
         folder: the run folder (its trials.csv).
-        label_names: the dataset's findings (the AUC columns of a new table).
+        table: the run's trial table in memory (read back on resume; the rows written here
+            are appended to it).
         metrics: the objective columns (AUC first), as Optuna is told them.
         modes: ``"max"`` / ``"min"`` per objective.
-        start: rows already in the table (the next trial's number).
         quiet: no line per failure or retry on stderr.
         interrupted: the Ctrl-C flag.
-        numbers: the table numbers, shared with the searcher (default: numbered from
-            ``start`` here).
-        proxy: the rows this recorder's trials write (``standalone`` or ``supernet``); the
-            points and failures read back from the table are those rows'.
+        numbers: the table numbers, shared with the searcher (default: numbered from the
+            table's length here).
+        proxy: the rows this recorder's trials write (``standalone`` or ``supernet``); its
+            counts, failures and objective values are over those rows.
     """
 
     def __init__(
         self,
         folder: RunFolder,
-        label_names: Sequence[str],
+        table: TrialTable,
         metrics: Sequence[str],
         modes: Sequence[str],
-        start: int = 0,
         quiet: bool = False,
         interrupted: InterruptFlag | None = None,
         numbers: TrialNumbers | None = None,
         proxy: str = "standalone",
     ) -> None:
-        from .trial_table import proxy_kind
-
         self.folder = folder
-        self.numbers = numbers if numbers is not None else TrialNumbers(start)
-        self.label_names = tuple(label_names)
-        self.count = start
+        self.table = table
+        self.numbers = numbers if numbers is not None else TrialNumbers(len(table))
         self.quiet = quiet
-        self.failed = 0
+        self.proxy = proxy
         self.retries = 0
         self.interrupted = interrupted if interrupted is not None else InterruptFlag()
         self.fatal: RunError | None = None
         #: the objective columns and their directions
         self.metrics: list[str] = list(metrics)
         self.modes: list[str] = list(modes)
-        #: objective values of every COMPLETE trial, in ``metrics`` order (AUC first)
-        self.points: list[tuple[float, ...]] = []
         self._written: set[str] = set()
-        table = folder.read_table()
-        table = table[proxy_kind(table) == proxy]
-        if len(table):
-            ok = table[table["status"] == "COMPLETE"]
-            for _, row in ok.iterrows():
-                self._add_point(row)
-            self.failed = int((table["status"] == "FAILED").sum())
 
-    def _add_point(self, row: Mapping[str, Any]) -> None:
-        try:
-            values = tuple(float(row[m]) for m in self.metrics)
-        except (KeyError, TypeError, ValueError):
-            return
-        if all(math.isfinite(v) for v in values):
-            self.points.append(values)
+    @property
+    def count(self) -> int:
+        """Rows of this recorder's kind in the table (those of earlier invocations too)."""
+        return self.table.count(self.proxy)
+
+    @property
+    def failed(self) -> int:
+        """FAILED rows of this recorder's kind."""
+        return self.table.count(self.proxy, "FAILED")
+
+    @property
+    def points(self) -> list[tuple[float, ...]]:
+        """Objective values of every COMPLETE row of this kind, in ``metrics`` order."""
+        return self.table.objective_values(self.metrics, self.proxy)
 
     @property
     def best_auc(self) -> float:
@@ -198,16 +190,12 @@ class TrialRecorder(Callback):
             return
         row = self._row(trial, result or {}, status, error)
         try:
-            self.folder.append_row(row, self.label_names)
+            self.folder.append_row(row, columns=self.table.columns)
         except RunFolderWriteError as exc:
             self.fatal = exc
             raise
+        self.table.append(row)
         self._written.add(trial.trial_id)
-        self.count += 1
-        if status == "FAILED":
-            self.failed += 1
-        elif status == "COMPLETE":
-            self._add_point(row)
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -257,7 +245,6 @@ class LiveProgress(Callback):
         recorder: the run's recorder (counts, failures, objective values).
         total: the budget.
         done: trials already in the table.
-        front_size: counts the non-dominated objective values (None: no front size shown).
         desc: the bar's label.
     """
 
@@ -266,14 +253,12 @@ class LiveProgress(Callback):
         recorder: TrialRecorder,
         total: int,
         done: int = 0,
-        front_size: FrontSize | None = None,
         desc: str = "search",
     ) -> None:
         from tqdm import tqdm
 
         self.desc = desc
         self.recorder = recorder
-        self.front_size = front_size
         self.total = total
         self.start_done = done
         self.started = time.monotonic()
@@ -293,16 +278,27 @@ class LiveProgress(Callback):
         )
         self._shown = done
         self._status = ""
+        self._figures_at = -1
+        self._figures: tuple[int, str, int] = (0, "-", 0)
 
     def _status_text(self, trials) -> str:
         r = self.recorder
         running = sum(1 for t in trials if t.status == "RUNNING")
-        best = f"{r.best_auc:.4f}" if math.isfinite(r.best_auc) else "-"
+        failed, best, front = self._table_figures()
         retried = f" | retried {r.retries}" if r.retries else ""
-        text = f"running {running} | failed {r.failed}{retried} | best AUC {best}"
-        if self.front_size is not None:
-            text += f" | front {self.front_size(r.points, r.modes) if r.points else 0}"
-        return text
+        return f"running {running} | failed {failed}{retried} | best AUC {best} | front {front}"
+
+    def _table_figures(self) -> tuple[int, str, int]:
+        """Failures, best AUC and front size, read off the table once per new row (Tune calls
+        :meth:`on_step_end` many times a second)."""
+        r = self.recorder
+        if self._figures_at != len(r.table):
+            points = r.points
+            best = max((p[0] for p in points), default=math.nan)
+            best_text = f"{best:.4f}" if math.isfinite(best) else "-"
+            self._figures = (r.failed, best_text, front_size(points, r.modes))
+            self._figures_at = len(r.table)
+        return self._figures
 
     def _eta(self) -> str:
         finished = self.recorder.count - self.start_done

@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -36,11 +36,12 @@ from .run_settings import SearchSettings
 from .runfolder import RunError, RunFolder
 from .study import STUDY_NAME, make_sampler, proxy_search_class
 from .trial import TrialContext, run_trial
+from .trial_table import TrialTable
 
 if TYPE_CHECKING:
     from ray.tune import Stopper
 
-    from .progress import FrontSize, InterruptFlag
+    from .progress import InterruptFlag
     from .study import ConfirmPolicy, ExplorePlan
 
 __all__ = [
@@ -57,19 +58,19 @@ __all__ = [
 class TrialPlan:
     """What this invocation of the search runs, besides the settings.
 
+    What the table already holds (its rows of this phase's kind, the architectures they
+    trained, the next row's number) is read off the run's
+    :class:`~mdsearch.search.trial_table.TrialTable`, which :func:`run_trials` takes beside
+    the plan.
+
     Args:
         remaining: trials left to the budget.
-        done: rows already in the table.
-        seen: canonical string -> trials of it already in the table (repeats get seed + k).
         points: Optuna parameters to evaluate first (reference architectures, then trials a
             kill or Ctrl-C left unfinished).
         num_classes: the dataset's number of findings.
-        label_names: the dataset's findings.
         total: trials of this phase in all, for the progress display (None: the budget).
-        first_number: the next row's number in trials.csv (None: ``done``; a supernet run's
-            phases share the table).
-        proxy: the rows this phase writes (``standalone`` or ``supernet``: what the progress
-            and the failure count are over).
+        proxy: the rows this phase writes (``standalone`` or ``supernet``: what the progress,
+            the failure count and the repeats' seeds are over).
         study_name: the Optuna study of this phase.
         explore_plan: what the exploration proposes before the sampler does (None: the
             sampler only).
@@ -78,13 +79,9 @@ class TrialPlan:
     """
 
     remaining: int
-    done: int
-    seen: Mapping[str, int]
     points: Sequence[dict[str, Any]]
     num_classes: int
-    label_names: Sequence[str]
     total: int | None = None
-    first_number: int | None = None
     proxy: str = "standalone"
     study_name: str = STUDY_NAME
     explore_plan: ExplorePlan | None = None
@@ -137,8 +134,8 @@ def run_trials(
     context: TrialContext,
     plan: TrialPlan,
     *,
+    table: TrialTable,
     quiet: bool = False,
-    front_size: FrontSize | None = None,
     confirm_policy: ConfirmPolicy | None = None,
 ) -> None:
     """Run ``plan.remaining`` trials with Ray Tune (Ray must be started), recording each one.
@@ -149,8 +146,9 @@ def run_trials(
         folder: the run folder (its study.db, trials.csv and ``tune-<k>`` folders).
         context: what every trial shares.
         plan: what to run now.
+        table: the run's trial table in memory: the recorder appends each row to it, the
+            searcher (repeats, the confirmation policy) and the progress line read it.
         quiet: no progress display.
-        front_size: counts the Pareto front for the progress display.
         confirm_policy: chooses the architectures of the confirmation phase (after
             ``settings.explore_trials`` proposals); None explores to the end.
 
@@ -167,8 +165,8 @@ def run_trials(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     interrupted = InterruptFlag()
-    first = plan.done if plan.first_number is None else plan.first_number
-    numbers = TrialNumbers(start=first)  # trials.csv numbers, also stored in the study
+    numbers = TrialNumbers(start=len(table))  # trials.csv numbers, also stored in the study
+    done = table.count(plan.proxy)
     storage = optuna.storages.RDBStorage(folder.study_url)
     searcher = proxy_search_class()(
         space=space.distributions(),
@@ -181,11 +179,11 @@ def run_trials(
         mdsearch_space=space,
         num_classes=plan.num_classes,
         seed=settings.seed,
-        seen=plan.seen,
+        seen=table.seen(plan.proxy),
         interrupted=interrupted,
         confirm_after=settings.explore_trials if plan.confirm and settings.confirm > 0 else None,
         confirm_policy=confirm_policy if plan.confirm else None,
-        table_path=str(folder.table_path),
+        trial_table=table,
         trial_numbers=numbers,
         explore_plan=plan.explore_plan,
     )
@@ -203,10 +201,9 @@ def run_trials(
         )
     recorder = TrialRecorder(
         folder,
-        plan.label_names,
+        table,
         settings.metric_columns,
         settings.metric_modes,
-        start=plan.done,
         quiet=quiet,
         interrupted=interrupted,
         numbers=numbers,
@@ -218,8 +215,7 @@ def run_trials(
             LiveProgress(
                 recorder,
                 total=settings.budget if plan.total is None else plan.total,
-                done=plan.done,
-                front_size=front_size,
+                done=done,
                 desc=plan.desc,
             )
         )

@@ -40,6 +40,7 @@ from .trial_table import empty_table, read_trial_table, table_columns
 
 if TYPE_CHECKING:
     import pandas as pd
+    from filelock import FileLock
 
 __all__ = [
     "CONFIG_FILE",
@@ -170,21 +171,24 @@ class RunFolder:
 
     def check_not_in_use(self) -> None:
         """Refuse, with one line, when another ``mdsearch run`` holds the folder right now."""
+        if (self.path / LOCK_FILE).exists():
+            self._take_lock().release()
+
+    def _take_lock(self) -> FileLock:
+        """The folder's lock, held (the caller releases it); a :class:`RunError` naming the
+        holder when another ``mdsearch run`` has it: no run waits for another."""
         from filelock import FileLock, Timeout
 
         lock_path = self.path / LOCK_FILE
-        if not lock_path.exists():
-            return
-        probe = FileLock(str(lock_path), timeout=0)
+        lock = FileLock(str(lock_path), timeout=0)
         try:
-            probe.acquire()
+            lock.acquire()
         except Timeout:
             raise RunError(
                 f"{self.path} is in use by a running search (another `mdsearch run` holds "
-                f"{lock_path}); wait for it to finish or stop it, then `mdsearch run --resume "
-                f"{self.path}` continues it"
+                f"{lock_path}); wait for it to finish or stop it first"
             ) from None
-        probe.release()
+        return lock
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -196,20 +200,11 @@ class RunFolder:
         folder that existed before is never removed, so a failed ``--resume`` or a run into an
         existing folder leaves it as it was.
         """
-        from filelock import FileLock, Timeout
-
         made = _missing_dirs(self.path)  # deepest first
         lock_path = self.path / LOCK_FILE
         made_lock = not lock_path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(lock_path), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunError(
-                f"{self.path} is in use by another `mdsearch run` (lock {lock_path}); "
-                "wait for it to finish or stop it first"
-            ) from None
+        lock = self._take_lock()
         try:
             yield
         except BaseException:
@@ -220,33 +215,44 @@ class RunFolder:
             lock.release()
 
     # -- trial table ------------------------------------------------------------------------
-    def append_row(self, row: Mapping[str, Any], label_names: Sequence[str]) -> None:
+    def append_row(
+        self,
+        row: Mapping[str, Any],
+        label_names: Sequence[str] = (),
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> None:
         """Append one trial's row to trials.csv and fsync it, so a kill cannot lose it.
 
         The row goes out in one write; if that fails part-way (disk full) the file is cut back
         to its previous length, so the table never ends in a partial row. Rows follow the
-        header already in the file, so a table written by an older version (fewer columns)
-        stays aligned when its run is resumed.
+        table's header, so a table written by an older version (fewer columns) stays aligned
+        when its run is resumed. ``mdconv_stages`` goes out space-separated (``1 5``).
+
+        Args:
+            row: the row (column -> value; columns the header lacks are left out).
+            label_names: the dataset's findings (a new table's AUC columns), when ``columns``
+                is not given.
+            columns: the table's header (the driver's
+                :attr:`~mdsearch.search.trial_table.TrialTable.columns`); None: the file's
+                first line, or for a new file :data:`~mdsearch.search.trial_table.COLUMNS`
+                and one AUC column per label.
 
         Raises:
             RunFolderWriteError: the table could not be written; it holds the earlier rows.
         """
         import io
 
-        columns = table_columns(label_names)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         try:
             fd = os.open(self.table_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise RunFolderWriteError(self.table_path, exc, self.path) from exc
         try:
             size = os.fstat(fd).st_size
-            if size:
-                header = _header(self.table_path)
-                if header:
-                    writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
-                    columns = header
+            if columns is None:
+                columns = (_header(self.table_path) if size else []) or table_columns(label_names)
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
             if size == 0:
                 writer.writeheader()
             writer.writerow({k: _cell(row.get(k)) for k in columns})
@@ -267,7 +273,7 @@ class RunFolder:
     def read_table(self) -> pd.DataFrame:
         """trials.csv as a DataFrame with the schema's types
         (:func:`~mdsearch.search.trial_table.read_trial_table`); empty, with the columns, when
-        no trial ended yet."""
+        no trial ended yet. (A running search reads its table in memory, not here.)"""
         if not self.table_path.exists():
             return empty_table()
         return read_trial_table(self.table_path)

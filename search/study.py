@@ -21,6 +21,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mdsearch.space import ArchSpec, SearchSpace
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ray.tune.search.optuna import OptunaSearch
 
     from .progress import TrialNumbers
+    from .trial_table import TrialTable
 
 __all__ = [
     "STUDY_NAME",
@@ -40,7 +42,9 @@ __all__ = [
     "TABLE_TRIAL_ATTR",
     "ConfirmPolicy",
     "ExplorePlan",
+    "InOrder",
     "Interrupted",
+    "covering_plan",
     "make_sampler",
     "objective_values",
     "proxy_search_class",
@@ -59,15 +63,79 @@ SUPERNET_STUDY_NAME = "mdsearch-supernet"
 TABLE_TRIAL_ATTR = "table_trial"
 
 
-#: The confirmation policy: (trial table so far, canonical string -> trials proposed) -> the
-#: architecture to give the next seed, or None to let the sampler explore.
-ConfirmPolicy = Callable[["pd.DataFrame", Mapping[str, int]], "str | None"]
+class ConfirmPolicy(Protocol):
+    """The confirmation policy: which architecture the confirmation phase (``--confirm``) gives
+    its next seed. Judging results is the results layer's job, so the search takes the policy
+    from its caller (the command line passes :class:`mdsearch.results.FrontConfirmation`).
+    Ray Tune pickles the searcher that holds it: a policy is plain data."""
+
+    def choose(self, trials: TrialTable, proposed: Mapping[str, int]) -> str | None:
+        """The architecture to give the next seed, or None to let the sampler explore.
+
+        Args:
+            trials: the run's trial table so far, in memory (every kind of row: a policy
+                reads the stand-alone ones).
+            proposed: canonical string -> trials proposed so far (running ones included).
+        """
+        ...
 
 
 #: A planned exploration: canonical string -> trials proposed so far, to the architecture to
 #: propose next, or None to let the sampler propose (e.g. a supernet run's stand-alone phase
 #: trains the supernet's best-ranked architectures in order).
 ExplorePlan = Callable[[Mapping[str, int]], "str | None"]
+
+
+@dataclass(frozen=True)
+class InOrder:
+    """An :data:`ExplorePlan`: the first of ``archs`` not proposed yet (None once all were).
+    A class, not a closure: Ray Tune pickles the searcher that holds it.
+
+    Args:
+        archs: canonical strings, in the order to propose them.
+        before_confirmation: the confirmation phase waits until every one was proposed (a
+            covering plan: :func:`covering_plan`).
+
+    Example:
+        >>> plan = InOrder(("a", "b"))
+        >>> plan({}), plan({"a": 1}), plan({"a": 1, "b": 2})
+        ('a', 'b', None)
+    """
+
+    archs: tuple[str, ...]
+    before_confirmation: bool = False
+
+    def __call__(self, seen: Mapping[str, int]) -> str | None:
+        return next((a for a in self.archs if not seen.get(a)), None)
+
+
+def covering_plan(
+    space: SearchSpace, num_classes: int, seed: int, first: Sequence[str] = ()
+) -> InOrder:
+    """Every architecture of a space once, in a random order (seeded), before any repeat and
+    before the confirmation phase: what a search whose budget is no smaller than its space
+    explores, whatever the sampler (a sampler's own proposals repeat architectures long before
+    a small space is covered: ``--sampler random --space paper --budget 16`` trained 8 of the
+    16 networks). The reference architectures run before any plan (they are queued first).
+
+    Args:
+        space: the searched space.
+        num_classes: the dataset's number of findings.
+        seed: the run's seed (the same order on ``--resume``).
+        first: architectures to propose before the random order (a supernet run's ranked
+            candidates).
+
+    Example:
+        >>> from mdsearch.space import load_space
+        >>> plan = covering_plan(load_space("paper"), 14, seed=0)
+        >>> len(plan.archs), len(set(plan.archs)), plan.before_confirmation
+        (16, 16, True)
+    """
+    import random
+
+    every = [spec.canonical for spec in space.enumerate(num_classes)]
+    random.Random(seed).shuffle(every)
+    return InOrder(tuple(dict.fromkeys([*first, *every])), before_confirmation=True)
 
 
 class Interrupted(Protocol):
@@ -103,26 +171,10 @@ def make_sampler(
         )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    from .grid_sampler import BudgetGridSampler
+
     grid = {k: list(d.choices) for k, d in space.distributions().items()}
-    return _grid_sampler_class()(grid, seed=seed)
-
-
-def _grid_sampler_class() -> type[optuna.samplers.GridSampler]:
-    """Optuna's GridSampler, without its stop at the end of the grid.
-
-    GridSampler calls ``study.stop()`` after the trial that visits the last grid point, which
-    Optuna allows only inside ``study.optimize``; Ray Tune asks and tells instead, so the tell of
-    that trial raised and the search broke. Here the budget ends the run, and proposals after
-    the grid is covered revisit grid points (Optuna picks them at random), which the searcher
-    trains as further seeds.
-    """
-    import optuna
-
-    class BudgetGridSampler(optuna.samplers.GridSampler):
-        def after_trial(self, study, trial, state, values) -> None:  # noqa: ANN001
-            """No ``study.stop()``: the run's budget decides when it ends."""
-
-    return BudgetGridSampler
+    return BudgetGridSampler(grid, seed=seed)
 
 
 def objective_values(values: Mapping[str, Any], metrics: Sequence[str]) -> list[float] | None:
@@ -147,7 +199,10 @@ def proxy_search_class() -> type[OptunaSearch]:
     Its constructor takes OptunaSearch's arguments and ``mdsearch_space`` (the
     :class:`~mdsearch.space.SearchSpace`), ``num_classes``, ``seed`` (repeat k of an
     architecture trains with seed + k), ``seen`` (architectures already in the table -> count),
-    ``interrupted`` (an :class:`Interrupted` flag), ``trial_numbers`` (the recorder's
+    ``interrupted`` (an :class:`Interrupted` flag), ``confirm_after`` (proposals before the
+    confirmation phase), ``confirm_policy`` (a :class:`ConfirmPolicy`), ``trial_table`` (the
+    run's :class:`~mdsearch.search.trial_table.TrialTable`, which the policy reads),
+    ``trial_numbers`` (the recorder's
     :class:`~mdsearch.search.progress.TrialNumbers`: each Optuna trial then carries its
     trials.csv number as the user attribute :data:`TABLE_TRIAL_ATTR`) and ``explore_plan`` (an
     :class:`ExplorePlan` the exploration follows before the sampler's own proposals).
@@ -171,7 +226,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             interrupted: Interrupted,
             confirm_after: int | None = None,
             confirm_policy: ConfirmPolicy | None = None,
-            table_path: str | None = None,
+            trial_table: TrialTable | None = None,
             trial_numbers: TrialNumbers | None = None,
             explore_plan: ExplorePlan | None = None,
             **kwargs: Any,
@@ -185,7 +240,7 @@ def proxy_search_class() -> type[OptunaSearch]:
             self._md_interrupted = interrupted
             self._md_confirm_after = confirm_after
             self._md_confirm_policy = confirm_policy
-            self._md_table_path = table_path
+            self._md_table = trial_table
             self._md_numbers = trial_numbers
             self._md_plan = explore_plan
             study = getattr(self, "_ot_study", None)
@@ -196,18 +251,15 @@ def proxy_search_class() -> type[OptunaSearch]:
 
         def _confirmation(self) -> str | None:
             """The architecture the confirmation phase gives the next seed (None: explore)."""
-            if self._md_confirm_policy is None or self._md_confirm_after is None:
+            policy, table = self._md_confirm_policy, self._md_table
+            if policy is None or self._md_confirm_after is None or table is None:
                 return None
             if sum(self._md_seen.values()) < self._md_confirm_after:
                 return None
-            from .trial_table import proxy_kind, read_trial_table
-
-            try:
-                table = read_trial_table(self._md_table_path)
-            except (FileNotFoundError, ValueError):  # no row yet (pandas' EmptyDataError)
-                return None
-            table = table[proxy_kind(table) == "standalone"]  # a supernet score confirms nothing
-            return self._md_confirm_policy(table, dict(self._md_seen))
+            plan = self._md_plan
+            if isinstance(plan, InOrder) and plan.before_confirmation and plan(self._md_seen):
+                return None  # a small space is covered first
+            return policy.choose(table, dict(self._md_seen))
 
         def _planned(self) -> str | None:
             """The explore plan's next architecture, once the study has nothing queued (the

@@ -17,8 +17,8 @@ cluster node or a GPU), all in one run folder:
    ``paper``) is scored exhaustively, a larger one as the sampler proposes;
 3. **stand-alone** (the ordinary search, :func:`~mdsearch.search.ray_session.run_trials`, with
    :func:`candidate_plan`): the baseline and the paper's network first, then the architectures
-   in the order the candidate ranking gives (the command line passes the results package's:
-   the supernet's Pareto layers), one seed each, then the confirmation phase (``--confirm``)
+   in the order :func:`~mdsearch.search.supernet_candidates.rank_candidates` gives (the
+   supernet's Pareto layers), one seed each, then the confirmation phase (``--confirm``)
    gives further seeds to those whose intervals touch the front. ``--budget`` counts these
    trials; the front and every claim of the report rest on them only.
 """
@@ -26,41 +26,34 @@ cluster node or a GPU), all in one run folder:
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .runfolder import RunError, RunFolder
 from .settings import DataSettings, TrainRecipe
-from .study import SUPERNET_STUDY_NAME, ExplorePlan, recover_study
+from .study import SUPERNET_STUDY_NAME, ExplorePlan, InOrder, recover_study
 from .supernet import SupernetSettings
+from .supernet_candidates import rank_candidates
 from .trial import TrialContext, _failure_reason, _node_id, _worker_dataset
+from .trial_table import TrialTable
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from mdsearch.space import SearchSpace
 
-    from .progress import FrontSize
     from .run_settings import SearchSettings
 
 __all__ = [
-    "CandidateRanking",
     "SupernetTrialContext",
     "candidate_plan",
     "score_phase",
     "train_supernet_phase",
     "train_supernet_trial",
 ]
-
-#: (the supernet rows of trials.csv, the cost objective's column) -> canonical strings in the
-#: order the stand-alone phase trains them (the command line passes
-#: :func:`mdsearch.results.supernet_candidates.rank_candidates`).
-CandidateRanking = Callable[["pd.DataFrame", str], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -311,32 +304,31 @@ def score_phase(
     folder: RunFolder,
     context: TrialContext,
     *,
+    table: TrialTable,
     num_classes: int,
-    label_names: Sequence[str],
     quiet: bool,
-    front_size: FrontSize | None,
     say: Callable[[str], None],
 ) -> None:
     """Phase 2: score ``settings.scores_for(space.size)`` sub-networks on the trained supernet,
-    one Ray Tune trial each (continuing the scores a kill left unfinished)."""
+    one Ray Tune trial each (continuing the scores a kill left unfinished); their rows go to
+    trials.csv and to ``table``, the run's trial table in memory."""
     from .ray_session import TrialPlan, run_trials
-    from .trial_table import proxy_kind
 
-    table = folder.read_table()
-    rows = table[proxy_kind(table) == "supernet"]
+    scored = table.count("supernet")
     target = settings.scores_for(space.size)
-    if len(rows) >= target:
-        say(f"supernet: {len(rows)} sub-networks scored (of {target})")
+    if scored >= target:
+        say(f"supernet: {scored} sub-networks scored (of {target})")
         return
-    seen = Counter(rows["arch"]) if len(rows) else Counter()
+    seen = table.seen("supernet")
+    rows = table.frame("supernet")
     again = recover_study(folder, space, rows, settings.metric_columns, SUPERNET_STUDY_NAME)
     refs = [space.encode(r) for r in space.reference_points(num_classes) if r.canonical not in seen]
     plan: ExplorePlan | None = None
     if space.size <= target:  # exhaustively, each architecture once
         every = [spec.canonical for spec in space.enumerate(num_classes)]
-        plan = _in_order(every)
+        plan = InOrder(tuple(every))
     say(
-        f"supernet: scoring {target - len(rows)} sub-network(s)"
+        f"supernet: scoring {target - scored} sub-network(s)"
         + (" (every architecture of the space)" if plan is not None else f" ({settings.sampler})")
     )
     run_trials(
@@ -350,58 +342,29 @@ def score_phase(
             supernet_checkpoint=str(folder.supernet_checkpoint),
         ),
         TrialPlan(
-            remaining=target - len(rows),
-            done=len(rows),
-            seen=seen,
+            remaining=target - scored,
             points=refs + [p for p in again if p not in refs],
             num_classes=num_classes,
-            label_names=label_names,
             total=target,
-            first_number=len(table),
             proxy="supernet",
             study_name=SUPERNET_STUDY_NAME,
             explore_plan=plan,
             confirm=False,
             desc="supernet scores",
         ),
+        table=table,
         quiet=quiet,
-        front_size=front_size,
     )
-    table = folder.read_table()
-    rows = table[(proxy_kind(table) == "supernet") & (table["status"] == "COMPLETE")]
-    if len(rows):
+    seconds = [r["train_seconds"] for r in table.rows("supernet") if r["status"] == "COMPLETE"]
+    if seconds:
         say(
-            f"supernet: {len(rows)} sub-networks scored, {rows['train_seconds'].median():.1f} s "
+            f"supernet: {len(seconds)} sub-networks scored, {statistics.median(seconds):.1f} s "
             "each (median: BatchNorm recalibration + validation)"
         )
 
 
-def candidate_plan(
-    folder: RunFolder, cost: str, ranking: CandidateRanking | None = None
-) -> ExplorePlan:
-    """Phase 3's exploration: the scored architectures in the order ``ranking`` gives (default:
-    by supernet score, best first), each proposed once."""
-    from .trial_table import proxy_kind
-
-    table = folder.read_table()
-    rows = table[(proxy_kind(table) == "supernet") & (table["status"] == "COMPLETE")]
-    if ranking is not None:
-        order = list(ranking(rows, cost))
-    else:
-        order = list(rows.groupby("arch")["auc"].mean().sort_values(ascending=False).index)
-    return _in_order(order)
-
-
-@dataclass(frozen=True)
-class _InOrder:
-    """An :data:`ExplorePlan`: the first of ``archs`` not proposed yet (None when all were).
-    A class, not a closure: Ray Tune pickles the searcher that holds it."""
-
-    archs: tuple[str, ...]
-
-    def __call__(self, seen: Mapping[str, int]) -> str | None:
-        return next((a for a in self.archs if not seen.get(a)), None)
-
-
-def _in_order(archs: Sequence[str]) -> ExplorePlan:
-    return _InOrder(tuple(archs))
+def candidate_plan(table: TrialTable, cost: str) -> InOrder:
+    """Phase 3's exploration: the scored architectures (the run's table's ``supernet`` rows)
+    in the order :func:`~mdsearch.search.supernet_candidates.rank_candidates` gives, each
+    proposed once."""
+    return InOrder(tuple(rank_candidates(table.frame("supernet"), cost)))

@@ -4,6 +4,9 @@ and exit 2, a broken space file names the line and column. Nothing here trains o
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 
 import pytest
 from search_fixtures import TWO_STAGE_SPACE
@@ -107,6 +110,39 @@ def test_no_command_lists_the_commands(capsys):
     assert "usage: mdsearch" in err
     for command in ("run", "report", "export", "train", "proxy-check"):
         assert f"\n    {command}" in err, command
+
+
+# Every --help in a fresh interpreter; prints, per command line, the heavy libraries it imported.
+_HELP_IMPORTS = """
+import contextlib, io, json, sys
+from mdsearch.cli import main
+heavy = ("pandas", "torch", "ray")
+found = {}
+for argv in json.loads(sys.argv[1]):
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(argv)
+    except SystemExit:
+        pass
+    found[" ".join(argv)] = [m for m in heavy if m in sys.modules]
+print(json.dumps(found))
+"""
+
+
+def test_help_imports_no_pandas_torch_or_ray():
+    # --help is the first thing a user runs: it should answer in well under a second, not after
+    # seconds of imports (pandas, torch and Ray together take several on a laptop).
+    argvs = [["--help"]] + [[command, "--help"] for command in sorted(_commands())]
+    done = subprocess.run(
+        [sys.executable, "-c", _HELP_IMPORTS, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = json.loads(done.stdout)
+    assert set(found) == {" ".join(argv) for argv in argvs}
+    assert not any(found.values()), found
 
 
 def test_help_still_shows_the_whole_usage(capsys):

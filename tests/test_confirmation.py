@@ -11,7 +11,7 @@ import pytest
 from search_fixtures import TINY_PROXY, table_rows
 from test_search import run_cli
 
-from mdsearch.results import MAX_SEEDS, evidence, next_to_confirm
+from mdsearch.results import MAX_SEEDS, FrontConfirmation, evidence, next_to_confirm
 from mdsearch.space import ArchSpec
 
 BASE = ArchSpec.default("mobilenetv2_100", 5)
@@ -51,6 +51,45 @@ def test_the_fewest_seeded_candidate_goes_first_and_the_baseline_stays_in():
     assert next_to_confirm(table, proposed) is None  # every candidate has its seeds
 
 
+def test_the_searcher_confirms_from_the_table_in_memory_without_reading_trials_csv(
+    space_file, monkeypatch
+):
+    """With --confirm every proposal asks the policy; it reads the run's table in memory (it
+    re-read and re-parsed trials.csv each time), and a supernet score confirms nothing."""
+    import threading
+
+    from mdsearch.search import TrialTable, proxy_search_class
+    from mdsearch.space import load_space
+
+    def no_csv(*args, **kwargs):
+        raise AssertionError("the driver read a CSV while the search ran")
+
+    monkeypatch.setattr(pd, "read_csv", no_csv)
+    space = load_space(space_file)
+    table = TrialTable.new([])
+    searcher = proxy_search_class()(
+        space=space.distributions(), metric=["auc", "flops_m"], mode=["max", "min"],
+        sampler=optuna.samplers.RandomSampler(seed=0), mdsearch_space=space, num_classes=5,
+        seed=0, seen={}, interrupted=threading.Event(), confirm_after=2,
+        confirm_policy=FrontConfirmation(), trial_table=table,
+    )  # fmt: skip
+    scored = BASE.with_stage(3, (3, 5), (1, 1)).canonical  # best and cheapest, if it counted
+    table.append({"arch": scored, "proxy": "supernet", "status": "COMPLETE", "fidelity": 1.0,
+                  "target_fidelity": 1.0, "auc": 0.99, "flops_m": 1.0})  # fmt: skip
+    phases, archs = [], []
+    for k in range(6):
+        config = searcher.suggest(f"t{k}")
+        trial = searcher._ot_trials[f"t{k}"]
+        phases.append(trial.user_attrs["phase"])
+        archs.append(config["arch"])
+        auc = 0.9 if k == 0 else 0.6  # the first architecture leads clearly
+        result = {"auc": auc, "flops_m": 1200.0 + k, "fidelity": 1.0, "target_fidelity": 1.0}
+        searcher.on_trial_complete(f"t{k}", {**result, "final": True})
+        table.append({**result, **config, "status": "COMPLETE"})  # as the recorder does
+    assert phases == ["explore", "explore"] + ["confirm"] * 4
+    assert set(archs[2:]) <= set(archs[:2])  # further seeds of what was trained, not the score
+
+
 def test_evidence_words():
     assert evidence(1) == "candidate" and evidence(3) == "confirmed"
 
@@ -64,7 +103,9 @@ def test_run_with_confirmation_gives_further_seeds_and_resumes(tmp_path, cache_d
     assert settings["confirm"] == 0.5
     study = optuna.load_study(study_name="mdsearch", storage=f"sqlite:///{out / 'study.db'}")
     phases = [t.user_attrs["phase"] for t in sorted(study.trials, key=lambda t: t.number)]
-    assert phases == ["explore"] * 3 + ["confirm"] * 3
+    # The share would start confirming after 3 trials, but a space no larger than the budget
+    # (4 architectures) is covered first.
+    assert phases == ["explore"] * 4 + ["confirm"] * 2
     table = pd.read_csv(out / "trials.csv")
     confirmed = [t.user_attrs["arch"] for t in study.trials if t.user_attrs["phase"] == "confirm"]
     explored = {t.user_attrs["arch"] for t in study.trials if t.user_attrs["phase"] == "explore"}

@@ -16,9 +16,14 @@ from mdsearch.cli import main
 from mdsearch.mdconv import build
 from mdsearch.results import (
     EXPLAIN_FILES,
+    Explanation,
     ResultsError,
     box_mask,
     cam_target_layer,
+    confident_cases,
+    decision_thresholds,
+    evaluate_weights,
+    grid_caption,
     map_iou,
     map_peak,
     pointing_hit,
@@ -26,6 +31,7 @@ from mdsearch.results import (
     save_weights,
     score_localisation,
     with_explain_section,
+    youden_threshold,
 )
 from mdsearch.search.datasets import (
     FINDINGS,
@@ -56,6 +62,40 @@ def _untrained_weights(folder: Path, spec: ArchSpec, labels, resolution: int) ->
     model = build(spec, head_init="small")
     meta = {"label_names": list(labels), "resolution": resolution}
     return save_weights(model, folder / "weights.safetensors", spec, metadata=meta)
+
+
+def _kermany_copy(shared_data: Path, root: Path, per_class: dict[str, int]) -> Path:
+    """A small Kermany folder: per split, the next ``per_class[split]`` images of each class of
+    the shared training split (linked, not copied). Its splits are read class by class, so the
+    first images of each are all NORMAL, as in the real test folder."""
+    used = 0
+    for split, n in per_class.items():
+        for cls in ("NORMAL", "PNEUMONIA"):
+            (root / split / cls).mkdir(parents=True)
+            for f in sorted((shared_data / "kermany224" / "train" / cls).iterdir())[
+                used : used + n
+            ]:
+                (root / split / cls / f.name).symlink_to(f)
+        used += n
+    return root
+
+
+def _blank_kermany(folder: Path, splits: dict[str, list[int]]) -> Dataset:
+    """A two-class dataset in memory: black 8 px images, no pneumonia, one patient per image."""
+    n = sum(len(rows) for rows in splits.values())
+    return Dataset(
+        name="kermany",
+        source=f"kermany={folder}",
+        images=np.zeros((n, 8, 8), np.uint8),
+        labels=np.zeros((n, 1), np.uint8),
+        label_names=("Pneumonia",),
+        patient_ids=np.array([f"p{i}" for i in range(n)]),
+        splits={name: np.array(rows) for name, rows in splits.items()},
+        synthetic=False,
+        fingerprint="x",
+        resolution=8,
+        notes=(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -184,19 +224,7 @@ def test_nih_sample_boxes_are_found_and_rescaled(shared_data):
 def test_boxes_on_data_without_locations_are_refused(tmp_path):
     from mdsearch.results import ground_truth_cases
 
-    ds = Dataset(
-        name="kermany",
-        source=f"kermany={tmp_path}",
-        images=np.zeros((2, 8, 8), np.uint8),
-        labels=np.zeros((2, 1), np.uint8),
-        label_names=("Pneumonia",),
-        patient_ids=np.array(["a", "b"]),
-        splits={"train": np.array([0]), "val": np.array([1])},
-        synthetic=False,
-        fingerprint="x",
-        resolution=8,
-        notes=(),
-    )
+    ds = _blank_kermany(tmp_path, {"train": [0], "val": [1]})
     with pytest.raises(ResultsError, match="no known finding locations"):
         ground_truth_cases(ds, np.arange(2))
 
@@ -256,20 +284,113 @@ def test_explain_on_phantom_end_to_end(phantom_weights, cache_dir, capsys):
     assert "## Grad-CAM" not in with_explain_section("# E\n", folder / "elsewhere")
 
 
-def test_explain_without_boxes_shows_the_first_images(phantom_weights, cache_dir, tmp_path):
+def test_confident_cases_are_each_labels_extremes_in_turn():
+    # A split read class by class, as a Kermany test folder is: the first rows are all normal,
+    # so the first N images (the old choice) show no pneumonia at all.
+    labels = np.array([[0, 1]] * 6 + [[1, 0]] * 6, np.uint8)
+    pneumonia = [0.1, 0.2, 0.7, 0.3, 0.9, 0.05, 0.8, 0.4, 0.95, 0.2, 0.6, 0.55]
+    other = [0.9, 0.8, 0.1, 0.2, 0.3, 0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    scores = np.array([pneumonia, other]).T
+    cases = confident_cases(labels, scores, [0.5, 0.5], 7)
+    assert cases == [
+        (8, 0, "true positive"),  # present, called positive (>= 0.5), highest score
+        (4, 0, "false positive"),  # absent, called positive, highest score
+        (9, 0, "false negative"),  # present, called negative, lowest score
+        (0, 1, "true positive"),  # every label's first of each kind before any second one
+        (2, 1, "false negative"),  # label 1 has no false positive: none is shown
+        (6, 0, "true positive"),
+        (2, 0, "false positive"),
+    ]
+    assert {pos for pos, _, _ in cases} != set(range(7))
+    # Fewer cases than asked: all there are, each once (true negatives are never shown).
+    assert confident_cases(labels[:2], scores[:2], [0.5, 0.5], 50) == [
+        (0, 1, "true positive"),
+        (1, 1, "true positive"),
+    ]
+
+
+def test_decision_thresholds_are_youdens_on_validation():
+    rng = np.random.default_rng(0)
+    labels = np.stack([rng.integers(0, 2, 40), np.zeros(40, int)], axis=1).astype(np.uint8)
+    scores = rng.random((40, 2)).astype(np.float32)
+    thresholds, notes = decision_thresholds(labels, scores, ["Pneumonia", "Mass"])
+    assert thresholds[0] == youden_threshold(labels[:, 0], scores[:, 0])
+    assert thresholds[1] == 0.5  # one class in validation: no ROC to choose on
+    assert "Youden" in notes[0] and "one class of Mass" in notes[1]
+
+
+def test_a_split_of_true_negatives_only_is_refused_with_a_reason(tmp_path):
+    from mdsearch.results import most_confident_cases
+
+    ds = _blank_kermany(tmp_path, {"train": [0, 1], "val": [2], "test": [3]})
+    low = np.full((1, 1), 0.1, np.float32)  # below any threshold: all called negative
+    with pytest.raises(ResultsError, match="every image is a true negative"):
+        most_confident_cases(ds, ds.splits["test"], low, low, "test", 8)
+
+
+def test_explain_without_boxes_shows_the_cases_a_reader_checks(shared_data, tmp_path, capsys):
+    root = _kermany_copy(shared_data, tmp_path / "kermany", {"train": 30, "test": 8})
+    spec = ArchSpec.default("mobilenetv2_035", 1)
+    weights = _untrained_weights(tmp_path, spec, ["Pneumonia"], 32)
+    out = tmp_path / "grid"
+    command = [
+        "explain", spec.canonical, "--weights", str(weights), "--data", f"kermany={root}",
+        "--images", "4", "--out", str(out), "--cache-dir", str(tmp_path / "c"), "--quiet",
+    ]  # fmt: skip
+    assert main(command) == 0
+    saved = json.loads((out / EXPLAIN_FILES["json"]).read_text())
+    cases, threshold = saved["cases"], saved["thresholds"]["Pneumonia"]
+    assert len(cases) == 4 and saved["scores"] is None
+    assert all(c["image"].startswith("test/") for c in cases)
+    assert any(c["present"] for c in cases)  # the first 4 test images are all NORMAL
+    # The threshold is the one mdsearch eval chooses on the validation split.
+    ds = load_dataset(f"kermany={root}", resolution=32, cache_dir=tmp_path / "c", progress=False)
+    assert threshold == pytest.approx(evaluate_weights(spec, weights, ds, n_resamples=20).threshold)
+    for c in cases:
+        called = c["score"] >= threshold - 1e-6
+        expected = {
+            (True, True): "true positive",
+            (False, True): "false positive",
+            (True, False): "false negative",
+        }
+        assert c["kind"] == expected[(c["present"], called)], c
+    kinds = [c["kind"] for c in cases]
+    assert kinds[: len(set(kinds))] == [
+        k for k in ("true positive", "false positive", "false negative") if k in kinds
+    ]
+    text = (out / EXPLAIN_FILES["md"]).read_text()
+    assert "most confident true positive" in text and "Youden" in text
+    # The grid's title says which cases it shows.
+    shown = Explanation(**{k: v for k, v in saved.items() if k != "scores"})
+    assert "most confident true positives, false positives and false negatives" in grid_caption(
+        shown
+    )
+
+
+def test_explain_without_boxes_on_phantom_maps_each_cases_own_label(
+    phantom_weights, cache_dir, tmp_path
+):
     out = tmp_path / "grid"
     command = [
         "explain", SPEC.canonical, "--weights", str(phantom_weights), "--data", PHANTOM,
-        "--images", "3", "--split", "val", "--out", str(out), "--cache-dir", str(cache_dir),
+        "--images", "5", "--split", "val", "--out", str(out), "--cache-dir", str(cache_dir),
         "--quiet",
     ]  # fmt: skip
     assert main(command) == 0
     saved = json.loads((out / EXPLAIN_FILES["json"]).read_text())
-    assert len(saved["cases"]) == 3 and saved["scores"] is None
+    assert len(saved["cases"]) == 5 and saved["scores"] is None
     assert not (out / EXPLAIN_FILES["cases"]).exists()
     ds = load_dataset(PHANTOM, resolution=RESOLUTION, cache_dir=cache_dir, progress=False)
-    first = [str(i) for i in ds.item_ids[ds.splits["val"][:3]]]
-    assert [c["image"] for c in saved["cases"]] == first
+    assert list(saved["thresholds"]) == list(ds.label_names)
+    ids = list(ds.item_ids)
+    for c in saved["cases"]:
+        row = ids.index(c["image"])
+        k = ds.label_names.index(c["finding"])
+        assert row in ds.splits["val"] and c["present"] == bool(ds.labels[row, k])
+        assert (c["score"] >= saved["thresholds"][c["finding"]] - 1e-6) == (
+            c["kind"] != "false negative"
+        )
+    assert any("chosen on images of the val split" in n for n in saved["notes"])
 
 
 @pytest.mark.parametrize(
@@ -329,11 +450,7 @@ def test_explain_boxes_on_the_nih_sample(shared_data, tmp_path, capsys):
 
 
 def test_boxes_on_kermany_are_refused_before_writing(shared_data, tmp_path, capsys):
-    root = tmp_path / "kermany"
-    for cls in ("NORMAL", "PNEUMONIA"):  # a small copy: 12 images per class
-        (root / "train" / cls).mkdir(parents=True)
-        for f in sorted((shared_data / "kermany224" / "train" / cls).iterdir())[:12]:
-            (root / "train" / cls / f.name).symlink_to(f)
+    root = _kermany_copy(shared_data, tmp_path / "kermany", {"train": 12})
     spec = ArchSpec.default("mobilenetv2_035", 1)
     weights = _untrained_weights(tmp_path, spec, ["Pneumonia"], 32)
     out = tmp_path / "never"

@@ -75,7 +75,7 @@ def test_the_lock_holds_across_processes_and_dies_with_its_holder(tmp_path, spac
         assert holder.stdout.readline().strip() == "held"
         assert main(["run", "--out", str(out), "--space", space_file, *TINY]) == 2
         err = capsys.readouterr().err
-        assert "in use by another `mdsearch run`" in err and str(out) in err
+        assert "in use by a running search" in err and str(out) in err
         assert not (out / "config.json").exists()
     finally:
         holder.kill()

@@ -74,3 +74,25 @@ def test_every_module_declares_all():
             if "__all__" not in assigned:
                 lacking.append(path.relative_to(ROOT).as_posix())
     assert not lacking, f"modules without __all__: {lacking}"
+
+
+def test_results_names_load_on_first_use():
+    # mdsearch.results resolves its names lazily (PEP 562), so that `mdsearch --help` does not
+    # import pandas through it. A name that is also one of its modules' would resolve to the
+    # module once something imported that module (explain_figure, the function, beside a module
+    # of that name): none may be.
+    import subprocess
+    import sys
+
+    stems = {path.stem for path in (ROOT / "results").glob("*.py")}
+    assert not set(importlib.import_module("mdsearch.results").__all__) & stems
+    code = (
+        "import sys\nimport mdsearch.results as r\nbare = sorted(sys.modules)\n"
+        "from mdsearch.results import CAM_LEVEL\n"
+        "print([m for m in bare if m.startswith('mdsearch.results.')], 'pandas' in sys.modules,"
+        " sorted(m for m in sys.modules if m.startswith('mdsearch.results.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[] False ['mdsearch.results.localisation']"

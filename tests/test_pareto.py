@@ -23,6 +23,7 @@ from mdsearch.results import (
     resolve_objectives,
     select_pick,
 )
+from mdsearch.search import front_size, pareto_layers
 
 AUC_FLOPS = resolve_objectives(["auc", "flops"])
 
@@ -72,6 +73,25 @@ def test_front_nd_matches_brute_force(k):
 def test_duplicates_of_a_front_point_all_stay_and_nan_rows_never_enter():
     p = np.array([[1.0, 1.0], [1.0, 1.0], [0.5, np.nan], [2.0, 0.5]])
     assert non_dominated(p).tolist() == [True, True, False, True]
+
+
+@given(points_2d)
+@settings(max_examples=100, deadline=None)
+def test_pareto_layers_peel_fronts_in_order(p):
+    """Layer 0 is the front; layer d the front of what layers < d leave; every row has one."""
+    layer = pareto_layers(p)
+    assert (layer >= 0).all()
+    for d in range(layer.max() + 1):
+        left = layer >= d
+        assert np.array_equal(layer[left] == d, brute_non_dominated(p[left]))
+
+
+def test_the_live_front_size_counts_the_front_of_the_objectives_as_optimised():
+    values = [(0.70, 300.0), (0.80, 310.0), (0.60, 320.0), (0.80, 310.0)]
+    assert front_size(values, ["max", "min"]) == 3  # the duplicate counts, (0.6, 320) is beaten
+    assert front_size(values, ["min", "max"]) == 1  # other directions: (0.6, 320) beats all
+    assert front_size([], ["max", "min"]) == 0
+    assert pareto_layers(np.array([[np.nan, 1.0], [1.0, 1.0]])).tolist() == [-1, 0]
 
 
 @given(points_2d)

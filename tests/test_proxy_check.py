@@ -12,14 +12,14 @@ import pytest
 
 from mdsearch.cli import main
 from mdsearch.cli.proxy_check import parse_epochs
-from mdsearch.results import ResultsError
-from mdsearch.results.fidelity import (
-    format_fidelity_html,
+from mdsearch.results import (
+    Document,
+    ResultsError,
+    fidelity_section,
     format_fidelity_markdown,
-    lead_within_seed_noise,
-    load_proxy_check,
-    proxy_seed_std,
+    render_html,
 )
+from mdsearch.results.fidelity import lead_within_seed_noise, load_proxy_check, proxy_seed_std
 from mdsearch.results.proxy_fidelity import seed_noise
 from mdsearch.search.proxy_check import (
     PROXY_CHECK_FILE,
@@ -189,9 +189,8 @@ def test_proxy_check_end_to_end_into_a_run_folder(checked_run, capsys):
     tau = data["settings"]["1"]["tau"]
     assert -1 <= tau["tau"] <= 1 and len(tau["per_seed"]) == 2
     # What the report gets.
-    md = format_fidelity_markdown(run)
+    md = format_fidelity_markdown(load_proxy_check(run))
     assert md.startswith("## Proxy fidelity") and md == (run / "proxy_check.md").read_text().strip()
-    assert "<table>" in format_fidelity_html(run)
     assert proxy_seed_std(run) == pytest.approx(data["settings"]["1"]["seed_std"])
 
 
@@ -207,7 +206,6 @@ def test_seed_noise_figure_for_the_report():
 
 def test_fidelity_reader_without_or_with_a_foreign_file(tmp_path):
     assert load_proxy_check(tmp_path) is None
-    assert format_fidelity_markdown(tmp_path) is None
     assert lead_within_seed_noise(0.1, tmp_path) is None
     (tmp_path / "proxy_check.json").write_text('{"schema": "other"}')
     with pytest.raises(ResultsError, match="not a proxy-check result"):
@@ -244,8 +242,8 @@ def test_proxy_check_md_shows_the_supernet_tau_beside_the_short_proxies(tmp_path
         "upernet (8 epochs, cost 16 stand-alone proxy trials of 2 epochs): tau -1.00 "
         "[-1.00, -1.00] vs the 8-epoch ranking; trained in 412 s, 1.3 s per architecture scored"
     )
-    md = format_fidelity_markdown(tmp_path)
-    assert line in md and line in format_fidelity_html(tmp_path)
+    md = format_fidelity_markdown(load_proxy_check(tmp_path))
+    assert line in md and line in render_html(Document("", (fidelity_section(check),)))
     # A row beside the short proxies' taus, and the scores beside their AUCs.
     assert "| supernet (8 ep, 16 trials) | - | " in md and "| -1.00 [-1.00, -1.00] | " in md
     assert "| 2 ep | " in md and "| supernet score |" in md and "| 0.610 |" in md

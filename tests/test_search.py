@@ -22,14 +22,19 @@ from search_fixtures import TINY_PROXY, table_rows
 from mdsearch.cli import main
 from mdsearch.search import (
     PROXY_RECIPE,
+    SAMPLERS,
     DataSettings,
     RunFolder,
     SearchSettings,
     TrainRecipe,
+    TrialTable,
+    covering_plan,
     make_sampler,
     proxy_search_class,
     read_trial_table,
+    stage_list,
 )
+from mdsearch.search.trial_table import table_columns
 from mdsearch.space import ArchSpec
 
 TINY = [*TINY_PROXY, "--quiet", "--no-report"]
@@ -238,6 +243,44 @@ def test_the_grid_sampler_covers_the_space_then_repeats_to_the_budget(space_file
     assert states == {"COMPLETE"}
 
 
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_samplers_searcher_survives_tunes_checkpoint_and_covers_the_space_first(
+    sampler, space_file, tmp_path
+):
+    """Ray Tune saves the searcher (its attributes, the sampler included) with pickle at every
+    experiment checkpoint, the first one at the start of a run: --sampler grid's class was made
+    inside a function, could not be pickled, and every real grid run crashed there. With a
+    budget no smaller than the space, the space is covered before any repeat or confirmation,
+    whatever the sampler."""
+    from mdsearch.results import FrontConfirmation
+    from mdsearch.search.progress import InterruptFlag, TrialNumbers
+    from mdsearch.space import load_space
+
+    space = load_space(space_file)
+    table = TrialTable.new([])
+    args = dict(
+        space=space.distributions(), metric=["auc", "flops_m"], mode=["max", "min"],
+        mdsearch_space=space, num_classes=5, seed=0, seen={}, interrupted=InterruptFlag(),
+        confirm_after=2, confirm_policy=FrontConfirmation(), trial_table=table,
+        trial_numbers=TrialNumbers(), explore_plan=covering_plan(space, 5, seed=0),
+    )  # fmt: skip
+    searcher = proxy_search_class()(sampler=make_sampler(sampler, 0, space, 6), **args)
+    archs = []
+    for k in range(space.size):
+        config = searcher.suggest(f"t{k}")
+        archs.append(config["arch"])
+        result = {"auc": 0.6 + 0.01 * k, "flops_m": 1200.0 + k, "fidelity": 1.0,
+                  "target_fidelity": 1.0}  # fmt: skip
+        searcher.on_trial_complete(f"t{k}", {**result, "final": True})
+        table.append({**config, **result, "status": "COMPLETE"})
+    assert len(set(archs)) == space.size  # covered, though confirmation was due after 2
+    searcher.save(str(tmp_path / "searcher.pkl"))  # what Tune's checkpoint does
+    restored = proxy_search_class()(sampler=make_sampler(sampler, 0, space, 6), **args)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("t4")["repeat"] == 1  # the space covered: a further seed
+    assert restored._ot_trials["t4"].user_attrs["phase"] == "confirm"
+
+
 def test_each_optuna_trial_carries_its_trial_table_number(space_file):
     import threading
 
@@ -330,6 +373,39 @@ def test_an_old_trial_table_reads_with_the_schema_types_and_takes_new_rows(tmp_p
     pd.testing.assert_frame_equal(table, read_trial_table(folder.table_path))
 
 
+def test_an_old_table_is_read_back_once_into_memory_and_grows_there_and_on_disk(tmp_path):
+    """On resume the driver reads trials.csv once; rows it writes after go to the file (in the
+    old header's columns) and to the table in memory, whose stage lists are tuples of ints."""
+    folder = RunFolder(tmp_path)
+    folder.table_path.write_text(OLD_TABLE)
+    table = TrialTable.read(folder.table_path, ["A", "B", "C"])
+    assert table.columns == list(read_trial_table(folder.table_path).columns)  # the file's own
+    row = {"trial": 2, "ray_trial_id": "a_00002", "arch": "ARCH2", "mdconv_stages": [5],
+           "status": "COMPLETE", "auc": 0.9, "flops_m": 305.0, "seed": 1, "repeat": 1,
+           "auc__A": 0.85, "auc__B": 0.95, "auc__C": 0.5, "proxy": "standalone"}  # fmt: skip
+    folder.append_row(row, columns=table.columns)
+    table.append(row)
+    assert [r["mdconv_stages"] for r in table.rows()] == [(), (1, 5), (5,)]
+    assert table.seen() == {"ARCH0": 1, "ARCH1": 1, "ARCH2": 1}
+    assert table.count("standalone") == 3 and table.count(status="FAILED") == 1
+    assert table.objective_values(["auc", "flops_m"]) == [(0.7, 300.5), (0.9, 305.0)]
+    on_disk = read_trial_table(folder.table_path)
+    assert list(on_disk.columns) == table.columns  # no column the old header lacks
+    assert list(on_disk["mdconv_stages"]) == ["", "1 5", "5"]
+    memory = table.frame()[table.columns]  # (and the row's columns the old header lacks)
+    pd.testing.assert_frame_equal(
+        memory.drop(columns="mdconv_stages"), on_disk.drop(columns="mdconv_stages")
+    )
+    assert memory["mdconv_stages"].tolist() == [(), (1, 5), (5,)]
+    assert TrialTable.read(tmp_path / "absent.csv", ["A"]).columns == table_columns(["A"])
+
+
+@pytest.mark.parametrize("cell", ["1 5", "1;5", "1, 5", [1, 5], (1, 5)])
+def test_every_stage_list_form_reads_as_one_tuple(cell):
+    assert stage_list(cell) == (1, 5)
+    assert stage_list("") == stage_list(None) == stage_list(float("nan")) == ()
+
+
 def test_resume_settles_running_trials_and_reruns_only_whole_proposals(tmp_path, space_file):
     from mdsearch.search.study import STUDY_NAME, recover_study
     from mdsearch.space import load_space
@@ -386,3 +462,51 @@ def test_relative_data_and_cache_paths_reach_the_trials_absolute(tmp_path, monke
     assert prepared.settings.data.data == f"kermany={tmp_path / 'xrays'},task=subtype"
     assert prepared.settings.data.cache_dir == str(tmp_path / "cache")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def shared_ray():
+    """One local Ray for several searches (`mdsearch run` uses a Ray its caller started and
+    leaves it running): one start-up instead of one per run."""
+    from mdsearch.search import ray_session
+
+    ray_session.start_ray(None)
+    yield
+    ray_session.stop_ray()
+
+
+@pytest.mark.slow  # 4 x (2 Tune runs + 5 trials): about 9 min on the busy 2-core machine
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_covers_a_small_space_checkpoints_and_resumes(
+    sampler, shared_ray, tmp_path, cache_dir, space_file, capsys
+):
+    """Each --sampler through a real run: Ray Tune pickles the searcher (sampler included) at
+    its checkpoints (--sampler grid crashed there); a space no larger than the budget is
+    covered, references first, before any repeat; --resume goes on with the sampler's own
+    proposal (a further seed, the space being covered)."""
+    out = tmp_path / "run"
+    code = run_cli("--out", str(out), "--space", space_file, "--budget", "4", "--confirm", "0",
+                   "--sampler", sampler, "--input-size", "64", "--cache-dir", cache_dir, *TINY)  # fmt: skip
+    assert code == 0, capsys.readouterr().err[-2000:]
+    assert list((out / "tune-0").glob("searcher-state-*.pkl"))  # the searcher was saved
+    labels = json.loads((out / "config.json").read_text())["data"]["label_names"]
+    base = ArchSpec.default("mobilenetv2_100", len(labels))
+    paper = base.with_stage(5, (3, 5), (1, 1))
+    every = {base.canonical, paper.canonical, base.with_stage(1, (3, 5), (1, 1)).canonical,
+             paper.with_stage(1, (3, 5), (1, 1)).canonical}  # fmt: skip
+    assert set(pd.read_csv(out / "trials.csv")["arch"]) == every  # each once
+
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "--budget", "5", "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert list((out / "tune-1").glob("searcher-state-*.pkl"))
+    # The progress line (not --quiet) reads the table in memory: failures, best AUC, front.
+    assert re.search(
+        r"search \[5/5\] running \d+ \| failed 0 \| best AUC 0\.\d+ \| front [1-5] ", err
+    )
+    study = optuna.load_study(study_name="mdsearch", storage=f"sqlite:///{out / 'study.db'}")
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert {t.user_attrs["arch"] for t in trials[:2]} == {base.canonical, paper.canonical}
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 5
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == 5 and table["arch"][4] in every and table["repeat"][4] == 1

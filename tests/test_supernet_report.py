@@ -21,11 +21,11 @@ from sklearn.metrics import roc_auc_score
 from mdsearch.results import (
     ResultsError,
     analyse_run,
+    analyse_supernet,
     format_pareto_table,
     load_run,
     next_to_confirm,
     proxy_kind,
-    supernet_section,
     write_report,
 )
 from mdsearch.space import ArchSpec
@@ -181,7 +181,7 @@ def test_a_run_without_the_proxy_column_loads_every_row_as_stand_alone(tmp_path)
     loaded = load_run(run)
     assert len(loaded.trials) == len(DEFAULT_TRIALS)
     assert loaded.supernet_scores.empty and loaded.supernet is None
-    assert not loaded.has_supernet and supernet_section(loaded) is None
+    assert not loaded.has_supernet and analyse_supernet(loaded) is None
 
 
 # -- the section ------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def test_training_and_scoring_figures(supernet_run):
 
 def test_tau_is_over_the_architectures_trained_both_ways(supernet_run):
     run, files = supernet_run
-    section = supernet_section(load_run(run), n_resamples=300)
+    supernet = analyse_supernet(load_run(run), n_resamples=300)
     trials = pd.read_csv(run / "trials.csv", dtype={"proxy": str})
     standalone = trials[proxy_kind(trials) == "standalone"]
     done = standalone[standalone["status"] == "COMPLETE"]
@@ -227,17 +227,17 @@ def test_tau_is_over_the_architectures_trained_both_ways(supernet_run):
     scores = trials[proxy_kind(trials) == "supernet"].set_index("arch")["auc"]
     # Five architectures: the failed, the stopped and the two never trained stand-alone are out.
     both = [a for a in scores.index if a in alone.index]
-    assert len(both) == 5 and section.agreement.n == 5
+    assert len(both) == 5 and supernet.agreement.n == 5
     expected = kendalltau(scores[both], alone[both]).statistic
-    assert section.agreement.tau == pytest.approx(expected)
+    assert supernet.agreement.tau == pytest.approx(expected)
     # Counting the stopped trial (AUC 0.95, supernet score low) would change tau.
     wrong = [*both, arch_string((3,))]
     any_row = standalone.groupby("arch")["auc"].mean()
     assert kendalltau(scores[wrong], any_row[wrong]).statistic != pytest.approx(expected)
-    assert section.agreement.low <= section.agreement.tau <= section.agreement.high
+    assert supernet.agreement.low <= supernet.agreement.tau <= supernet.agreement.high
     # Stand-alone means are over the seeds: the baseline's two.
-    assert section.archs.loc[arch_string(()), "standalone_seeds"] == 2
-    assert section.archs.loc[arch_string(()), "standalone_auc"] == pytest.approx(
+    assert supernet.archs.loc[arch_string(()), "standalone_seeds"] == 2
+    assert supernet.archs.loc[arch_string(()), "standalone_auc"] == pytest.approx(
         alone[arch_string(())]
     )
     text = _section_text(files["markdown"].read_text())
@@ -247,8 +247,8 @@ def test_tau_is_over_the_architectures_trained_both_ways(supernet_run):
 
 def test_fewer_than_five_shared_architectures_give_the_sentence_not_a_number(tmp_path):
     run = add_supernet(make_run_folder(tmp_path), SCORES[:4] + SCORES[7:])
-    section = supernet_section(load_run(run), n_resamples=100)
-    assert section.agreement.n == 4 and not section.agreement.judged
+    supernet = analyse_supernet(load_run(run), n_resamples=100)
+    assert supernet.agreement.n == 4 and not supernet.agreement.judged
     text = _section_text(write_report(run, n_resamples=100)["markdown"].read_text())
     assert TOO_FEW in text and "(4 trained both ways; at least 5 needed)" in text
     assert "Kendall tau-b" not in text
@@ -256,11 +256,11 @@ def test_fewer_than_five_shared_architectures_give_the_sentence_not_a_number(tmp
 
 def test_the_supernet_front_table_with_intervals_and_stand_alone_aucs(supernet_run):
     run, files = supernet_run
-    section = supernet_section(load_run(run), n_resamples=200)
-    front = section.front
+    supernet = analyse_supernet(load_run(run), n_resamples=200)
+    front = supernet.front
     # (4,) is the cheapest and the best scored: alone on the supernet's front.
     assert list(front.index) == [arch_string((4,))]
-    assert not section.archs.loc[arch_string((1, 4)), "on_front"]
+    assert not supernet.archs.loc[arch_string((1, 4)), "on_front"]
     row = front.iloc[0]
     assert row["score_low"] < row["score"] < row["score_high"]
     text = _section_text(files["markdown"].read_text())

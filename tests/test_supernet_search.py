@@ -24,10 +24,12 @@ from mdsearch.search import (
     SUPERNET_STUDY_NAME,
     RunFolder,
     SearchSettings,
+    TrialTable,
     proxy_kind,
     proxy_search_class,
 )
-from mdsearch.search.supernet_run import _in_order, candidate_plan
+from mdsearch.search.study import InOrder
+from mdsearch.search.supernet_run import candidate_plan
 from mdsearch.space import ArchSpec, load_space
 
 TINY = [*TINY_PROXY, "--quiet"]
@@ -240,7 +242,7 @@ def test_the_explore_plan_is_followed_after_the_queued_points(space_file):
     searcher = proxy_search_class()(
         space=space.distributions(), metric=["auc", "flops_m"], mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0), mdsearch_space=space, num_classes=5,
-        seed=0, seen={}, interrupted=threading.Event(), explore_plan=_in_order(order),
+        seed=0, seen={}, interrupted=threading.Event(), explore_plan=InOrder(tuple(order)),
         points_to_evaluate=[space.encode(base)],
     )  # fmt: skip
     proposed = []
@@ -266,11 +268,9 @@ def test_candidates_follow_the_supernets_pareto_layers(tmp_path):
         }
     )
     rows.to_csv(folder.table_path, index=False)
-    plan = candidate_plan(folder, "flops_m", rank_candidates)
+    plan = candidate_plan(TrialTable.read(folder.table_path, []), "flops_m")
     # Front (a, c, b by cost), then d; the failed score never becomes a candidate.
     assert [plan({}), plan({"a": 1}), plan({"a": 1, "c": 1}), plan({"a": 1, "b": 1, "c": 1})] == [
         "a", "c", "b", "d"
     ]  # fmt: skip
     assert plan(dict.fromkeys("abcd", 1)) is None
-    # Without a ranking: by supernet score, best first.
-    assert candidate_plan(folder, "flops_m")({}) == "b"

@@ -40,6 +40,7 @@ import numpy as np
 from .cache import resize_array
 from .catalog import TEST_SPLIT_FRACTION, TEST_SPLIT_SEED, Catalog, DataSource, patient_split
 from .errors import DataError
+from .phantom_scale import SCALE_LABELS, draw_scale_findings, sample_scale_findings
 from .spec import DataSpec
 
 __all__ = [
@@ -78,10 +79,12 @@ def scan_phantom(
     """Catalog of the phantom set described by ``spec`` (options ``n`` and ``seed``)."""
     n = int(spec.option("n", str(DEFAULT_IMAGES)))
     seed = int(spec.option("seed", "0"))
+    variant = spec.option("variant", "v2")
     if n < 20:
         raise DataError(f"--data {spec.value!r}: n={n} is too few images; use n=20 or more")
-    params = _sample(n, seed)
-    key = hashlib.sha256(f"phantom/v{_VERSION}/n={n}/seed={seed}".encode()).hexdigest()
+    params = _sample(n, seed, variant)
+    tag = "" if variant == "v2" else f"/variant={variant}"
+    key = hashlib.sha256(f"phantom/v{_VERSION}/n={n}/seed={seed}{tag}".encode()).hexdigest()
     patient_ids = np.array([f"phantom-{p:05d}" for p in params["patient"]])
     train_val, test = patient_split(
         np.arange(n), patient_ids, TEST_SPLIT_FRACTION, seed=TEST_SPLIT_SEED
@@ -96,8 +99,10 @@ def scan_phantom(
 
     return Catalog(
         name="phantom",
-        label_names=LABEL_NAMES,
-        labels=params["labels"],
+        label_names=LABEL_NAMES + (SCALE_LABELS if variant == "screen" else ()),
+        labels=params["labels"]
+        if variant == "v2"
+        else np.concatenate([params["labels"], params["scale_labels"]], axis=1),
         patient_ids=patient_ids,
         item_ids=np.array([f"phantom-{i:06d}" for i in range(n)]),
         splits={"train_val": train_val, "test": test},
@@ -187,7 +192,15 @@ def _lesion_masks(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     return shown & (p["labels"][:, :, None, None] > 0)
 
 
-def _sample(n: int, seed: int) -> dict[str, np.ndarray]:
+def _lung_points(rng: np.random.Generator, size):
+    """Points inside a random lung (side, x, y), in lung-relative units."""
+    side = rng.choice([-1.0, 1.0], size=size)
+    r = np.sqrt(rng.random(size)) * 0.75
+    t = rng.uniform(0, 2 * np.pi, size)
+    return side, side * 0.40 + r * np.cos(t) * 0.26, -0.05 + r * np.sin(t) * 0.52
+
+
+def _sample(n: int, seed: int, variant: str = "v2") -> dict[str, np.ndarray]:
     """All per-patient and per-image parameters (cheap; rendering is separate)."""
     rng = np.random.default_rng([seed, 1])
     counts = rng.choice([1, 2, 3], size=n, p=[0.6, 0.3, 0.1])
@@ -224,11 +237,7 @@ def _sample(n: int, seed: int) -> dict[str, np.ndarray]:
     p["wave_amp"] = rng.uniform(0.0, 0.02, n)
 
     def lung_point(size):
-        """Points inside a random lung (x, y), in lung-relative units."""
-        side = rng.choice([-1.0, 1.0], size=size)
-        r = np.sqrt(rng.random(size)) * 0.75
-        t = rng.uniform(0, 2 * np.pi, size)
-        return side, side * 0.40 + r * np.cos(t) * 0.26, -0.05 + r * np.sin(t) * 0.52
+        return _lung_points(rng, size)
 
     # Nodules: 1-2 small opacities; vessel-like dots: faint, smaller, in every image.
     _, p["nod_x"], p["nod_y"] = lung_point((n, _NODULES))
@@ -255,6 +264,9 @@ def _sample(n: int, seed: int) -> dict[str, np.ndarray]:
     p["con_y"] = cy[:, None] + rng.normal(0, 0.12, (n, _BLOBS))
     p["con_s"] = rng.uniform(0.08, 0.14, (n, _BLOBS))
     p["con_a"] = rng.uniform(0.35, 0.55, n) * labels[:, 3]
+    if variant == "screen":
+        extra = np.random.default_rng([seed, 3])
+        p.update(sample_scale_findings(extra, n, lambda size: _lung_points(extra, size)))
     p = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in p.items()}
     p["labels"] = labels
     return p
@@ -377,6 +389,8 @@ def _render(p: dict[str, np.ndarray], seed: int, start: int, stop: int, size: in
     rngs = [np.random.default_rng([seed, 2, i]) for i in range(start, stop)]
     mottle = np.stack([_low_pass(r.standard_normal((8, 8), dtype=np.float32), size) for r in rngs])
     lesion += col("con_a") * _consolidation_shape(col, g) * (0.75 + 0.25 * mottle)
+    if "scale_labels" in p:
+        lesion += draw_scale_findings(p, sl, col, g, _gauss, _soft)
     img += lesion * lungs
 
     # Exposure and noise: low-frequency waves, per-pixel noise, contrast and brightness.
@@ -406,5 +420,5 @@ SOURCE = DataSource(
     example="phantom,n=3000,seed=0",
     path="forbidden",
     scan=scan_phantom,
-    options={"n": (), "seed": ()},
+    options={"n": (), "seed": (), "variant": ("v2", "screen")},
 )

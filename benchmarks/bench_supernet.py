@@ -57,7 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distill", action="store_true", help="in-place distillation (BigNAS)")
     p.add_argument("--kernel-transform", action="store_true",
                    help="Once-for-All's learned kernel transformation")  # fmt: skip
+    p.add_argument("--per-choice-depthwise", action="store_true",
+                   help="each kernel choice of a stage owns its depthwise weights and the "
+                        "BatchNorm after them (pointwise layers shared)")  # fmt: skip
     p.add_argument("--recalibration-images", type=int, default=512)
+    p.add_argument("--sample-seed", type=int, default=None,
+                   help="recalibrate on another shuffled sample, drawn with this seed (default: "
+                        "the fixed sample every sub-network gets)")  # fmt: skip
+    p.add_argument("--stored-order-recalibration", action="store_true",
+                   help="for comparison: recalibrate as before 2026-12-02, on the fixed subset "
+                        "in stored order (class-sorted batches on Kermany)")  # fmt: skip
     p.add_argument("--budget", type=float, default=None,
                    help="refuse a training costing more stand-alone proxy trials than this "
                         "(default: the space's size)")  # fmt: skip
@@ -98,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         distill=args.distill,
         recalibration_images=args.recalibration_images,
         kernel_transform=args.kernel_transform,
+        per_choice_depthwise=args.per_choice_depthwise,
     )
     tag = args.data.split("=")[0].split(",")[0]
     variant = f"e{args.epochs}-n{args.random_subnets}" + ("-distill" if args.distill else "")
     variant += "-kt" if args.kernel_transform else ""
+    variant += "-pc" if args.per_choice_depthwise else ""
     checkpoint = Path(
         args.checkpoint or f"/tmp/mdsearch-bench-supernet-{args.space}-{tag}-{variant}.pt"
     )
@@ -114,8 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     say(f"supernet: {recipe.epochs} epochs x {recipe.images_per_epoch(n_train)} images, batch "
         f"{recipe.batch_size}, sandwich = largest + smallest + {settings.random_subnets} random"
         f"{', in-place distillation' if settings.distill else ''}"
-        f"{', learned kernel transform' if settings.kernel_transform else ''}, seed {args.seed}, "
-        f"BN recalibration on {settings.recalibration_images} training images")  # fmt: skip
+        f"{', learned kernel transform' if settings.kernel_transform else ''}"
+        f"{', per-choice depthwise weights' if settings.per_choice_depthwise else ''}, seed "
+        f"{args.seed}, BN recalibration on {settings.recalibration_images} training images ("
+        + ("in stored order, as before 2026-12-02)" if args.stored_order_recalibration else
+           f"a shuffled sample, seed {args.sample_seed})" if args.sample_seed is not None else
+           "the fixed shuffled sample)"))  # fmt: skip
 
     # -- train ---------------------------------------------------------------------------------
     budget = args.budget if args.budget is not None else float(space.size)
@@ -146,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     # -- score ---------------------------------------------------------------------------------
     rows = []
     for i, spec in enumerate(archs, 1):
-        result = score_subnet(training.supernet, spec, dataset, recipe, settings=settings)
+        if args.stored_order_recalibration:
+            result = _score_in_stored_order(training.supernet, spec, dataset, recipe, settings)
+        else:
+            result = score_subnet(training.supernet, spec, dataset, recipe, settings=settings,
+                                  sample_seed=args.sample_seed)  # fmt: skip
         all_labels = float(np.nanmean(list(result.label_auc.values())))
         rows.append({
             "arch": spec.canonical, "arch_id": spec.arch_id,
@@ -178,6 +197,25 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(scores, table.to_csv(index=False))
         print(f"wrote {args.out}, {scores}", file=sys.stderr)
     return 0
+
+
+def _score_in_stored_order(supernet, spec, dataset, recipe, settings):
+    """score_subnet as it was before 2026-12-02: the recalibration sample is the fixed subset of
+    the evaluation index served in stored order (on Kermany, batches of one class)."""
+    from mdsearch.search import ProxyResult, recalibrate_batchnorm
+    from mdsearch.search.datasets import batches
+    from mdsearch.search.training import validation_scores
+
+    start = time.perf_counter()
+    supernet.set_active(spec)
+    stored = batches(dataset, "train", batch_size=settings.recalibration_batch, shuffle=False,
+                     augment=False, subset=settings.recalibration_images, drop_last=True)  # fmt: skip
+    recalibrate_batchnorm(supernet, stored, channels_last=recipe.channels_last)
+    scores = validation_scores(supernet, dataset, recipe, device="cpu", deadline=None)
+    seconds = time.perf_counter() - start
+    return ProxyResult(auc=scores.auc, label_auc=scores.label_auc, y_true=scores.y_true,
+                       y_score=scores.y_score, fidelity=float(recipe.epochs),
+                       train_seconds=seconds, images_per_s=math.nan, history=[])  # fmt: skip
 
 
 def _compare(table, gt, gt_path, short, long, say) -> None:

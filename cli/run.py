@@ -28,6 +28,7 @@ from .flags import (
     data_settings,
     train_recipe,
 )
+from .supernet_flags import add_supernet_flags, supernet_flags_ignored, supernet_settings
 
 __all__ = ["DEFAULTS", "add_run"]
 
@@ -106,8 +107,8 @@ def add_run(sub: Any) -> None:
         type=positive_int,
         default=d.supernet_epochs,
         help="--strategy supernet: epochs of the supernet's training, each step training the "
-        "largest, the smallest and 2 random sub-networks; 8 cost 16 stand-alone proxy trials "
-        f"(default {d.supernet_epochs})",
+        "largest, the smallest and --supernet-random-subnets random sub-networks; 8 cost 16 "
+        f"stand-alone proxy trials with the default sandwich (default {d.supernet_epochs})",
     )
     p.add_argument(
         "--supernet-scores",
@@ -118,6 +119,7 @@ def add_run(sub: Any) -> None:
         f"architecture of a space of up to {SUPERNET_SCORES}, else {SUPERNET_SCORES} chosen by "
         "--sampler)",
     )
+    add_supernet_flags(p, DEFAULTS.supernet)
     p.add_argument("--out", default=None, help="run folder (default runs/<date>-<time>)")
     p.add_argument(
         "--resume",
@@ -239,6 +241,7 @@ def _settings_from_args(args: argparse.Namespace) -> SearchSettings:
         strategy=args.strategy,
         supernet_epochs=args.supernet_epochs,
         supernet_scores=args.supernet_scores,
+        supernet=supernet_settings(args, d.supernet),
     )
 
 
@@ -264,6 +267,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             settings = replace(settings, trial_timeout=args.trial_timeout)
         if args.max_failures is not None:
             settings = replace(settings, max_failures=args.max_failures)
+        supernet_flags_ignored(args, settings.supernet)
         prepared = prepare(settings, folder.path, resume=True)
     else:
         out = args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -7,7 +7,7 @@ Modules, one job each: :mod:`.mdconv2d` (the layer), :mod:`.builder` (spec -> ne
 :mod:`.cost` (FLOPs, parameters), :mod:`.latency_runners` (how calls are timed on a CPU or GPU),
 :mod:`.latency_timing` (whole-network latency), :mod:`.stage_table` (the per-stage lookup table),
 :mod:`.describe` (the ``mdsearch show`` tables), :mod:`.supernet` (every architecture of a space
-in one weight-sharing network).
+in one weight-sharing network), :mod:`.choice_layers` (its per-choice depthwise layers).
 
 Never imports ``mdsearch.search``, Ray or Optuna.
 
@@ -21,6 +21,7 @@ Example:
 """
 
 from .builder import HEAD_INITS, build, depthwise_conv, inherit_weights
+from .choice_layers import ChoiceBatchNorm, ChoiceDepthwiseConv2d
 from .cost import COUNTED_OPS, Cost, StageCost, cost
 from .describe import arch_table, format_arch_table, format_latency, latency_table_parts
 from .errors import BuildError, LatencyError
@@ -58,6 +59,8 @@ from .supernet import SuperDepthwiseConv2d, Supernet, build_supernet, extract
 __all__ = [
     "BuildError",
     "COUNTED_OPS",
+    "ChoiceBatchNorm",
+    "ChoiceDepthwiseConv2d",
     "Cost",
     "CpuRunner",
     "CudaRunner",

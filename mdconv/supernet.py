@@ -7,10 +7,13 @@ crop of their large kernel (Single-Path NAS's "superkernel", Once-for-All's elas
 optionally passed through Once-for-All's learned kernel transformation (``kernel_transform``:
 per layer and per smaller kernel size, one ``k^2 x k^2`` matrix shared by the channels,
 starting as the identity; the 3x3 kernel of a 7x7 layer is the 5x5 one's transformed crop), so
-a channel's small kernel need not be the exact centre of its large one. With a choice fixed, :class:`SuperDepthwiseConv2d` computes
-exactly what a stand-alone :class:`~mdsearch.mdconv.MDConv2d` holding the cropped weights
-computes, through the same fast path (:func:`~mdsearch.mdconv.mdconv_forward`), and its gradient
-is that layer's gradient placed in the crop (zero on the ring a 3x3 channel does not use).
+a channel's small kernel need not be the exact centre of its large one. With a choice fixed,
+:class:`SuperDepthwiseConv2d` computes exactly what a stand-alone
+:class:`~mdsearch.mdconv.MDConv2d` holding the cropped weights computes, through the same fast
+path (:func:`~mdsearch.mdconv.mdconv_forward`), and its gradient is that layer's gradient placed
+in the crop (zero on the ring a 3x3 channel does not use). With ``per_choice_depthwise`` the
+kernels are not nested at all: each choice of a stage owns its depthwise conv and the BatchNorm
+after it (:mod:`mdsearch.mdconv.choice_layers`), and only the rest of the network is shared.
 
 :func:`build_supernet` puts one such layer in every block of every searched stage of the space's
 timm backbone (the blocks, norms, activations and head are timm's, as :func:`build` makes them);
@@ -36,9 +39,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from mdsearch.space import ArchSpec, StageSpec, split_channels
+from mdsearch.space import ArchSpec, StageSpec
 
 from .builder import build
+from .choice_layers import (
+    ChoiceBatchNorm,
+    ChoiceDepthwiseConv2d,
+    channel_groups,
+    norm_after_depthwise,
+)
 from .errors import BuildError
 from .mdconv2d import IMPLS, MDConv2d, mdconv_forward
 
@@ -126,21 +135,7 @@ class SuperDepthwiseConv2d(nn.Module):
         Raises:
             BuildError: a kernel larger than the layer's, or a split leaving a group empty.
         """
-        choice = self.choice if choice is None else choice
-        if not choice.kernels or max(choice.kernels) > self.kernel:
-            raise BuildError(
-                f"choice {choice.token} does not fit a {self.kernel}x{self.kernel} super kernel"
-            )
-        counts = split_channels(self.channels, choice.split)
-        if min(counts) < 1:
-            raise BuildError(
-                f"choice {choice.token} leaves a group of {self.channels} channels empty"
-            )
-        out, lo = [], 0
-        for k, c in zip(choice.kernels, counts):
-            out.append((k, lo, lo + c))
-            lo += c
-        return out
+        return channel_groups(self.channels, self.choice if choice is None else choice, self.kernel)
 
     def crops(self, choice: StageSpec | None = None) -> list[torch.Tensor]:
         """Per group, the centre ``k x k`` crop of its channels' kernels, each smaller size
@@ -194,8 +189,11 @@ class Supernet(nn.Module):
         space: the search space.
         num_classes: outputs of the classifier.
         head_init: the classifier init :func:`build` was given (``extract`` repeats it).
-        model: the timm network whose searched stages hold :class:`SuperDepthwiseConv2d` layers.
+        model: the timm network whose searched stages hold :class:`SuperDepthwiseConv2d` layers
+            (or, per choice, :class:`~mdsearch.mdconv.ChoiceDepthwiseConv2d` layers).
         super_layers: ``{stage: [layer per block]}`` for every searched stage.
+        choice_norms: ``{stage: [ChoiceBatchNorm per block]}`` when each choice owns the
+            BatchNorm after its depthwise conv (empty otherwise).
     """
 
     def __init__(
@@ -203,8 +201,9 @@ class Supernet(nn.Module):
         space: SearchSpace,
         num_classes: int,
         model: nn.Module,
-        super_layers: dict[int, list[SuperDepthwiseConv2d]],
+        super_layers: dict[int, list[SuperDepthwiseConv2d | ChoiceDepthwiseConv2d]],
         head_init: str,
+        choice_norms: dict[int, list[ChoiceBatchNorm]] | None = None,
     ) -> None:
         super().__init__()
         self.space = space
@@ -212,6 +211,7 @@ class Supernet(nn.Module):
         self.head_init = head_init
         self.model = model
         self.super_layers = super_layers
+        self.choice_norms = choice_norms or {}
         self._active = self.largest()
         self.set_active(self._active)
 
@@ -237,7 +237,7 @@ class Supernet(nn.Module):
         if not self.space.contains(spec):
             raise BuildError(f"{spec.canonical} is not in space {self.space.name}")
         for stage, layers in self.super_layers.items():
-            for layer in layers:
+            for layer in [*layers, *self.choice_norms.get(stage, [])]:
                 layer.choice = spec.stages[stage]
         self._active = self.spec(spec.stages)
 
@@ -286,13 +286,17 @@ def build_supernet(
     head_init: str = "timm",
     impl: str = "auto",
     kernel_transform: bool = False,
+    per_choice_depthwise: bool = False,
 ) -> Supernet:
     """The supernet of ``space`` on its timm backbone, randomly initialised.
 
     The network is :func:`build` of the space's first architecture (fixed stages as the space
     fixes them), then every block of every searched stage gets a :class:`SuperDepthwiseConv2d`
     holding the largest kernel of that stage's choices (5x5 for (3, 5) choices, 7x7 when a choice
-    has a 7) in place of its depthwise conv, with the same stride, dilation and bias.
+    has a 7) in place of its depthwise conv, with the same stride, dilation and bias. With
+    ``per_choice_depthwise`` it gets a :class:`~mdsearch.mdconv.ChoiceDepthwiseConv2d` instead
+    (one depthwise conv per choice) and the BatchNorm after it a
+    :class:`~mdsearch.mdconv.ChoiceBatchNorm` (one copy per choice).
 
     Args:
         space: the search space.
@@ -301,9 +305,12 @@ def build_supernet(
         impl: the MD-Conv implementation of the super layers (``auto``: per device).
         kernel_transform: give every super layer Once-for-All's learned kernel transformation
             (module docstring).
+        per_choice_depthwise: each choice of a stage owns its depthwise weights and the
+            BatchNorm after them (module docstring); excludes ``kernel_transform``.
 
     Raises:
-        BuildError: a backbone block without a depthwise conv where the space searches.
+        BuildError: a backbone block without a depthwise conv (or without a BatchNorm after it,
+            per choice) where the space searches; both options at once.
 
     Example:
         >>> from mdsearch.space import load_space
@@ -311,9 +318,15 @@ def build_supernet(
         >>> sorted(net.super_layers), net.largest().canonical
         ([1, 2, 3, 5], 'mobilenetv2_100:c5:k3,k3.5s1:1,k3.5s1:1,k3.5s1:1,k3,k3.5s1:1,k3')
     """
+    if per_choice_depthwise and kernel_transform:
+        raise BuildError(
+            "per_choice_depthwise and kernel_transform exclude each other (per-choice kernels "
+            "are not crops of a larger one to transform)"
+        )
     first = ArchSpec(space.backbone, num_classes, tuple(c[0] for c in space.choices))
     model = build(first, head_init=head_init)
-    super_layers: dict[int, list[SuperDepthwiseConv2d]] = {}
+    super_layers: dict[int, list[SuperDepthwiseConv2d | ChoiceDepthwiseConv2d]] = {}
+    choice_norms: dict[int, list[ChoiceBatchNorm]] = {}
     for i in space.searched_stages:
         kernel = max(k for choice in space.choices[i] for k in choice.kernels)
         layers = []
@@ -327,6 +340,17 @@ def build_supernet(
                 has_bias = old.bias is not None
             else:
                 raise BuildError(f"{space.backbone} blocks[{i}][{j}] has no depthwise conv_dw")
+            if per_choice_depthwise:
+                block.conv_dw = ChoiceDepthwiseConv2d(
+                    channels, space.choices[i], stride=stride, dilation=dilation, bias=has_bias,
+                    impl=impl,
+                )  # fmt: skip
+                layers.append(block.conv_dw)
+                name = norm_after_depthwise(block)
+                norm = ChoiceBatchNorm(getattr(block, name), space.choices[i])
+                setattr(block, name, norm)
+                choice_norms.setdefault(i, []).append(norm)
+                continue
             layer = SuperDepthwiseConv2d(
                 channels,
                 kernel,
@@ -339,7 +363,7 @@ def build_supernet(
             block.conv_dw = layer
             layers.append(layer)
         super_layers[i] = layers
-    return Supernet(space, num_classes, model, super_layers, head_init)
+    return Supernet(space, num_classes, model, super_layers, head_init, choice_norms)
 
 
 def extract(supernet: Supernet, spec: ArchSpec) -> nn.Module:
@@ -347,9 +371,10 @@ def extract(supernet: Supernet, spec: ArchSpec) -> nn.Module:
 
     ``build(spec)`` (the same timm network any trial trains), then every depthwise conv of a
     searched stage gets its group's centre crops of the super layer's kernels (transformed, when
-    the layers learn Once-for-All's kernel transformation), and every other
-    parameter and buffer (BatchNorm running statistics included) is copied by name. With the
-    supernet in eval mode and ``spec`` active, the two compute the same outputs.
+    the layers learn Once-for-All's kernel transformation; per choice: the chosen choice's own
+    conv and the BatchNorm after it), and every other parameter and buffer (BatchNorm running
+    statistics included) is copied by name. With the supernet in eval mode and ``spec`` active,
+    the two compute the same outputs.
 
     Args:
         supernet: the trained supernet.
@@ -371,7 +396,22 @@ def extract(supernet: Supernet, spec: ArchSpec) -> nn.Module:
     net = build(spec, head_init=supernet.head_init).to(device=param.device, dtype=param.dtype)
     filled: set[str] = set()
     with torch.no_grad():
+        net_state = net.state_dict()
         for name, layer in supernet.model.named_modules():
+            if isinstance(layer, ChoiceDepthwiseConv2d | ChoiceBatchNorm):
+                stage = int(name.split(".")[1])  # "blocks.{stage}.{block}.conv_dw" / ".bn2"
+                own = (
+                    layer.active_conv(spec.stages[stage])
+                    if isinstance(layer, ChoiceDepthwiseConv2d)
+                    else layer.active_norm(spec.stages[stage])
+                )
+                for key, value in own.state_dict().items():
+                    target_key = f"{name}.{key}"
+                    if target_key not in net_state or net_state[target_key].shape != value.shape:
+                        raise BuildError(f"extract: {target_key} of {spec.canonical} has no match")
+                    net_state[target_key].copy_(value)
+                    filled.add(target_key)
+                continue
             if not isinstance(layer, SuperDepthwiseConv2d):
                 continue
             stage = int(name.split(".")[1])  # "blocks.{stage}.{block}.conv_dw"
@@ -392,7 +432,7 @@ def extract(supernet: Supernet, spec: ArchSpec) -> nn.Module:
                     conv.bias.copy_(layer.bias[lo:hi])
                     filled.add(prefix + "bias")
         source = supernet.model.state_dict()
-        for key, value in net.state_dict().items():
+        for key, value in net_state.items():
             if key in filled:
                 continue
             if key not in source or source[key].shape != value.shape:

@@ -54,6 +54,7 @@ from .study import (
 from .subnet_scoring import recalibrate_batchnorm, score_subnet
 from .supernet import (
     SUPERNET_RECIPE,
+    SandwichStep,
     SupernetSettings,
     SupernetTraining,
     load_supernet,
@@ -91,6 +92,7 @@ __all__ = [
     "STRATEGIES",
     "STUDY_NAME",
     "SUPERNET_RECIPE",
+    "SandwichStep",
     "SUPERNET_STUDY_NAME",
     "TEST_FAULT_ENV",
     "DataError",

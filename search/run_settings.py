@@ -16,6 +16,7 @@ from typing import Any
 from .latency_for_search import check_latency_device
 from .runfolder import RunError
 from .settings import PROXY_DATA, PROXY_RECIPE, DataSettings, TrainRecipe, known_fields
+from .supernet import SupernetSettings
 
 __all__ = [
     "EARLY_STOP",
@@ -130,6 +131,9 @@ class SearchSettings:
         supernet_epochs: epochs of the supernet's training (the proxy recipe otherwise).
         supernet_scores: sub-networks scored on the supernet (None: every architecture of a
             space of up to :data:`SUPERNET_SCORES`, else that many).
+        supernet: how the supernet trains and recalibrates (sandwich size, distillation,
+            kernel transform, per-choice depthwise weights, recalibration images;
+            :class:`~mdsearch.search.SupernetSettings`).
 
     Example:
         >>> s = SearchSettings(DataSettings("phantom,n=300", resolution=32), budget=4)
@@ -158,6 +162,7 @@ class SearchSettings:
     strategy: str = "standalone"
     supernet_epochs: int = 8
     supernet_scores: int | None = None
+    supernet: SupernetSettings = SupernetSettings()
 
     @property
     def seed(self) -> int:
@@ -235,6 +240,7 @@ class SearchSettings:
             _fail(f"--supernet-epochs {settings.supernet_epochs}: give at least 1 epoch")
         if settings.supernet_scores is not None and settings.supernet_scores < 1:
             _fail(f"--supernet-scores {settings.supernet_scores}: give at least 1 sub-network")
+        _check_supernet(settings.supernet)
         if settings.strategy == "supernet" and settings.early_stop != "none":
             _fail(
                 "--early-stop asha: not with --strategy supernet (its stand-alone trials "
@@ -288,6 +294,7 @@ class SearchSettings:
             "strategy": own["strategy"],
             "supernet_epochs": own["supernet_epochs"],
             "supernet_scores": own["supernet_scores"],
+            "supernet": self.supernet.to_dict(),
         }
 
     @classmethod
@@ -301,6 +308,8 @@ class SearchSettings:
         if "objectives" in own:
             own["objectives"] = tuple(own["objectives"])
         own.setdefault("confirm", 0.0)  # runs from before --confirm explored to the end
+        # runs from before the supernet's flags trained it with the defaults
+        own["supernet"] = SupernetSettings.from_dict(data.get("supernet") or {})
         data_settings = DataSettings.from_dict(
             {
                 "data": data.get("data", PROXY_DATA.data),
@@ -311,3 +320,23 @@ class SearchSettings:
             }
         )
         return cls(data=data_settings, proxy=TrainRecipe.from_dict(proxy), **own)
+
+
+def _check_supernet(supernet: SupernetSettings) -> None:
+    """The supernet's settings, each error naming its ``mdsearch run`` flag."""
+    if supernet.random_subnets < 0:
+        _fail(
+            f"--supernet-random-subnets {supernet.random_subnets}: give 0 or more (sub-networks "
+            "drawn per step besides the largest and the smallest)"
+        )
+    if supernet.recalibration_images < supernet.recalibration_batch:
+        _fail(
+            f"--supernet-recalibration-images {supernet.recalibration_images}: give at least "
+            f"{supernet.recalibration_batch} (one recalibration batch)"
+        )
+    if supernet.kernel_transform and supernet.per_choice_depthwise:
+        _fail(
+            "--supernet-kernel-transform and --supernet-per-choice-depthwise exclude each other "
+            "(per-choice kernels are not crops of a larger one to transform): give one"
+        )
+    supernet.check()

@@ -3,18 +3,26 @@ validation AUC, shaped like a stand-alone proxy trial's result.
 
 BatchNorm statistics gathered over the mix of sub-networks are wrong for any single one
 (Once-for-All), so each sub-network first gets its own: the running statistics are recomputed over
-a fixed sample of training images (the same images for every sub-network, no augmentation;
-:func:`recalibrate_batchnorm` changes nothing else), then the validation split is scored as a
-proxy trial scores it. :func:`score_subnet` returns a :class:`~mdsearch.search.ProxyResult` whose
-predictions a trial saves with :meth:`RunFolder.save_predictions`, so the report's intervals
-apply unchanged. The supernet's training is :mod:`mdsearch.search.supernet`.
+a fixed sample of training images (the same images in the same batches for every sub-network, no
+augmentation; :func:`recalibrate_batchnorm` changes nothing else), then the validation split is
+scored as a proxy trial scores it.
+
+The sample is shuffled (:func:`recalibration_batches`): a split stored in class order (Kermany
+lists NORMAL before PNEUMONIA, and its patients in order) served in that order gives batches of
+one class, whose variances miss the variance between the classes; a random sample mixes them in
+every batch. A further score of a sub-network draws another sample the same way with its own
+seed, so the default score and its repeats are calibrated alike.
+
+:func:`score_subnet` returns a :class:`~mdsearch.search.ProxyResult` whose predictions a trial
+saves with :meth:`RunFolder.save_predictions`, so the report's intervals apply unchanged. The
+supernet's training is :mod:`mdsearch.search.supernet`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from mdsearch.space import ArchSpec
@@ -33,9 +41,43 @@ if TYPE_CHECKING:
     from .datasets import Dataset
     from .settings import TrainRecipe
 
-__all__ = ["recalibrate_batchnorm", "score_subnet"]
+__all__ = ["RECALIBRATION_SEED", "recalibrate_batchnorm", "recalibration_batches", "score_subnet"]
 
 _SETTINGS = SupernetSettings()
+#: Seed of the fixed recalibration sample every sub-network gets (far from the small seeds a
+#: further score draws its sample with: the run's seed + its repeat number).
+RECALIBRATION_SEED = 104_729
+
+
+def recalibration_batches(
+    dataset: Dataset, settings: SupernetSettings = _SETTINGS, sample_seed: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches a sub-network's BatchNorm statistics are recomputed over: the first
+    ``settings.recalibration_images`` of a random permutation of the train split (seeded with
+    :data:`RECALIBRATION_SEED`, or ``sample_seed`` for another sample), in batches of
+    ``settings.recalibration_batch`` in that random order (a partial last batch dropped), no
+    augmentation.
+
+    Example:
+        >>> x, y = next(recalibration_batches(dataset))  # doctest: +SKIP
+        >>> len(x) == SupernetSettings().recalibration_batch  # doctest: +SKIP
+        True
+    """
+    import torch
+
+    from .datasets import batches
+
+    seed = RECALIBRATION_SEED if sample_seed is None else sample_seed
+    return batches(
+        dataset,
+        "train",
+        batch_size=settings.recalibration_batch,
+        shuffle=True,
+        augment=False,
+        generator=torch.Generator().manual_seed(seed),
+        subset=settings.recalibration_images,
+        drop_last=True,
+    )
 
 
 def recalibrate_batchnorm(
@@ -49,8 +91,9 @@ def recalibrate_batchnorm(
 
     The statistics are reset, then averaged over all batches with equal weight per batch (a
     cumulative average: PyTorch's ``momentum=None``), in training mode without gradients.
-    Nothing else changes: parameters, other buffers, the BatchNorm counters, the momentum and
-    every module's train/eval mode are as before.
+    Nothing else changes: parameters, other buffers, the BatchNorm counters, the momentum, every
+    module's train/eval mode, and the statistics of norms the forward passes did not run (the
+    other choices' own norms of a per-choice supernet) are as before.
 
     Returns:
         The number of images passed.
@@ -60,6 +103,7 @@ def recalibrate_batchnorm(
 
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    stats = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
     modes = {m: m.training for m in model.modules()}
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     images = 0
@@ -74,7 +118,10 @@ def recalibrate_batchnorm(
                 model(x.to(device, memory_format=memory_format))
                 images += len(x)
     finally:
-        for m, (momentum, count) in zip(norms, saved):
+        for m, (momentum, count), (mean, var) in zip(norms, saved, stats):
+            if not int(m.num_batches_tracked):  # not run: not this sub-network's
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
             m.momentum = momentum
             m.num_batches_tracked.copy_(count)
         for m, mode in modes.items():
@@ -105,12 +152,13 @@ def score_subnet(
         dataset: the data the supernet trained on (train split: recalibration; validation split:
             scoring, ``recipe.val_subset`` of it, the images a stand-alone trial scores).
         recipe: the recipe of the training (batch size, ``val_subset``, memory format).
-        settings: the recalibration sample (:class:`SupernetSettings`).
+        settings: the recalibration sample's size and batch (:class:`SupernetSettings`).
         fidelity: what the result's ``fidelity`` says (default: ``recipe.epochs``, the
             supernet's epochs).
         sample_seed: None: the recalibration sample is the fixed one every sub-network gets;
-            a number: another sample of as many training images, drawn with that seed (a
-            further score of the same sub-network, as a further seed is for a trial).
+            a number: another sample of as many training images, drawn the same way with that
+            seed (a further score of the same sub-network, as a further seed is for a trial;
+            :func:`recalibration_batches`).
         label_rule: which labels the mean AUC is over (a run's own rule).
         device: where the supernet is.
 
@@ -126,9 +174,7 @@ def score_subnet(
         ValueError: ``spec`` has another number of classes than the data.
     """
     import numpy as np
-    import torch
 
-    from .datasets import batches
     from .training import validation_scores
 
     if spec.num_classes != len(dataset.label_names):
@@ -138,18 +184,11 @@ def score_subnet(
         )
     start = time.perf_counter()
     supernet.set_active(spec)
-    calibration = batches(
-        dataset,
-        "train",
-        batch_size=settings.recalibration_batch,
-        shuffle=sample_seed is not None,
-        augment=False,
-        generator=None if sample_seed is None else torch.Generator().manual_seed(sample_seed),
-        subset=settings.recalibration_images,
-        drop_last=True,
-    )
     images = recalibrate_batchnorm(
-        supernet, calibration, device=device, channels_last=recipe.channels_last
+        supernet,
+        recalibration_batches(dataset, settings, sample_seed),
+        device=device,
+        channels_last=recipe.channels_last,
     )
     calibrated = time.perf_counter()
     scores = validation_scores(

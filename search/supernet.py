@@ -1,14 +1,18 @@
 """Every architecture of a space scored from one training: the weight-sharing supernet's training
 (the scoring of its sub-networks is :mod:`mdsearch.search.subnet_scoring`).
 
-Training (:func:`train_supernet`) runs the search's recipe (:class:`TrainRecipe`: batch size,
-images per epoch, optimizer, cosine schedule, augmentation) over the proxy data with the
-*sandwich rule* (BigNAS): every step trains, on the same batch, the space's largest
+Training (:func:`train_supernet`) is the one training loop (:func:`mdsearch.search.training.train`)
+with the supernet's step, :class:`SandwichStep`, over the proxy data and the search's recipe
+(:class:`TrainRecipe`: batch size, images per epoch, optimizer, cosine schedule, augmentation).
+The step is the *sandwich rule* (BigNAS): it trains, on the same batch, the space's largest
 sub-network, its smallest and ``random_subnets`` sub-networks drawn uniformly, accumulates their
-gradients (each loss divided by their number) and takes one optimizer step. After every epoch the
-whole state (network, optimizer, schedule, every random generator) is written atomically to the
-checkpoint, and a training that finds its checkpoint continues from it, so a killed training
-loses at most one epoch and ends with exactly the weights an uninterrupted one would have.
+gradients (each loss divided by their number), and the loop takes one optimizer step. After every
+epoch the whole state (network, optimizer, schedule, every random generator: the loop's
+:meth:`~mdsearch.search.training.TrainingRun.state`, the layout of ``mdsearch train``'s checkpoints
+too, with the supernet's record beside it) is written atomically to the checkpoint, and a training
+that finds its checkpoint continues from it, so a killed training loses at most one epoch and
+ends with exactly the weights an uninterrupted one would have. Checkpoints written before the
+loop was shared (``mdsearch.supernet/1``) load and resume the same way.
 
 Cost is counted in images: one step processes ``batch x (2 + random_subnets)`` images (forward
 and backward), a stand-alone proxy trial ``PROXY_RECIPE.epochs x images per epoch``; their ratio
@@ -30,18 +34,23 @@ BatchNorm statistics, then scores the validation split as a proxy trial does.
 
 from __future__ import annotations
 
-import io
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mdsearch.space import ArchSpec, SearchSpace, StageSpec, atomic_write_bytes
+from mdsearch.space import ArchSpec, SearchSpace, StageSpec
 
 from .settings import PROXY_RECIPE, SettingsError, TrainRecipe, known_fields
-from .training import Diverged, EpochStats
+from .supernet_checkpoint import (
+    check_same_training,
+    checkpoint_meta,
+    read_checkpoint,
+    space_from_meta,
+    write_checkpoint,
+)
+from .training import EpochStats
 
 if TYPE_CHECKING:
     import torch
@@ -49,9 +58,11 @@ if TYPE_CHECKING:
     from mdsearch.mdconv import Supernet
 
     from .datasets import Dataset
+    from .training import EpochResult, TrainingRun
 
 __all__ = [
     "SUPERNET_RECIPE",
+    "SandwichStep",
     "SupernetSettings",
     "SupernetTraining",
     "load_supernet",
@@ -64,7 +75,6 @@ __all__ = [
 #: :class:`SupernetSettings` (largest + smallest + 2 random per step) it processes 16 x the
 #: images of one stand-alone proxy trial.
 SUPERNET_RECIPE = replace(PROXY_RECIPE, epochs=8)
-_CHECKPOINT_FORMAT = "mdsearch.supernet/1"
 
 
 @dataclass(frozen=True)
@@ -77,11 +87,16 @@ class SupernetSettings:
         distill: in-place distillation (BigNAS): the largest learns from the labels, every other
             sub-network from the largest's (detached) sigmoid outputs.
         recalibration_images: training images over which each scored sub-network's BatchNorm
-            statistics are recomputed (a fixed sample, the same for every sub-network).
+            statistics are recomputed: a shuffled sample drawn with a fixed seed, the same for
+            every sub-network (a further score of a sub-network draws another with its seed;
+            :func:`~mdsearch.search.subnet_scoring.recalibration_batches`).
         recalibration_batch: images per forward pass of the recalibration.
         kernel_transform: learn Once-for-All's kernel transformation (a smaller kernel is a
             learned linear map of the larger one's centre, not the bare centre;
             :class:`~mdsearch.mdconv.SuperDepthwiseConv2d`).
+        per_choice_depthwise: each choice of a stage owns its depthwise weights and the
+            BatchNorm after them; the pointwise layers stay shared
+            (:mod:`mdsearch.mdconv.choice_layers`). Excludes ``kernel_transform``.
     """
 
     random_subnets: int = 2
@@ -89,14 +104,25 @@ class SupernetSettings:
     recalibration_images: int = 512
     recalibration_batch: int = 64
     kernel_transform: bool = False
+    per_choice_depthwise: bool = False
 
     def check(self) -> None:
         """Raise :class:`SettingsError` for values no training can use."""
         if self.random_subnets < 0:
             raise SettingsError(f"random_subnets {self.random_subnets}: must be 0 or more")
-        if self.recalibration_images < 2 or self.recalibration_batch < 2:
+        if self.recalibration_batch < 2:
             raise SettingsError(
                 "recalibration needs at least 2 images per batch (BatchNorm statistics)"
+            )
+        if self.recalibration_images < self.recalibration_batch:
+            raise SettingsError(
+                f"recalibration_images {self.recalibration_images}: give at least one "
+                f"recalibration batch ({self.recalibration_batch} images)"
+            )
+        if self.kernel_transform and self.per_choice_depthwise:
+            raise SettingsError(
+                "kernel_transform and per_choice_depthwise exclude each other (per-choice "
+                "kernels are not crops of a larger one to transform)"
             )
 
     @property
@@ -143,6 +169,87 @@ def random_subnet(supernet: Supernet, generator: torch.Generator) -> ArchSpec:
         )
         stages.append(options[pick])
     return supernet.spec(stages)
+
+
+class SandwichStep:
+    """The supernet's :class:`~mdsearch.search.train_step.TrainStep` (BigNAS's sandwich rule).
+
+    Builds the supernet of ``space`` (:func:`~mdsearch.mdconv.build_supernet` with the
+    settings' kernel options). Each step runs, on the same batch, the largest sub-network, the
+    smallest and ``settings.random_subnets`` drawn uniformly (from its own generator, seeded with
+    ``seed + 1`` and checkpointed with the run), each loss divided by their number, and
+    accumulates their gradients; with ``settings.distill`` every sub-network after the largest
+    learns from the largest's detached sigmoid outputs instead of the labels. The losses stay on
+    the device (no host sync per sub-network). The largest is active after every step.
+
+    Args:
+        space: the search space.
+        num_classes: outputs of the classifier (the data's labels).
+        settings: sandwich size, distillation, kernel options.
+        seed: the training's seed.
+    """
+
+    def __init__(
+        self, space: SearchSpace, num_classes: int, settings: SupernetSettings, seed: int
+    ) -> None:
+        import torch
+
+        self.space = space
+        self.num_classes = num_classes
+        self.settings = settings
+        self.arch_rng = torch.Generator().manual_seed(seed + 1)
+        self._fixed: list[ArchSpec] = []
+
+    def build(self, recipe: TrainRecipe) -> Supernet:
+        """The randomly initialised supernet (head init from ``recipe``)."""
+        from mdsearch.mdconv import build_supernet
+
+        supernet = build_supernet(
+            self.space,
+            self.num_classes,
+            head_init=recipe.head_init,
+            kernel_transform=self.settings.kernel_transform,
+            per_choice_depthwise=self.settings.per_choice_depthwise,
+        )
+        self._fixed = [supernet.largest(), supernet.smallest()]
+        return supernet
+
+    def __call__(
+        self, model: Supernet, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """One sandwich: every sub-network's forward and backward on ``(x, y)``.
+
+        Returns:
+            ``(sum of the sub-networks' mean losses x batch size, batch size x sub-networks)``:
+            the loop's mean is the mean over sub-networks and images.
+        """
+        import torch
+
+        fixed = self._fixed or [model.largest(), model.smallest()]
+        drawn = [random_subnet(model, self.arch_rng) for _ in range(self.settings.random_subnets)]
+        specs = fixed + drawn
+        teacher = None
+        total = torch.zeros((), device=x.device)
+        for i, spec in enumerate(specs):
+            model.set_active(spec)
+            logits = model(x)
+            target = y if teacher is None else teacher
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+            (loss / len(specs)).backward()
+            if self.settings.distill and i == 0:  # specs[0] is the largest
+                teacher = torch.sigmoid(logits.detach())
+            total += loss.detach()
+        model.set_active(specs[0])
+        return total * len(x), len(x) * len(specs)
+
+    def state(self) -> dict[str, Any]:
+        """The sub-network sampler's generator state (``arch``)."""
+        return {"arch": self.arch_rng.get_state()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue the sub-network sampler from a :meth:`state`."""
+        if "arch" in state:
+            self.arch_rng.set_state(state["arch"])
 
 
 @dataclass
@@ -233,77 +340,56 @@ def train_supernet(
             by another training (other space, recipe, settings, seed or data).
         Diverged: the loss became NaN or infinite.
     """
-    import torch
-
-    from mdsearch.mdconv import build_supernet
-
-    from .datasets import batches
-    from .training import start_run
+    from .training import train
 
     recipe.check()
     settings.check()
     n_train = len(dataset.splits["train"])
     recipe.check_train_split(n_train)
-    steps_per_epoch = recipe.steps_per_epoch(n_train)
-    meta = _meta(space, dataset, recipe, settings, seed, proxy)
-    if device == "cpu" and threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    supernet = build_supernet(
-        space,
-        len(dataset.label_names),
-        head_init=recipe.head_init,
-        kernel_transform=settings.kernel_transform,
-    )
-    run = start_run(supernet, recipe, seed, steps_per_epoch, device)
-    supernet, optimizer, scheduler = run.model, run.optimizer, run.scheduler
-    arch_rng = torch.Generator().manual_seed(seed + 1)
-    training = SupernetTraining(
-        supernet,
-        0,
-        proxy_equivalents=meta["proxy_equivalents"],
-        meta=meta,
-    )
+    cost = proxy_equivalents(recipe, settings, n_train, proxy)
+    meta = checkpoint_meta(space, dataset, recipe, settings.to_dict(), seed, cost)
     path = Path(checkpoint) if checkpoint is not None else None
+    resume: dict[str, Any] | None = None
+    history: list[EpochStats] = []
     if path is not None and path.exists():
-        state = _read_checkpoint(path)
-        _check_same_training(state["meta"], meta, path)
-        run.restore(state["run"])
-        arch_rng.set_state(state["arch_rng"])
-        training.epochs = [EpochStats(**e) for e in state["epochs"]]
-        training.epochs_done = training.resumed_from = run.epochs_done
+        resume = read_checkpoint(path)
+        # Settings added since the checkpoint was written take their defaults (what it used).
+        saved = SupernetSettings.from_dict(resume["meta"].get("settings", {})).to_dict()
+        check_same_training({**resume["meta"], "settings": saved}, meta, path)
+        history = [EpochStats(**e) for e in resume["history"]]
+    resumed_from = int(resume["epoch"]) if resume is not None else 0
 
-    largest, smallest = supernet.largest(), supernet.smallest()
-    for _epoch in range(run.epochs_done + 1, recipe.epochs + 1):
-        train_batches = batches(
-            dataset,
-            "train",
-            batch_size=recipe.batch_size,
-            shuffle=True,
-            augment=recipe.augment,
-            generator=run.generator,
-            subset=recipe.train_subset,
+    def record(run: TrainingRun) -> SupernetTraining:
+        return SupernetTraining(
+            run.model,  # type: ignore[arg-type]  # SandwichStep builds a Supernet
+            run.epochs_done,
+            list(history),
+            proxy_equivalents=meta["proxy_equivalents"],
+            resumed_from=resumed_from,
+            meta=meta,
         )
-        stats = _sandwich_epoch(
-            supernet,
-            train_batches,
-            optimizer,
-            scheduler,
-            [largest, smallest],
-            lambda: random_subnet(supernet, arch_rng),
-            settings,
-            device=device,
-            channels_last=recipe.channels_last,
-            on_step=on_step,
-        )
-        run.epochs_done += 1
-        training.epochs_done = run.epochs_done
-        training.epochs.append(stats)
+
+    def after_epoch(run: TrainingRun, epoch: EpochResult) -> None:
+        history.append(epoch.stats)
         if path is not None:
-            _write_checkpoint(path, run, arch_rng, training, meta)
+            write_checkpoint(path, run, meta, history)
         if on_epoch is not None:
-            on_epoch(training, stats)
-    supernet.set_active(largest)
+            on_epoch(record(run), epoch.stats)
+
+    run = train(
+        SandwichStep(space, len(dataset.label_names), settings, seed),
+        dataset,
+        recipe,
+        seed,
+        device=device,
+        threads=threads,
+        validate=lambda epoch: False,
+        on_epoch=after_epoch,
+        on_step=on_step,
+        resume=resume,
+    )
+    training = record(run)
+    training.supernet.set_active(training.supernet.largest())
     return training
 
 
@@ -316,158 +402,28 @@ def load_supernet(checkpoint: str | Path, device: str = "cpu") -> SupernetTraini
     """
     import torch
 
-    from mdsearch.mdconv import build_supernet
-
     path = Path(checkpoint)
     if not path.exists():
         raise SettingsError(f"supernet checkpoint {path} does not exist: train the supernet first")
-    state = _read_checkpoint(path)
+    state = read_checkpoint(path)
     meta = state["meta"]
-    space = _space_from_meta(meta["space"])
     recipe = TrainRecipe.from_dict(meta["recipe"])
-    supernet = build_supernet(
-        space,
+    step = SandwichStep(
+        space_from_meta(meta["space"]),
         int(meta["num_classes"]),
-        head_init=recipe.head_init,
-        kernel_transform=SupernetSettings.from_dict(meta["settings"]).kernel_transform,
+        SupernetSettings.from_dict(meta["settings"]),
+        int(meta["seed"]),
     )
-    supernet.load_state_dict(state["run"]["model"])
+    supernet = step.build(recipe)
+    supernet.load_state_dict(state["model"])
     supernet = supernet.to(device)
     if recipe.channels_last:
         supernet = supernet.to(memory_format=torch.channels_last)
-    epochs = [EpochStats(**e) for e in state["epochs"]]
     return SupernetTraining(
         supernet,
-        int(state["run"]["epoch"]),
-        epochs,
+        int(state["epoch"]),
+        [EpochStats(**e) for e in state["history"]],
         proxy_equivalents=float(meta["proxy_equivalents"]),
-        resumed_from=int(state["run"]["epoch"]),
+        resumed_from=int(state["epoch"]),
         meta=meta,
     )
-
-
-# -- internals ------------------------------------------------------------------------------
-def _sandwich_epoch(
-    supernet: Supernet,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    fixed: list[ArchSpec],
-    draw: Callable[[], ArchSpec],
-    settings: SupernetSettings,
-    *,
-    device: str,
-    channels_last: bool,
-    on_step: Callable[[int], None] | None,
-) -> EpochStats:
-    """One epoch of sandwich steps (module docstring); images count every sub-network."""
-    import torch
-
-    supernet.train()
-    criterion = torch.nn.BCEWithLogitsLoss()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    total, images, start = 0.0, 0, time.perf_counter()
-    for step, (x, y) in enumerate(batches):
-        x = x.to(device, memory_format=memory_format, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        specs = fixed + [draw() for _ in range(settings.random_subnets)]
-        optimizer.zero_grad(set_to_none=True)
-        teacher = None
-        for i, spec in enumerate(specs):
-            supernet.set_active(spec)
-            logits = supernet(x)
-            target = y if teacher is None else teacher
-            loss = criterion(logits, target) / len(specs)
-            if not math.isfinite(loss.item()):
-                raise Diverged(f"supernet loss became {loss.item()} at step {step}: lower --lr")
-            loss.backward()
-            if settings.distill and i == 0:  # specs[0] is the largest
-                teacher = torch.sigmoid(logits.detach())
-            total += loss.item() * len(specs) * len(x)
-            images += len(x)
-        optimizer.step()
-        scheduler.step()
-        if on_step is not None:
-            on_step(len(x) * len(specs))
-    supernet.set_active(fixed[0])
-    return EpochStats(total / max(1, images), images, time.perf_counter() - start)
-
-
-def _meta(
-    space: SearchSpace,
-    dataset: Dataset,
-    recipe: TrainRecipe,
-    settings: SupernetSettings,
-    seed: int,
-    proxy: TrainRecipe,
-) -> dict[str, Any]:
-    n_train = len(dataset.splits["train"])
-    return {
-        "format": _CHECKPOINT_FORMAT,
-        "space": {
-            "name": space.name,
-            "backbone": space.backbone,
-            "choices": [[c.token for c in options] for options in space.choices],
-            "description": space.description,
-        },
-        "num_classes": len(dataset.label_names),
-        "recipe": recipe.to_dict(),
-        "settings": settings.to_dict(),
-        "seed": seed,
-        "data": {
-            "source": dataset.source,
-            "fingerprint": dataset.fingerprint,
-            "resolution": dataset.resolution,
-        },  # fmt: skip
-        "proxy_equivalents": proxy_equivalents(recipe, settings, n_train, proxy),
-    }
-
-
-def _space_from_meta(data: Mapping[str, Any]) -> SearchSpace:
-    choices = tuple(tuple(StageSpec.parse(t) for t in options) for options in data["choices"])
-    return SearchSpace(data["name"], data["backbone"], choices, data.get("description", ""))
-
-
-def _check_same_training(saved: Mapping[str, Any], now: Mapping[str, Any], path: Path) -> None:
-    keys = ("format", "space", "num_classes", "recipe", "settings", "seed", "data")
-    # Settings added since a checkpoint was written take their defaults (what it trained with).
-    saved = {**saved, "settings": SupernetSettings.from_dict(saved.get("settings", {})).to_dict()}
-    differ = [k for k in keys if saved.get(k) != now.get(k)]
-    if differ:
-        raise SettingsError(
-            f"supernet checkpoint {path} was written by another training (its "
-            f"{', '.join(differ)} differ): delete it or give another checkpoint path"
-        )
-
-
-def _write_checkpoint(
-    path: Path,
-    run: Any,
-    arch_rng: torch.Generator,
-    training: SupernetTraining,
-    meta: Mapping[str, Any],
-) -> None:
-    import torch
-
-    state = {
-        "meta": dict(meta),
-        "run": run.state(),
-        "arch_rng": arch_rng.get_state(),
-        "epochs": [asdict(e) for e in training.epochs],
-    }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise SettingsError(f"supernet checkpoint {path} cannot be read: {exc}") from None
-    if not isinstance(state, dict) or state.get("meta", {}).get("format") != _CHECKPOINT_FORMAT:
-        raise SettingsError(f"{path} is not a supernet checkpoint ({_CHECKPOINT_FORMAT})")
-    return state

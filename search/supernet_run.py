@@ -131,6 +131,8 @@ def _record(training: Any, ctx: SupernetTrialContext) -> dict[str, Any]:
         "epochs_done": training.epochs_done,
         "random_subnets": ctx.settings.random_subnets,
         "distill": ctx.settings.distill,
+        "kernel_transform": ctx.settings.kernel_transform,
+        "per_choice_depthwise": ctx.settings.per_choice_depthwise,
         "recalibration_images": ctx.settings.recalibration_images,
         "train_seconds": training.seconds,
         "images": training.images,
@@ -192,16 +194,27 @@ def train_supernet_phase(
         data=settings.data,
         recipe=replace(settings.proxy, epochs=settings.supernet_epochs),
         proxy=settings.proxy,
-        settings=SupernetSettings(),
+        settings=settings.supernet,
         checkpoint=str(folder.supernet_checkpoint),
         threads=max(1, int(cpus)),
         use_gpu=settings.gpus_per_trial > 0,
     )
     sandwich = ctx.settings.subnets_per_step - 2
+    options = [
+        name
+        for name, on in (
+            ("in-place distillation", ctx.settings.distill),
+            ("learned kernel transform", ctx.settings.kernel_transform),
+            ("per-choice depthwise weights", ctx.settings.per_choice_depthwise),
+        )
+        if on
+    ]
     say(
         f"supernet: training {ctx.recipe.epochs} epochs x {ctx.recipe.train_subset or 'all'} "
         "training images, "
-        f"each step the largest + the smallest + {sandwich} random sub-networks, on "
+        f"each step the largest + the smallest + {sandwich} random sub-networks"
+        + "".join(f", {o}" for o in options)
+        + ", on "
         f"{'a GPU' if ctx.use_gpu else f'{ctx.threads} CPU thread(s)'}"
         + (" (continuing from its checkpoint)" if folder.supernet_checkpoint.exists() else "")
     )

@@ -1,12 +1,19 @@
-"""The one training loop of mdsearch: a search trial's proxy and full training both run it.
+"""The one training loop of mdsearch: a search trial's proxy, full training and the supernet's
+training all run it.
 
 :func:`train` builds the network (seeded, with the recipe's head init and memory format), the
 optimizer and its per-step schedule, then runs the recipe's epochs over
 :func:`~mdsearch.search.datasets.batches`, scores the validation split after the epochs its
 caller asks for, and hands every epoch to a callback (the proxy reports it to the scheduler, full
-training writes its checkpoint). The schedule's length is computed in one place,
-:meth:`~mdsearch.search.settings.TrainRecipe.steps_per_epoch`, from what the loader yields (it
-drops the last partial batch), so a cosine schedule reaches 0 exactly at the last step.
+training and the supernet write their checkpoints). The schedule's length is computed in one
+place, :meth:`~mdsearch.search.settings.TrainRecipe.steps_per_epoch`, from what the loader yields
+(it drops the last partial batch), so a cosine schedule reaches 0 exactly at the last step.
+
+What one step does with a batch is a :class:`~mdsearch.search.train_step.TrainStep`: one network
+and one loss for an :class:`~mdsearch.space.ArchSpec`, the supernet's sandwich
+(:class:`~mdsearch.search.supernet.SandwichStep`) for a space. The loop does the rest alike: the
+optimizer and schedule step, the loss summed on the device (read once per epoch, not per step or
+sub-network), the checkpointable state (:meth:`TrainingRun.state`, the step's own included).
 
 Kept free of Ray and Optuna so ``mdsearch train`` and the trials run exactly the same code.
 
@@ -24,14 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mdsearch.space import ArchSpec
+
 from .scored_labels import LABEL_RULE, LabelRule
 from .settings import TrainRecipe
+from .train_step import StandaloneStep, StepFn, TrainStep, one_loss
 
 if TYPE_CHECKING:  # torch is imported where it runs, so importing the loop's names is cheap
     import torch
     from torch import nn
-
-    from mdsearch.space import ArchSpec
 
     from .datasets import Dataset
 
@@ -43,11 +51,12 @@ __all__ = [
     "TrialTimeout",
     "Validation",
     "label_aucs",
-    "start_run",
     "make_optimizer",
     "predict",
+    "start_run",
     "train",
     "train_one_epoch",
+    "validation_scores",
 ]
 
 #: Validation batches hold at least this many images (no gradients: larger is faster).
@@ -126,38 +135,49 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     *,
+    step: StepFn = one_loss,
     device: torch.device | str = "cpu",
     channels_last: bool = True,
     on_step: Callable[[int], None] | None = None,
 ) -> EpochStats:
-    """Train ``model`` for one pass over ``batches`` with BCE-with-logits (multi-label).
+    """Train ``model`` for one pass over ``batches``, one optimizer step per batch.
+
+    Args:
+        step: the forward and backward passes of a step (:data:`StepFn`; default
+            :func:`one_loss`, the stand-alone network's BCE-with-logits).
+        on_step: called after every optimizer step with the images the step processed.
+
+    The losses are summed on ``device`` and read once, at the end of the epoch (no host sync
+    per step or per sub-network).
+
+    Returns:
+        The epoch's mean loss per image processed, the images processed and the seconds.
 
     Raises:
-        Diverged: the loss became NaN or infinite.
+        Diverged: a loss of the epoch was NaN or infinite (the epoch's sum is then not finite).
     """
     import torch
 
     model.train()
-    criterion = torch.nn.BCEWithLogitsLoss()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    total, images, start = 0.0, 0, time.perf_counter()
-    for step, (x, y) in enumerate(batches):
+    total = torch.zeros((), device=device)
+    images, start = 0, time.perf_counter()
+    for x, y in batches:
         x = x.to(device, memory_format=memory_format, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        loss = criterion(model(x), y)
-        if not math.isfinite(loss.item()):
-            raise Diverged(f"training loss became {loss.item()} at step {step}: lower --lr")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, n = step(model, x, y)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total += loss.item() * len(x)
-        images += len(x)
+        total += loss
+        images += n
         if on_step is not None:
-            on_step(len(x))
-    seconds = time.perf_counter() - start
-    return EpochStats(total / max(1, images), images, seconds)
+            on_step(n)
+    mean = float(total) / max(1, images)  # the epoch's one host sync
+    if not math.isfinite(mean):
+        raise Diverged(f"training loss became {mean} (the epoch's mean): lower --lr")
+    return EpochStats(mean, images, time.perf_counter() - start)
 
 
 def predict(
@@ -266,6 +286,7 @@ class TrainingRun:
         scheduler: its per-step learning-rate schedule.
         generator: the CPU generator of the data order, subsets and augmentation.
         steps_per_epoch: optimizer steps per epoch (what the loader yields).
+        step: what one step does (:class:`TrainStep`; None: :func:`one_loss`, no state).
         epochs_done: epochs completed, including those restored by ``resume``.
         epochs: the epochs run by this call, in order.
     """
@@ -275,12 +296,16 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator
     steps_per_epoch: int
+    step: TrainStep | None = None
     epochs_done: int = 0
     epochs: list[EpochResult] = field(default_factory=list)
 
     def state(self) -> dict[str, Any]:
         """Everything a later :func:`train` call needs to continue exactly here: ``epoch``,
-        ``model``, ``optimizer``, ``scheduler`` and ``rng`` (``torch``, ``data``, ``cuda``)."""
+        ``model``, ``optimizer``, ``scheduler``, ``rng`` (``torch``, ``data``, ``cuda``) and
+        ``step`` (the step's own random state, :meth:`TrainStep.state`). This is the layout of
+        every mdsearch training checkpoint (``mdsearch train``'s checkpoint.pt, the supernet's
+        supernet.pt), each with its own record beside these keys."""
         import torch
 
         return {
@@ -293,10 +318,12 @@ class TrainingRun:
                 "data": self.generator.get_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
+            "step": self.step.state() if self.step is not None else {},
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Load a :meth:`state` (the network, optimizer, schedule, RNGs and epoch count)."""
+        """Load a :meth:`state` (the network, optimizer, schedule, RNGs, the step's state and
+        the epoch count; a state written before steps had one has no ``step``)."""
         import torch
 
         self.model.load_state_dict(state["model"])
@@ -306,15 +333,22 @@ class TrainingRun:
         self.generator.set_state(state["rng"]["data"])
         if state["rng"].get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if self.step is not None:
+            self.step.restore(state.get("step") or {})
         self.epochs_done = int(state["epoch"])
 
 
 def start_run(
-    model: nn.Module, recipe: TrainRecipe, seed: int, steps_per_epoch: int, device: str
+    model: nn.Module,
+    recipe: TrainRecipe,
+    seed: int,
+    steps_per_epoch: int,
+    device: str,
+    step: TrainStep | None = None,
 ) -> TrainingRun:
     """A fresh :class:`TrainingRun` of ``model`` (a stand-alone network or a supernet): moved to
     ``device`` (channels_last when the recipe says so), with the recipe's optimizer and schedule
-    over all its steps and a data-order generator seeded with ``seed``."""
+    over all its steps, a data-order generator seeded with ``seed`` and ``step``."""
     import torch
 
     model = model.to(device)
@@ -329,12 +363,12 @@ def start_run(
         schedule=recipe.schedule,
     )
     return TrainingRun(
-        model, optimizer, scheduler, torch.Generator().manual_seed(seed), steps_per_epoch
+        model, optimizer, scheduler, torch.Generator().manual_seed(seed), steps_per_epoch, step
     )
 
 
 def train(
-    spec: ArchSpec,
+    network: ArchSpec | TrainStep,
     dataset: Dataset,
     recipe: TrainRecipe,
     seed: int,
@@ -348,15 +382,17 @@ def train(
     deadline: float | None = None,
     label_rule: LabelRule = LABEL_RULE,
 ) -> TrainingRun:
-    """Train ``spec`` from scratch (or from ``resume``) on ``dataset``'s train split.
+    """Train ``network`` from scratch (or from ``resume``) on ``dataset``'s train split.
 
     The test split is never touched. Each epoch draws a fresh ``recipe.train_subset`` of the
     train split (the generator advances); the validation split (``recipe.val_subset`` of it, the
     same images every time) is scored after each epoch ``validate`` accepts.
 
     Args:
-        spec: the architecture; its ``num_classes`` must equal the dataset's label count
-            (callers check, to word the error for their command).
+        network: the architecture (trained by :class:`StandaloneStep`; its ``num_classes`` must
+            equal the dataset's label count: callers check, to word the error for their
+            command), or a :class:`TrainStep` that builds its own network (the supernet's
+            :class:`~mdsearch.search.supernet.SandwichStep`).
         dataset: the data, at the resolution the caller chose.
         recipe: how to train (epochs, batch size, optimizer, schedule, ...).
         seed: seeds the initialisation, the data order and the augmentation.
@@ -366,7 +402,7 @@ def train(
             1-based epoch.
         on_epoch: called after every epoch with the run (e.g. to save :meth:`TrainingRun.state`)
             and the epoch's result.
-        on_step: called after every optimizer step with the batch's image count.
+        on_step: called after every optimizer step with the images it processed.
         resume: a :meth:`TrainingRun.state` to continue from (its next epoch comes next).
         deadline: ``time.monotonic()`` value after which the next batch raises (None: no limit).
         label_rule: which labels the validation mean AUC is over (a resumed run keeps the rule
@@ -377,22 +413,21 @@ def train(
 
     Raises:
         SettingsError: the train split yields no full batch per epoch.
-        Diverged: the loss or the validation scores became NaN or infinite.
+        Diverged: an epoch's loss or the validation scores became NaN or infinite.
         TrialTimeout: ``deadline`` passed (checked before every training and validation batch).
     """
     import torch
 
-    from mdsearch.mdconv import build
-
     from .datasets import batches
 
+    step = StandaloneStep(network) if isinstance(network, ArchSpec) else network
     n_train = len(dataset.splits["train"])
     recipe.check_train_split(n_train)
     steps_per_epoch = recipe.steps_per_epoch(n_train)
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    run = start_run(build(spec, head_init=recipe.head_init), recipe, seed, steps_per_epoch, device)
+    run = start_run(step.build(recipe), recipe, seed, steps_per_epoch, device, step)
     model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
     if resume is not None:
         run.restore(resume)
@@ -412,6 +447,7 @@ def train(
             _until(train_batches, deadline),
             optimizer,
             scheduler,
+            step=step,
             device=device,
             channels_last=recipe.channels_last,
             on_step=on_step,

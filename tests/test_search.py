@@ -334,7 +334,7 @@ def test_an_old_config_json_loads_and_is_written_back_in_its_layout():
     # Written back in the same layout, plus the settings added since: a run from before
     # --confirm explores to the end when resumed, one from before --strategy is stand-alone.
     assert settings.confirm == 0.0 and settings.strategy == "standalone"
-    added = ("confirm", "strategy", "supernet_epochs", "supernet_scores")
+    added = ("confirm", "strategy", "supernet_epochs", "supernet_scores", "supernet")
     assert {k: v for k, v in settings.to_dict().items() if k not in added} == OLD_SETTINGS
     # Keys of a still older run (no objectives, no latency device) take their defaults.
     older = {k: v for k, v in OLD_SETTINGS.items() if k not in ("objectives", "latency_device")}

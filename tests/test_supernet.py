@@ -1,11 +1,13 @@
-"""The weight-sharing supernet: its layer and extract() are exact against MDConv2d / build(spec);
-BatchNorm recalibration touches only running statistics; supernet training resumes from its
-checkpoint; a scored sub-network is shaped like a proxy trial."""
+"""The weight-sharing supernet: its layer and extract() are exact against MDConv2d / build(spec)
+(shared and per-choice depthwise weights); BatchNorm recalibration touches only running
+statistics, over a shuffled sample; supernet training is the shared loop and resumes from its
+checkpoint (old layout too); a scored sub-network is shaped like a proxy trial."""
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ from torch import nn
 from mdsearch.cli import main
 from mdsearch.mdconv import (
     BuildError,
+    ChoiceBatchNorm,
+    ChoiceDepthwiseConv2d,
     MDConv2d,
     SuperDepthwiseConv2d,
     build_supernet,
@@ -23,6 +27,7 @@ from mdsearch.mdconv import (
 )
 from mdsearch.search import (
     ProxyResult,
+    SandwichStep,
     SettingsError,
     SupernetSettings,
     TrainRecipe,
@@ -32,7 +37,8 @@ from mdsearch.search import (
     score_subnet,
     train_supernet,
 )
-from mdsearch.search.datasets import batches
+from mdsearch.search.datasets import Dataset, batches
+from mdsearch.search.subnet_scoring import recalibration_batches
 from mdsearch.search.training import predict
 from mdsearch.space import SearchSpace, StageSpec, load_space
 
@@ -157,6 +163,42 @@ def test_extract_equals_supernet_with_spec_active():
     assert net.active_spec == net.largest()  # the context manager restored it
 
 
+def test_per_choice_depthwise_is_exact_and_shares_only_the_rest():
+    """Each choice owns its depthwise conv and the BatchNorm after it: a sub-network computes
+    what build(spec) holding the extracted weights computes; a step of one choice leaves the
+    other's depthwise weights alone while the pointwise layers (shared) learn."""
+    torch.manual_seed(0)
+    net = build_supernet(SMALL_SPACE, num_classes=3, per_choice_depthwise=True).eval()
+    layers = [m for ls in net.super_layers.values() for m in ls]
+    assert all(isinstance(m, ChoiceDepthwiseConv2d) for m in layers)
+    norms = [n for ns in net.choice_norms.values() for n in ns]
+    assert len(norms) == len(layers) and all(isinstance(n, ChoiceBatchNorm) for n in norms)
+    _random_bn_stats(net)  # every choice's norm its own statistics
+    x = torch.randn(2, 3, 32, 32)
+    archs = list(SMALL_SPACE.enumerate(num_classes=3))
+    outputs = set()
+    for spec in [net.largest(), net.smallest(), archs[2], archs[12]]:
+        with torch.no_grad(), net.active(spec):
+            expected = net(x)
+        torch.testing.assert_close(extract(net, spec)(x), expected, rtol=1e-5, atol=1e-5)
+        outputs.add(round(float(expected.sum()), 4))
+    assert len(outputs) == 4
+
+    block = net.model.blocks[1][0]
+    net.train()
+    with net.active(net.smallest()):  # k3 everywhere: choice 0 of each stage
+        net(x).sum().backward()
+    assert block.conv_dw.convs[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in block.conv_dw.convs[1].parameters())
+    assert all(p.grad is None for p in block.bn2.norms[1].parameters())
+    assert block.conv_pw.weight.grad.abs().sum() > 0 and block.conv_pwl.weight.grad is not None
+
+    with pytest.raises(BuildError, match="exclude each other"):
+        build_supernet(SMALL_SPACE, num_classes=3, per_choice_depthwise=True, kernel_transform=True)
+    with pytest.raises(SettingsError, match="exclude each other"):
+        SupernetSettings(kernel_transform=True, per_choice_depthwise=True).check()
+
+
 def test_supernet_on_mobilenetv3_with_a_7x7_choice():
     space = SearchSpace.from_dict(
         {"backbone": "mobilenetv3_small_050", "stages": {2: ["base", "k3", "k3.5.7s1:1:1"]}},
@@ -200,6 +242,33 @@ def _weights(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
+def test_the_recalibration_sample_mixes_classes_on_a_class_sorted_split():
+    """Kermany's splits are stored NORMAL first: the sample must be shuffled, or its batches
+    hold one class each and the running variances miss the variance between the classes. The
+    fixed sample is the same on every call; a further score's seed draws another, alike."""
+    n, half = 400, 200
+    labels = np.zeros((n, 1), np.uint8)
+    labels[half:] = 1  # the split in class order, as Kermany's catalogue lists it
+    dataset = Dataset(
+        name="sorted", source="test", images=np.zeros((n, 8, 8), np.uint8), labels=labels,
+        label_names=("Pneumonia",), patient_ids=np.arange(n).astype(str),
+        splits={"train": np.arange(n), "val": np.arange(0)}, synthetic=True, fingerprint="x",
+        resolution=8, notes=(),
+    )  # fmt: skip
+    settings = SupernetSettings(recalibration_images=128, recalibration_batch=32)
+
+    def sample(seed=None):
+        return [y[:, 0].numpy() for _, y in recalibration_batches(dataset, settings, seed)]
+
+    fixed = sample()
+    assert len(fixed) == 4 and all(len(b) == 32 for b in fixed)
+    assert all(0.2 < b.mean() < 0.8 for b in fixed)  # both classes in every batch
+    assert [b.tolist() for b in sample()] == [b.tolist() for b in fixed]
+    repeat = sample(1)
+    assert all(0.2 < b.mean() < 0.8 for b in repeat) and len(repeat) == len(fixed)
+    assert [b.tolist() for b in repeat] != [b.tolist() for b in fixed]
+
+
 def test_recalibration_changes_only_running_statistics(phantom):
     torch.manual_seed(0)
     net = build_supernet(SMALL_SPACE, num_classes=5)
@@ -217,6 +286,53 @@ def test_recalibration_changes_only_running_statistics(phantom):
     assert all(k.endswith(("running_mean", "running_var")) for k in changed)
     assert [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
     assert net.training and not net.model.classifier.training
+    # Per choice: the norms of the other choices (not run) keep their statistics.
+    net = build_supernet(SMALL_SPACE, num_classes=5, per_choice_depthwise=True)
+    _random_bn_stats(net)
+    idle = net.choice_norms[1][0].norms[0]  # k3's norm; the largest runs k3.5s1:1
+    before = _weights(idle)
+    recalibrate_batchnorm(
+        net, batches(phantom, "train", batch_size=16, shuffle=False, augment=False, subset=32)
+    )
+    assert all(torch.equal(before[k], v) for k, v in idle.state_dict().items())
+
+
+def test_the_supernet_trains_in_the_shared_loop_without_a_host_sync_per_subnetwork(
+    phantom, monkeypatch
+):
+    import mdsearch.search.training as training
+
+    calls = []
+    shared = training.train
+    monkeypatch.setattr(training, "train", lambda *a, **k: calls.append(a[0]) or shared(*a, **k))
+    one = TrainRecipe(epochs=1, batch_size=16, train_subset=16)
+    train_supernet(SMALL_SPACE, phantom, one, seed=0, settings=TINY_SETTINGS, proxy=one)
+    assert len(calls) == 1 and isinstance(calls[0], SandwichStep)
+
+    # One sandwich step reads no loss or output back to the host (the loop sums the losses on
+    # the device and reads the sum once per epoch); the sampler's integer draws come from its
+    # own CPU generator.
+    step = SandwichStep(SMALL_SPACE, 5, SupernetSettings(random_subnets=2, distill=True), seed=0)
+    net = step.build(one).train()
+    x, y = next(batches(phantom, "train", batch_size=8, shuffle=False, augment=False))
+    reads = []
+
+    def counted(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(t, *args):
+            if t.dtype.is_floating_point:
+                reads.append(name)
+            return original(t, *args)
+
+        return read
+
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, counted(name))
+    loss, images = step(net, x, y)
+    monkeypatch.undo()
+    assert reads == [] and images == 8 * 4 and loss.ndim == 0 and float(loss) > 0
+    assert net.active_spec == net.largest()
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(phantom, tmp_path):
@@ -237,13 +353,29 @@ def test_killed_training_resumes_from_its_last_checkpoint(phantom, tmp_path):
             SMALL_SPACE, phantom, TINY, seed=3, settings=TINY_SETTINGS, checkpoint=checkpoint,
             on_epoch=kill_after_first_epoch,
         )  # fmt: skip
-    resumed = train_supernet(
-        SMALL_SPACE, phantom, TINY, seed=3, settings=TINY_SETTINGS, checkpoint=checkpoint
-    )
-    assert resumed.resumed_from == 1 and resumed.epochs_done == 2
-    assert len(resumed.epochs) == 2  # the first epoch's record came from the checkpoint
-    expected, got = _weights(whole.supernet), _weights(resumed.supernet)
-    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    # One checkpoint format: the training loop's state (as mdsearch train's checkpoint.pt holds
+    # it), the supernet's record beside it.
+    state = torch.load(checkpoint, weights_only=True)
+    assert {"epoch", "model", "optimizer", "scheduler", "rng", "step"} <= set(state)
+    assert state["format"] == "mdsearch.supernet/2" and len(state["history"]) == 1
+    # A checkpoint written before the loop was shared (mdsearch.supernet/1) resumes the same.
+    old = tmp_path / "old.pt"
+    torch.save({"meta": {**state["meta"], "format": "mdsearch.supernet/1"},
+                "run": {k: state[k] for k in ("epoch", "model", "optimizer", "scheduler", "rng")},
+                "arch_rng": state["step"]["arch"], "epochs": state["history"]}, old)  # fmt: skip
+    for path in (checkpoint, old):
+        resumed = train_supernet(
+            SMALL_SPACE, phantom, TINY, seed=3, settings=TINY_SETTINGS, checkpoint=path
+        )
+        assert resumed.resumed_from == 1 and resumed.epochs_done == 2
+        assert len(resumed.epochs) == 2  # the first epoch's record came from the checkpoint
+        expected, got = _weights(whole.supernet), _weights(resumed.supernet)
+        assert all(torch.equal(expected[k], got[k]) for k in expected)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": {}}, foreign)
+    with pytest.raises(SettingsError, match="is not a supernet checkpoint") as err:
+        load_supernet(foreign)
+    assert "\n" not in str(err.value)
     # another training's checkpoint is refused, not silently continued
     with pytest.raises(SettingsError, match="another training"):
         train_supernet(
@@ -251,13 +383,15 @@ def test_killed_training_resumes_from_its_last_checkpoint(phantom, tmp_path):
         )
 
 
-def test_scored_subnetwork_is_a_proxy_result_and_extracts_exactly(phantom, tmp_path):
+@pytest.mark.parametrize("per_choice", [False, True], ids=["shared", "per-choice"])
+def test_scored_subnetwork_is_a_proxy_result_and_extracts_exactly(phantom, tmp_path, per_choice):
     checkpoint = tmp_path / "supernet.pt"
+    settings = replace(TINY_SETTINGS, per_choice_depthwise=per_choice)
     training = train_supernet(
-        SMALL_SPACE, phantom, TINY, seed=0, settings=TINY_SETTINGS, checkpoint=checkpoint
+        SMALL_SPACE, phantom, TINY, seed=0, settings=settings, checkpoint=checkpoint
     )
     spec = list(SMALL_SPACE.enumerate(num_classes=5))[5]
-    result = score_subnet(training.supernet, spec, phantom, TINY, settings=TINY_SETTINGS)
+    result = score_subnet(training.supernet, spec, phantom, TINY, settings=settings)
     assert isinstance(result, ProxyResult)
     assert result.y_score.shape == result.y_true.shape == (len(phantom.splits["val"]), 5)
     assert 0 <= result.auc <= 1 and result.fidelity == TINY.epochs and result.train_seconds > 0
@@ -268,9 +402,10 @@ def test_scored_subnetwork_is_a_proxy_result_and_extracts_exactly(phantom, tmp_p
     # scoring is order-independent (statistics are recomputed per sub-network) and a supernet
     # loaded from the checkpoint in another process scores the same
     score_subnet(training.supernet, SMALL_SPACE.reference_points(5)[0], phantom, TINY,
-                 settings=TINY_SETTINGS)  # fmt: skip
+                 settings=settings)  # fmt: skip
     loaded = load_supernet(checkpoint)
-    assert loaded.recipe == TINY and loaded.settings == TINY_SETTINGS
+    assert loaded.recipe == TINY and loaded.settings == settings
+    assert bool(loaded.supernet.choice_norms) == per_choice
     again = score_subnet(loaded.supernet, spec, phantom, loaded.recipe, settings=loaded.settings)
     np.testing.assert_allclose(again.y_score, result.y_score, atol=1e-6)
     assert loaded.epochs_done == 2 and loaded.meta["seed"] == 0

@@ -46,8 +46,10 @@ def test_a_supernet_run_scores_every_architecture_then_trains_the_best_ranked(
     tmp_path, cache_dir, space_file, capsys
 ):
     out = tmp_path / "run"
+    own = ["--supernet-random-subnets", "1", "--supernet-distill",
+           "--supernet-recalibration-images", "64"]  # fmt: skip
     code = main(["run", "--out", str(out), "--space", space_file, "--budget", "3",
-                 "--cache-dir", cache_dir, "--confirm", "0", *SUPERNET, *TINY])  # fmt: skip
+                 "--cache-dir", cache_dir, "--confirm", "0", *SUPERNET, *own, *TINY])  # fmt: skip
     assert code == 0, capsys.readouterr().err[-2000:]
     printed = capsys.readouterr().out
     assert "supernet scores: 4 (4 complete)" in printed and "stand-alone trials: 3" in printed
@@ -55,8 +57,15 @@ def test_a_supernet_run_scores_every_architecture_then_trains_the_best_ranked(
     record = json.loads((out / "supernet.json").read_text())
     assert record["epochs_done"] == 1 and len(record["history"]) == 1
     assert record["proxy_equivalents"] > 0 and record["images_per_s"] > 0
+    assert record["random_subnets"] == 1 and record["distill"] is True
+    assert record["recalibration_images"] == 64 and record["per_choice_depthwise"] is False
     assert (out / "supernet.pt").is_file()
-    assert json.loads((out / "config.json").read_text())["strategy"] == "supernet"
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy"] == "supernet"
+    assert config["settings"]["supernet"] == {
+        "random_subnets": 1, "distill": True, "recalibration_images": 64,
+        "recalibration_batch": 64, "kernel_transform": False, "per_choice_depthwise": False,
+    }  # fmt: skip
 
     table = pd.read_csv(out / "trials.csv", dtype={"proxy": str})
     kind = proxy_kind(table)
@@ -92,8 +101,17 @@ def test_a_supernet_run_scores_every_architecture_then_trains_the_best_ranked(
 
     # --resume with a larger budget: one more stand-alone trial; the supernet is neither
     # trained nor scored again.
+    # A supernet flag given otherwise on --resume is ignored with a note, like every run setting.
     checkpoint_time = (out / "supernet.pt").stat().st_mtime_ns
-    assert main(["run", "--resume", str(out), "--budget", "4", "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "--budget", "4", "--quiet", "--no-report",
+                 "--supernet-random-subnets", "3", "--supernet-distill"]) == 0  # fmt: skip
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: --supernet-random-subnets ignored on --resume: the run keeps its "
+        "random_subnets=1 (config.json)"
+    ]
+    assert json.loads((out / "config.json").read_text()) == config
     after = pd.read_csv(out / "trials.csv", dtype={"proxy": str})
     assert (proxy_kind(after) == "supernet").sum() == 4
     assert (proxy_kind(after) == "standalone").sum() == 4
@@ -142,6 +160,27 @@ def test_a_supernet_training_killed_after_an_epoch_resumes_from_its_checkpoint(
         (["--strategy", "supernet", "--early-stop", "asha"], "--early-stop asha"),
         (["--strategy", "supernet", "--supernet-epochs", "0"], "--supernet-epochs"),
         (["--strategy", "supernet", "--supernet-scores", "0"], "--supernet-scores"),
+        (
+            ["--strategy", "supernet", "--supernet-random-subnets", "-1"],
+            "--supernet-random-subnets",
+        ),
+        (
+            ["--strategy", "supernet", "--supernet-random-subnets", "two"],
+            "--supernet-random-subnets",
+        ),
+        (
+            ["--strategy", "supernet", "--supernet-recalibration-images", "10"],
+            "--supernet-recalibration-images 10: give at least 64",
+        ),
+        (
+            [
+                "--strategy",
+                "supernet",
+                "--supernet-kernel-transform",
+                "--supernet-per-choice-depthwise",
+            ],
+            "exclude each other",
+        ),
     ],
 )
 def test_bad_supernet_flags_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, args, message):
@@ -164,6 +203,33 @@ def test_the_supernet_budget_defaults_to_a_third_of_the_standalone_run():
     assert settings.budget == 16 and settings.supernet_epochs == 8
     assert settings.scores_for(16) == 16 and settings.scores_for(16384) == 200
     assert SearchSettings.from_dict(settings.to_dict()) == settings.check()
+
+
+def test_the_supernet_settings_are_flags_with_their_defaults_and_config_json_keeps_them():
+    import argparse
+
+    from mdsearch.cli.main import build_parser
+    from mdsearch.cli.run import _settings_from_args
+    from mdsearch.search import SupernetSettings
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {o: a.help for a in sub.choices["run"]._actions for o in a.option_strings}
+    d = SupernetSettings()
+    assert f"(default {d.random_subnets})" in helps["--supernet-random-subnets"]
+    assert f"(default {d.recalibration_images})" in helps["--supernet-recalibration-images"]
+    for flag in ("--supernet-distill", "--supernet-kernel-transform",
+                 "--supernet-per-choice-depthwise"):  # fmt: skip
+        assert "(default: off" in helps[flag]
+
+    args = ["run", "--strategy", "supernet", "--supernet-per-choice-depthwise",
+            "--supernet-random-subnets", "0"]  # fmt: skip
+    settings = _settings_from_args(parser.parse_args(args))
+    assert settings.supernet == SupernetSettings(random_subnets=0, per_choice_depthwise=True)
+    assert SearchSettings.from_dict(settings.to_dict()) == settings.check()
+    # config.json of a run from before the flags: the defaults it trained with
+    old = {k: v for k, v in settings.to_dict().items() if k != "supernet"}
+    assert SearchSettings.from_dict(old).supernet == SupernetSettings()
 
 
 def test_the_explore_plan_is_followed_after_the_queued_points(space_file):

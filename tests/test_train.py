@@ -231,6 +231,31 @@ def test_cosine_schedule_ends_exactly_at_the_last_step(phantom):
     assert run.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # ... to 0
 
 
+def test_the_loop_reads_the_loss_once_per_epoch_and_a_nan_fails_the_epoch(phantom):
+    """The losses are summed on the device, not read back per step: a NaN at one step makes the
+    epoch's sum NaN, and the epoch ends in Diverged (its later steps ran: no check per step)."""
+    from mdsearch.mdconv import build
+    from mdsearch.search.train_step import one_loss
+    from mdsearch.search.training import Diverged, make_optimizer, train_one_epoch
+
+    torch.manual_seed(SEED)
+    model = build(SPEC)
+    optimizer, scheduler = make_optimizer(
+        model, name="adamw", lr=1e-3, weight_decay=0.0, total_steps=4, schedule="cosine"
+    )
+    steps: list[int] = []
+
+    def nan_at_second_step(model, x, y):
+        loss, images = one_loss(model, x, y)
+        return (loss * float("nan") if len(steps) == 1 else loss), images
+
+    loader = batches(phantom, "train", batch_size=16, shuffle=False, augment=False, subset=64)
+    with pytest.raises(Diverged, match=r"became nan .*: lower --lr"):
+        train_one_epoch(model, loader, optimizer, scheduler, step=nan_at_second_step,
+                        on_step=steps.append)  # fmt: skip
+    assert steps == [16] * 4
+
+
 def test_proxy_runs_the_shared_loop(phantom, monkeypatch):
     import mdsearch.search.training as training
 

@@ -262,13 +262,42 @@ class RunFolder:
             except BaseException as exc:
                 try:
                     os.ftruncate(fd, size)
-                except OSError:  # the cut fails too: the reader skips a partial last row
+                except OSError:  # the cut fails too: a resume sets the partial row aside
                     pass
                 if isinstance(exc, OSError):
                     raise RunFolderWriteError(self.table_path, exc, self.path) from exc
                 raise
         finally:
             os.close(fd)
+
+    def set_aside_partial_row(self) -> str:
+        """Before a resume reads trials.csv: move a partial last row (one cut off by a power
+        loss, or by a failed write whose cut-back failed too) out of the table, to
+        ``trials.partial.csv`` beside it, so the next row starts on a line of its own. A
+        complete row ends in a newline; a partial one never does. Returns the partial text
+        ("" when the table ends cleanly or does not exist).
+
+        Raises:
+            RunFolderWriteError: the table could not be cut back.
+        """
+        try:
+            with open(self.table_path, "r+b") as f:
+                data = f.read()
+                if not data or data.endswith(b"\n"):
+                    return ""
+                keep = data.rfind(b"\n") + 1
+                aside = self.table_path.with_name("trials.partial.csv")
+                with open(aside, "ab") as out:  # never lost: kept for the user to look at
+                    out.write(data[keep:] + b"\n")
+                    out.flush()
+                    os.fsync(out.fileno())
+                f.truncate(keep)
+                os.fsync(f.fileno())
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise RunFolderWriteError(self.table_path, exc, self.path) from exc
+        return data[keep:].decode(errors="replace")
 
     def read_table(self) -> pd.DataFrame:
         """trials.csv as a DataFrame with the schema's types

@@ -373,6 +373,22 @@ def test_an_old_trial_table_reads_with_the_schema_types_and_takes_new_rows(tmp_p
     pd.testing.assert_frame_equal(table, read_trial_table(folder.table_path))
 
 
+def test_a_partial_last_row_is_set_aside_on_resume_and_the_table_grows_cleanly(tmp_path):
+    """A row cut off mid-write (power loss) would be read as a trial and glued to the next
+    row; a resume moves it to trials.partial.csv first, and the complete rows are kept."""
+    folder = RunFolder(tmp_path)
+    folder.table_path.write_text(OLD_TABLE + "2,a_00002,ARCH2,id2,,COMPL")
+    assert folder.set_aside_partial_row() == "2,a_00002,ARCH2,id2,,COMPL"
+    assert folder.table_path.read_text() == OLD_TABLE
+    assert (tmp_path / "trials.partial.csv").read_text() == "2,a_00002,ARCH2,id2,,COMPL\n"
+    table = TrialTable.read(folder.table_path, ["A", "B"])
+    row = {"trial": 2, "arch": "ARCH2", "status": "COMPLETE", "auc": 0.9, "flops_m": 305.0}
+    folder.append_row(row, columns=table.columns)
+    assert list(read_trial_table(folder.table_path)["arch"]) == ["ARCH0", "ARCH1", "ARCH2"]
+    assert folder.set_aside_partial_row() == ""  # a clean table is left alone
+    assert RunFolder(tmp_path / "new").set_aside_partial_row() == ""
+
+
 def test_an_old_table_is_read_back_once_into_memory_and_grows_there_and_on_disk(tmp_path):
     """On resume the driver reads trials.csv once; rows it writes after go to the file (in the
     old header's columns) and to the table in memory, whose stage lists are tuples of ints."""

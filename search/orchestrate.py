@@ -208,8 +208,10 @@ def run_search(
         )
         num_classes = len(dataset.label_names)
         if prepared.resume and (partial := folder.set_aside_partial_row()):
-            say(f"{folder.table_path}: its last row was cut off mid-write ({partial[:40]}...); "
-                "moved to trials.partial.csv, the run goes on from the complete rows")
+            say(
+                f"{folder.table_path}: its last row was cut off mid-write ({partial[:40]}...); "
+                "moved to trials.partial.csv, the run goes on from the complete rows"
+            )
         table = (
             TrialTable.read(folder.table_path, dataset.label_names)  # the one read of trials.csv
             if prepared.resume

@@ -25,7 +25,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "analysis": ("RunAnalysis", "analyse_run", "pick_architecture"),
     "confirmation": (
         "CONFIRMED_SEEDS",
-        "MAX_SEEDS",
         "FrontConfirmation",
         "evidence",
         "next_to_confirm",

@@ -12,8 +12,10 @@ levels", Biometrika 1975) run as a race against the baseline:
    the baseline is kept one seed ahead of the candidate served next, so every candidate's seed
    has a baseline partner.
 3. The next seed goes to the candidate with the fewest seeds, the knee first among equals
-   (round-robin: each comparison reaches the seeds a claim needs before any gets more), until
-   every candidate has ``max_seeds``; then the sampler explores again. The knee on all seeds so
+   (round-robin: each comparison reaches the seeds a claim needs before any gets more), to the
+   end of the confirmation budget: a larger budget narrows every claim's interval (before,
+   candidates stopped at 6 seeds and the sampler took the rest; in replays at budget 400 it gave
+   them to the baseline, 62 seeds against the knee's 10). The knee on all seeds so
    far joins the race when confirmation moves it to a member that was not a candidate (its own
    new seeds are still independent of why it was picked), so the report's knee is compared on
    seeds of its own.
@@ -48,7 +50,6 @@ from .verdict import MIN_PAIRED, pooled_paired_sd
 
 __all__ = [
     "CONFIRMED_SEEDS",
-    "MAX_SEEDS",
     "FrontConfirmation",
     "evidence",
     "next_to_confirm",
@@ -58,8 +59,6 @@ __all__ = [
 #: Seeds after which a front member counts as settled ("confirmed"): an exploration seed and
 #: the held-out seeds a claim needs.
 CONFIRMED_SEEDS = 1 + MIN_PAIRED
-#: Seeds after which a candidate gets no more from the confirmation phase.
-MAX_SEEDS = 6
 
 
 def evidence(seeds: int) -> str:
@@ -73,7 +72,7 @@ def next_to_confirm(
     *,
     baseline: str | None = None,
     cost: str = "flops_m",
-    max_seeds: int = MAX_SEEDS,
+    max_seeds: int | None = None,
 ) -> str | None:
     """The architecture that should get the next seed (see the module docstring).
 
@@ -86,11 +85,12 @@ def next_to_confirm(
         baseline: the baseline's canonical string (default: the backbone's own network, read
             off the table's architectures).
         cost: the cost objective's column (``flops_m`` or ``latency_ms``).
-        max_seeds: seeds after which a candidate gets no more.
+        max_seeds: seeds after which a candidate gets no more (None: no limit, the race runs
+            to the end of the confirmation budget).
 
     Returns:
-        A canonical architecture string, or None (nothing finished yet, or every candidate has
-        ``max_seeds``): the sampler then proposes as in exploration.
+        A canonical architecture string, or None (nothing finished yet, no candidate, or every
+        candidate has ``max_seeds``): the sampler then proposes as in exploration.
 
     Example:
         >>> t = pd.DataFrame({"arch": ["base", "a"], "status": "COMPLETE", "fidelity": 2,
@@ -124,7 +124,7 @@ def next_to_confirm(
         candidates = [knee, *(a for a in candidates if a != knee)]
     if baseline not in seeds or not candidates:
         return None
-    open_ = [a for a in candidates if seeds.get(a, 0) < max_seeds]
+    open_ = [a for a in candidates if max_seeds is None or seeds.get(a, 0) < max_seeds]
     if not open_:
         return None
     rank = {a: i for i, a in enumerate(candidates)}
@@ -186,7 +186,7 @@ class FrontConfirmation:
     Args:
         cost: the cost objective's column (``flops_m`` or ``latency_ms``).
         baseline: as :func:`next_to_confirm` (default: the backbone's own network).
-        max_seeds: seeds after which an architecture gets no more.
+        max_seeds: as :func:`next_to_confirm` (None: no limit).
 
     Example:
         >>> from mdsearch.search.trial_table import TrialTable
@@ -201,7 +201,7 @@ class FrontConfirmation:
 
     cost: str = "flops_m"
     baseline: str | None = None
-    max_seeds: int = MAX_SEEDS
+    max_seeds: int | None = None
 
     def choose(self, trials: TrialTable, proposed: Mapping[str, int]) -> str | None:
         """The architecture to give the next seed (None: let the sampler explore)."""

@@ -12,7 +12,6 @@ from search_fixtures import TINY_PROXY, table_rows
 from test_search import run_cli
 
 from mdsearch.results import (
-    MAX_SEEDS,
     FrontConfirmation,
     evidence,
     next_to_confirm,
@@ -45,7 +44,7 @@ def test_the_race_serves_the_knee_first_and_keeps_the_baseline_a_seed_ahead():
     assert next_to_confirm(table, proposed) == C.canonical  # the knee, fewest seeds
     picks = []
     for _ in range(30):
-        pick = next_to_confirm(table, proposed)
+        pick = next_to_confirm(table, proposed, max_seeds=6)
         if pick is None:
             break
         if pick != BASE.canonical:  # its next seed has a baseline partner already
@@ -53,10 +52,9 @@ def test_the_race_serves_the_knee_first_and_keeps_the_baseline_a_seed_ahead():
         picks.append(pick)
         proposed[pick] += 1
     assert B.canonical not in picks
-    assert {a: proposed[a.canonical] for a in (BASE, A, C)} == dict.fromkeys(
-        (BASE, A, C), MAX_SEEDS
-    )
-    assert next_to_confirm(table, proposed) is None  # every candidate has its seeds
+    assert {a: proposed[a.canonical] for a in (BASE, A, C)} == dict.fromkeys((BASE, A, C), 6)
+    assert next_to_confirm(table, proposed, max_seeds=6) is None  # every candidate has its 6
+    assert next_to_confirm(table, proposed) == BASE.canonical  # no limit: the race goes on
 
 
 def test_confirmation_seeds_do_not_choose_the_candidates():

@@ -81,3 +81,16 @@ def test_a_choice_that_always_comes_with_another_is_not_estimated():
     assert model.shrinks
     assert [e.stage for e in model.effects] == [1, 2, 5]
     assert any("stage 3 is not separable" in n for n in model.notes)
+
+
+def test_confirmation_trials_are_left_out_of_the_table():
+    """The race repeats the members that looked best on exploration; the table is fitted on the
+    exploration trials only, and says so (benchmarks/results/2026-12-02-stage-table-...)."""
+    rng = np.random.default_rng(4)
+    explored = _trials(rng).assign(phase="explore")
+    raced = pd.DataFrame([{"arch": ARCHS[5], "auc": 0.95, "phase": "confirm"}] * 6)
+    both = fit_stage_effects(pd.concat([explored, raced]))
+    alone = fit_stage_effects(explored)
+    assert [e.estimate for e in both.effects] == pytest.approx([e.estimate for e in alone.effects])
+    assert any("exploration trials" in n for n in both.notes)
+    assert not any("exploration trials" in n for n in alone.notes)

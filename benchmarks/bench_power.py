@@ -187,7 +187,8 @@ def _old_rules(table: pd.DataFrame, verdict, baseline: str, truth: dict) -> tupl
     try:
         if table.attrs["effect"] == "null":
             stage_false = False
-            old = fit_stage_effects(table.drop(columns=["seed"]), level=0.95)
+            before = table.drop(columns=["seed", "phase"])  # every row, no seed effects
+            old = fit_stage_effects(before, level=0.95)
             z = 1.959964  # one family of 1: per-comparison intervals
             for e in old.effects:
                 lo, hi = e.estimate - z * e.se, e.estimate + z * e.se

@@ -226,7 +226,7 @@ def effects_section(analysis: RunAnalysis, figure: Figure) -> Section:
     effects = effects_table(analysis)
     shown = [] if effects is None else [Table(effects), figure]
     return Section(
-        "Stage effects: every trial at once",
+        "Stage effects: every explored architecture at once",
         (*shown, Bullets(_effects_text(analysis))),
         anchor="effects",
     )

@@ -1,4 +1,4 @@
-"""Where MD-Conv pays off, from every trial at once: an additive model of AUC on the per-stage
+"""Where MD-Conv pays off, from every explored architecture at once: an additive model of AUC on the per-stage
 choices (the paper's Table 4 question), and estimates of each architecture shrunk toward it.
 
 The model (statsmodels ``MixedLM``, REML)::

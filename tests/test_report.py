@@ -214,7 +214,7 @@ def test_a_proxy_check_in_the_run_folder_goes_into_the_report(tmp_path):
 def test_stage_effects_section_table_and_plot(report):
     _, files = report
     text = files["markdown"].read_text()
-    assert "## Stage effects: every trial at once" in text
+    assert "## Stage effects: every explored architecture at once" in text
     assert "(stage_effects.png)" in files["markdown"].read_text()
     assert files["effects_png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(files["effects_csv"])

@@ -1,5 +1,6 @@
-"""Where MD-Conv pays off, from every explored architecture at once: an additive model of AUC on the per-stage
-choices (the paper's Table 4 question), and estimates of each architecture shrunk toward it.
+"""Where MD-Conv pays off, from every explored architecture at once: an additive model of AUC on
+the per-stage choices (the paper's Table 4 question), and estimates of each architecture shrunk
+toward it.
 
 The model (statsmodels ``MixedLM``, REML)::
 
@@ -24,8 +25,7 @@ few architectures; fitted with them, the table called a null effect real in 18 o
 searches (8% at a stated 5%), on exploration trials alone in 1 of 80, with the same power for a
 planted +0.01 AUC (10 of 40 either way): the race's seeds fall on a handful of architectures
 and add little to a stage contrast
-(``benchmarks/results/2026-12-02-stage-table-exploration-only.txt``). Those seeds serve the verdict's claims
-about the members instead (:mod:`.verdict`).
+(``benchmarks/results/2026-12-02-stage-table-exploration-only.txt``). Those seeds serve the verdict's claims about the members instead (:mod:`.verdict`).
 
 Each architecture's empirical-Bayes
 estimate is its model prediction plus its shrunk deviation (the best linear unbiased predictor of

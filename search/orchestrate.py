@@ -37,7 +37,7 @@ from .latency_for_search import check_latency_device, run_latency_table
 from .provenance import run_config
 from .proxy_data import load_proxy_data
 from .run_settings import GRID_LIMIT, SearchSettings
-from .runfolder import RunError, RunFolder
+from .runfolder import PARTIAL_ROWS_FILE, RunError, RunFolder
 from .scored_labels import LABEL_RULE, LabelRule
 from .study import covering_plan, recover_study
 from .supernet_run import candidate_plan, score_phase, train_supernet_phase
@@ -210,7 +210,7 @@ def run_search(
         if prepared.resume and (partial := folder.set_aside_partial_row()):
             say(
                 f"{folder.table_path}: its last row was cut off mid-write ({partial[:40]}...); "
-                "moved to trials.partial.csv, the run goes on from the complete rows"
+                f"moved to {PARTIAL_ROWS_FILE}, the run goes on from the complete rows"
             )
         table = (
             TrialTable.read(folder.table_path, dataset.label_names)  # the one read of trials.csv

@@ -4,6 +4,7 @@ Layout of ``runs/<name>/``::
 
     config.json        every setting, package versions, data fingerprint (written once)
     trials.csv         one row per finished trial, appended (and fsynced) as each trial ends
+    trials.partial.csv a last row cut off mid-write (power loss), set aside by a resume
     predictions/       <ray trial id>.npz: validation y_true / y_score / label_names per trial
     study.db           the Optuna study (SQLite): optuna-dashboard sqlite:///runs/<name>/study.db
     tune-<k>/          Ray Tune's experiment folder of the k-th invocation (0 = first, 1.. = resumes)
@@ -51,6 +52,7 @@ __all__ = [
     "SUPERNET_CHECKPOINT",
     "SUPERNET_RECORD",
     "TABLE_FILE",
+    "PARTIAL_ROWS_FILE",
     "RunFolder",
     "RunError",
     "RunFolderWriteError",
@@ -60,6 +62,7 @@ __all__ = [
 #: File and folder names of a run folder (the layout above); readers use these too.
 CONFIG_FILE = "config.json"
 TABLE_FILE = "trials.csv"
+PARTIAL_ROWS_FILE = "trials.partial.csv"
 PREDICTIONS_DIR = "predictions"
 STUDY_FILE = "study.db"
 FAULTS_DIR = "faults"
@@ -273,7 +276,7 @@ class RunFolder:
     def set_aside_partial_row(self) -> str:
         """Before a resume reads trials.csv: move a partial last row (one cut off by a power
         loss, or by a failed write whose cut-back failed too) out of the table, to
-        ``trials.partial.csv`` beside it, so the next row starts on a line of its own. A
+        :data:`PARTIAL_ROWS_FILE` beside it, so the next row starts on a line of its own. A
         complete row ends in a newline; a partial one never does. Returns the partial text
         ("" when the table ends cleanly or does not exist).
 
@@ -286,8 +289,9 @@ class RunFolder:
                 if not data or data.endswith(b"\n"):
                     return ""
                 keep = data.rfind(b"\n") + 1
-                aside = self.table_path.with_name("trials.partial.csv")
-                with open(aside, "ab") as out:  # never lost: kept for the user to look at
+                with open(
+                    self.path / PARTIAL_ROWS_FILE, "ab"
+                ) as out:  # never lost: kept for the user to look at
                     out.write(data[keep:] + b"\n")
                     out.flush()
                     os.fsync(out.fileno())
